@@ -1,0 +1,1 @@
+"""Procedural scenes, COLMAP through pycolmap, resizing and weight conversion tools."""

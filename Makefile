@@ -1,0 +1,130 @@
+# nerf-ports: every target installs what it needs first (see `make help`).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH_CPU ?= torch==2.13.0
+
+DATA_DIR ?=
+SCENE ?=
+GIN ?=
+CONFIG ?=
+ARGS ?=
+NPROC ?= 1
+SYNTH_DIR ?= data/synthetic
+RUNS_DIR ?= runs
+
+.PHONY: help install test test-slow demo data contact-sheets lint bench clean-venv
+
+help:
+	@echo "make demo          set up, make the embedded scene, train briefly, evaluate, render"
+	@echo "make test          the test suite (what CI runs)"
+	@echo "make install       create $(VENV) and install the project (editable) with its test extra"
+	@echo "make data          render the procedural scenes into $(SYNTH_DIR)/"
+	@echo "make lint          ruff"
+	@echo "make bench         throughput scripts under bench/ (rays/s)"
+	@echo "make train-<pkg> | eval-<pkg> | render-<pkg>  SCENE= DATA_DIR= GIN= CONFIG= ARGS= NPROC="
+
+install: $(STAMP)
+
+# The stamp depends on pyproject.toml, so a second `make install` is a no-op until it changes.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if $(PY) -c "import torch" 2>/dev/null; then \
+	  echo "torch already installed: $$($(PY) -c 'import torch; print(torch.__version__)')"; \
+	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+	  $(PY) -m pip install -q torch; \
+	else \
+	  echo "no CUDA on this machine: installing the CPU build $(TORCH_CPU)"; \
+	  $(PY) -m pip install -q $(TORCH_CPU); \
+	fi
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m common.check_install
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+data: $(STAMP)
+	$(PY) -m data_tools.synth --scene object360 --out $(SYNTH_DIR)/object360 --overwrite
+	$(PY) -m data_tools.synth --scene forward --out $(SYNTH_DIR)/forward --overwrite
+	$(PY) -m data_tools.synth --scene unbounded360 --out $(SYNTH_DIR)/unbounded360 --overwrite
+
+contact-sheets: data
+	for s in object360 forward unbounded360; do \
+	  $(PY) -m data_tools.contact_sheet $(SYNTH_DIR)/$$s --out docs/$$s.png; done
+
+demo: $(STAMP)
+	$(PY) -m data_tools.synth --scene object360 --out $(SYNTH_DIR)/object360 --overwrite
+	$(PY) -m data_tools.contact_sheet $(SYNTH_DIR)/object360 --out $(RUNS_DIR)/demo/object360.png
+	@if [ -d mipnerf360 ]; then \
+	  $(MAKE) --no-print-directory train-mipnerf360 DATA_DIR=$(SYNTH_DIR)/object360 GIN=mipnerf360/configs/demo.gin && \
+	  $(MAKE) --no-print-directory eval-mipnerf360 DATA_DIR=$(SYNTH_DIR)/object360 GIN=mipnerf360/configs/demo.gin && \
+	  $(MAKE) --no-print-directory render-mipnerf360 DATA_DIR=$(SYNTH_DIR)/object360 GIN=mipnerf360/configs/demo.gin; \
+	else echo "mipnerf360 is not ported yet: the demo stops after the data step"; fi
+	@echo "demo scene: $(SYNTH_DIR)/object360   contact sheet: $(RUNS_DIR)/demo/object360.png"
+
+bench: $(STAMP)
+	@for f in bench/*.py; do [ -e "$$f" ] || continue; echo "== $$f"; $(PY) $$f || exit 1; done
+
+# --- per-package train / eval / render --------------------------------------------------------
+# gin packages (mipnerf360, mipnerf, depth_mipnerf): GIN= a config file, DATA_DIR= the scene folder.
+GIN_PACKAGES := mipnerf360 mipnerf depth_mipnerf
+DATA_ROOT_mipnerf360 := data/360_v2
+DATA_ROOT_mipnerf := data/nerf_synthetic
+DATA_ROOT_depth_mipnerf := data/nerf_synthetic
+GIN_DEFAULT_mipnerf360 := mipnerf360/configs/360.gin
+GIN_DEFAULT_mipnerf := mipnerf/configs/blender.gin
+GIN_DEFAULT_depth_mipnerf := depth_mipnerf/configs/blender.gin
+scene_dir = $(if $(DATA_DIR),$(DATA_DIR),$(DATA_ROOT_$(1))/$(SCENE))
+gin_flags = --gin_configs=$(if $(GIN),$(GIN),$(GIN_DEFAULT_$(1))) \
+  --gin_bindings="Config.data_dir='$(call scene_dir,$(1))'" \
+  --gin_bindings="Config.checkpoint_dir='$(RUNS_DIR)/$(1)/$(if $(SCENE),$(SCENE),$(notdir $(DATA_DIR)))'"
+launch = $(if $(filter-out 1,$(NPROC)),$(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC),$(PY))
+
+define gin_targets
+train-$(1): $(STAMP) ; @$(MAKE) --no-print-directory check-ported PKG=$(1) && $(call launch) -m $(1).train $(call gin_flags,$(1)) $(ARGS)
+eval-$(1): $(STAMP) ; @$(MAKE) --no-print-directory check-ported PKG=$(1) && $(PY) -m $(1).eval $(call gin_flags,$(1)) $(ARGS)
+render-$(1): $(STAMP) ; @$(MAKE) --no-print-directory check-ported PKG=$(1) && $(PY) -m $(1).render $(call gin_flags,$(1)) $(ARGS)
+.PHONY: train-$(1) eval-$(1) render-$(1)
+endef
+$(foreach p,$(GIN_PACKAGES),$(eval $(call gin_targets,$(p))))
+
+# mine: DATASET (llff, realestate10k, kitti_raw, flowers), CONFIG= extra JSON overrides.
+DATASET ?= llff
+train-mine: $(STAMP)
+	@$(MAKE) --no-print-directory check-ported PKG=mine
+	bash mine/start_training.sh MASTER_ADDR=localhost MASTER_PORT=$${MASTER_PORT:-8888} N_NODES=1 \
+	  GPUS_PER_NODE=$(NPROC) NODE_RANK=0 WORKSPACE=$(RUNS_DIR)/mine DATASET=$(DATASET) VERSION=$(if $(SCENE),$(SCENE),default) \
+	  EXTRA_CONFIG='$(if $(CONFIG),$(CONFIG),{})' $(ARGS)
+eval-mine: $(STAMP)
+	@$(MAKE) --no-print-directory check-ported PKG=mine
+	$(PY) -m mine.eval $(ARGS)
+render-mine: $(STAMP)
+	@$(MAKE) --no-print-directory check-ported PKG=mine
+	$(PY) -m mine.visualizations.image_to_video $(ARGS)
+
+# inerf: CONFIG= a pixelNeRF .conf (pose estimation) or GIN= the paper protocol.
+train-inerf: $(STAMP)
+	@$(MAKE) --no-print-directory check-ported PKG=inerf
+	$(call launch) -m inerf.train.train $(if $(CONFIG),-c $(CONFIG)) $(ARGS)
+eval-inerf: $(STAMP)
+	@$(MAKE) --no-print-directory check-ported PKG=inerf
+	$(PY) -m inerf.run $(if $(GIN),--gin_configs=$(GIN)) $(ARGS)
+render-inerf: $(STAMP)
+	@$(MAKE) --no-print-directory check-ported PKG=inerf
+	$(PY) -m inerf.eval.gen_video $(ARGS)
+.PHONY: train-mine eval-mine render-mine train-inerf eval-inerf render-inerf check-ported
+
+check-ported:
+	@test -d $(PKG) || { echo "error: the $(PKG) package is not ported yet (see its issue: 'issues list')"; exit 2; }
+
+clean-venv:
+	rm -rf $(VENV)

@@ -124,7 +124,7 @@ render-inerf: $(STAMP)
 .PHONY: train-mine eval-mine render-mine train-inerf eval-inerf render-inerf check-ported
 
 check-ported:
-	@test -d $(PKG) || { echo "error: the $(PKG) package is not ported yet (see its issue: 'issues list')"; exit 2; }
+	@test -f $(PKG)/__init__.py || { echo "error: the $(PKG) package is not ported yet (see its issue: 'issues list')"; exit 2; }
 
 clean-venv:
 	rm -rf $(VENV)

@@ -9,6 +9,7 @@ import importlib
 import importlib.util
 import json
 import pathlib
+import pkgutil
 
 import numpy as np
 import pytest
@@ -67,11 +68,15 @@ def _call_plainly(case, inputs, function):
 
 
 def _adapter_for(package, case):
+    """The adapter registered for this case in tests/golden_adapters/<package>/*.py, if any."""
+    adapters = {}
     try:
-        module = importlib.import_module(f"tests.golden_adapters.{package}")
+        folder = importlib.import_module(f"tests.golden_adapters.{package}")
     except ModuleNotFoundError:
         return None
-    adapters = getattr(module, "ADAPTERS", {})
+    for info in pkgutil.iter_modules(getattr(folder, "__path__", [])):
+        module = importlib.import_module(f"{folder.__name__}.{info.name}")
+        adapters.update(getattr(module, "ADAPTERS", {}))
     return adapters.get(case["case"]) or adapters.get(case["function"])
 
 

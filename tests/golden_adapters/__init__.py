@@ -1,6 +1,6 @@
 """Per-package adapters for golden cases that are not plain function calls.
 
-Each module `tests/golden_adapters/<package>.py` may define `ADAPTERS`, a dict mapping a case file
+Each module `tests/golden_adapters/<package>/<any name>.py` may define `ADAPTERS`, a dict mapping a case file
 name (preferred) or a manifest `function` string to `adapter(case, inputs, function) -> outputs`:
   case:     the manifest entry (dict),
   inputs:   {argname: torch tensor | tuple of tensors} built from the case's `in_*` arrays,

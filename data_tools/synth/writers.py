@@ -24,6 +24,7 @@ OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])  # flips camera y and z: c2w_
 POINTS_PER_VIEW = 64  # surface points drawn from each view's depth map
 BOUND_PERCENTILES = (0.1, 99.9)  # near / far from the sparse points' z-depths, as LLFF's imgs2poses
 DOWNSAMPLE_FACTORS = {"object360": (), "forward": (2, 4), "unbounded360": (2, 4, 8)}
+LAYOUTS = {"object360": "blender", "forward": "llff", "unbounded360": "mipnerf360"}
 
 CAMERA_CONVENTION = (
     "camtoworld_opencv: x right, y down, z forward (COLMAP/OpenCV); camtoworld_opengl: x right, "
@@ -37,8 +38,10 @@ DEPTH_CONVENTION = (
 )
 POINTS_CONVENTION = (
     "points/<stem>.npy: float64 [K, 3] world xyz of the sparse ground-truth surface points visible in "
-    "that view (in the image, in front of the camera, not occluded), a subset of one shared point set; "
-    "near/far are the 0.1 and 99.9 percentiles of their z-depths, as LLFF's poses_bounds."
+    "that view (in the image, in front of the camera, not occluded), a subset of one shared point set "
+    "whose points are each seen by two views at least (also in sparse/0, with their 2D observations, "
+    "for the llff and mipnerf360 layouts); near/far are the 0.1 and 99.9 percentiles of their "
+    "z-depths, as LLFF's poses_bounds."
 )
 
 
@@ -194,6 +197,7 @@ def write_scene_json(scene, folder, bounds, supersample):
     info = {
         "generator": GENERATOR,
         "scene": scene.kind,
+        "layout": LAYOUTS[scene.kind],
         "seed": scene.seed,
         "width": scene.width,
         "height": scene.height,
@@ -202,6 +206,8 @@ def write_scene_json(scene, folder, bounds, supersample):
         "camera_convention": CAMERA_CONVENTION,
         "depth": DEPTH_CONVENTION,
         "points": POINTS_CONVENTION,
+        # Points are drawn only closer than this z-depth (null: everywhere), which bounds `far`.
+        "max_point_depth": None if math.isinf(scene.max_point_depth) else scene.max_point_depth,
         "world_up": scene.up.tolist(),
         "near": float(bounds[:, 0].min()),
         "far": float(bounds[:, 1].max()),

@@ -59,7 +59,7 @@ data: $(STAMP)
 
 contact-sheets: data
 	for s in object360 forward unbounded360; do \
-	  $(PY) -m data_tools.contact_sheet $(SYNTH_DIR)/$$s --out docs/$$s.png; done
+	  $(PY) -m data_tools.contact_sheet $(SYNTH_DIR)/$$s --out data_tools/contact_sheets/$$s.png; done
 
 demo: $(STAMP)
 	$(PY) -m data_tools.synth --scene object360 --out $(SYNTH_DIR)/object360 --overwrite

@@ -9,7 +9,7 @@ import torch
 from absl import flags
 
 from common import dist
-from mipnerf360.internal import utils
+from mipnerf360.internal import coord, math, utils
 
 # Config files may be named relative to the package root (`configs/360.gin`) from any directory.
 gin.add_config_file_search_path(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -65,6 +65,12 @@ for module, fns in configurables.items():
 for initializer in [he_normal, he_uniform, glorot_normal, glorot_uniform]:
     gin.config.external_configurable(
         initializer, name='init', module=f'jax.nn.initializers.{initializer.__name__}')
+
+
+# The functions models.py's MLPs are given by name: `NerfMLP.warp_fn = @coord.contract`.
+# (multinerf registers these two in models.py; registering the same object twice is allowed.)
+gin.config.external_configurable(math.safe_exp, module='math')
+gin.config.external_configurable(coord.contract, module='coord')
 
 
 @gin.configurable()
@@ -187,7 +193,10 @@ class Config:
 
 
 def define_common_flags():
-    """Defines the absl flags shared by train.py, eval.py and render.py."""
+    """Defines the absl flags shared by train.py, eval.py and render.py (once per process)."""
+    # train, eval, render and the tests may share a process; absl rejects a second definition.
+    if 'gin_configs' in flags.FLAGS:
+        return
     flags.DEFINE_string('mode', None, 'Required by GINXM, not used.')
     flags.DEFINE_string('base_folder', None, 'Required by GINXM, not used.')
     flags.DEFINE_multi_string('gin_bindings', None, 'Gin parameter bindings.')

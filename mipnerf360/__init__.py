@@ -1,0 +1,1 @@
+"""Mip-NeRF 360 (google-research/multinerf) in PyTorch."""

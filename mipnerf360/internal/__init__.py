@@ -1,0 +1,1 @@
+"""Core modules, one per multinerf internal/ file."""

@@ -23,8 +23,8 @@ def _truncated_normal_(tensor, scale, fan):
 
 
 def _fans(tensor):
-    """(fan_in, fan_out) of a [out, in] weight, as torch.nn.init counts them."""
-    return torch.nn.init._calculate_fan_in_and_fan_out(tensor)
+    """(fan_in, fan_out) of a [out, in] weight."""
+    return tensor.shape[1], tensor.shape[0]
 
 
 def he_normal(tensor):

@@ -475,9 +475,11 @@ class MLP(nn.Module):
         raw_density = self.density_layer(x)[..., 0].to(means.dtype)
         # Density noise regularises training; it is never added on the deterministic path.
         if rng is not None and self.density_noise > 0:
+            # multinerf draws it inside the per-sample vmap when it computes density normals,
+            # with one key for all samples: there every sample gets the same noise value.
+            noise_shape = raw_density.shape if self.disable_density_normals else ()
             raw_density = raw_density + self.density_noise * torch.randn(
-                raw_density.shape, generator=rng, dtype=raw_density.dtype,
-                device=raw_density.device)
+                noise_shape, generator=rng, dtype=raw_density.dtype, device=raw_density.device)
         return raw_density, x
 
     def forward(self, rng, gaussians, viewdirs=None, imageplane=None, glo_vec=None, exposure=None):

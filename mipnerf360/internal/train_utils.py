@@ -373,15 +373,15 @@ def setup_model(config, rng, dataset=None, device=None):
 
     Args:
       config: the Config (the gin bindings of Model/NerfMLP/PropMLP must be parsed already).
-      rng: torch.Generator, or None; its next draw seeds the parameter initialisation (done on
-        the CPU, so the initial parameters do not depend on the device).
+      rng: torch.Generator (any device), or None; its next draw seeds the parameter
+        initialisation (done on the CPU, so the initial parameters do not depend on the device).
       dataset: the training dataset (for create_train_step).
       device: where the model lives (default: the CPU).
 
     Returns:
       model, state (TrainState), render_eval_fn, train_step, lr_fn.
     """
-    seed = None if rng is None else int(torch.randint(2**62, (), generator=rng))
+    seed = None if rng is None else int(torch.randint(2**62, (), generator=rng, device=rng.device))
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)

@@ -320,3 +320,20 @@ def test_exposures_scale_the_colour():
         # opaque_background: every ray's weights sum to 1, so the colour scales as a whole.
         torch.testing.assert_close(render(0, 3.0), 3 * base)
         torch.testing.assert_close(render(1, 3.0), 6 * base)
+
+
+@pytest.mark.parametrize('normals', [False, True])
+def test_density_noise_is_per_sample_except_under_density_normals(normals):
+    model, _ = build(TINY + ['NerfMLP.density_noise = 1.0',
+                             f'NerfMLP.disable_density_normals = {not normals}'])
+    g = torch.Generator().manual_seed(0)
+    gaussians = (torch.randn(4, 5, 3, generator=g), 1e-4 * torch.eye(3).expand(4, 5, 3, 3))
+    viewdirs = torch.randn(4, 3, generator=g)
+    with torch.no_grad():
+        clean = model.NerfMLP_0(None, gaussians, viewdirs=viewdirs)['density']
+        noisy = model.NerfMLP_0(g, gaussians, viewdirs=viewdirs)['density']
+    # The noise is added to the raw density, before softplus(raw - 1).
+    noise = torch.log(torch.expm1(noisy)) - torch.log(torch.expm1(clean))
+    assert noise.abs().max() > 1e-2
+    # multinerf's vmap shares one draw among all samples when it computes normals.
+    assert torch.allclose(noise, noise[0, 0], atol=1e-4) == normals

@@ -156,9 +156,15 @@ def unbounded360(seed, width, height, views):
         (Box, dict(center=(-0.5, -1.2, 0.5), half=(0.3, 0.6, 0.5), rotation=rotation_z(-0.3)), 0.04, 4),
         *pillars,
     ])  # fmt: skip
+    # An ellipse, not a circle: equal x and y spread would give the camera centres' covariance a
+    # repeated eigenvalue, whose eigenvectors np.linalg.eig (multinerf's pose PCA) need not make
+    # orthogonal. Views keep even 10-degree azimuth steps; the height wobble has an even frequency,
+    # so the orbit stays point-symmetric about the z axis and its principal axes are x, y and z.
     azimuth = np.linspace(0, 2 * math.pi, views, endpoint=False)
-    height_above_ground = 2.0 + 0.25 * np.sin(3 * azimuth)
-    positions = np.stack([4.0 * np.cos(azimuth), 4.0 * np.sin(azimuth), height_above_ground], -1)
+    semi_x, semi_y = 4.25, 3.75
+    radius = semi_x * semi_y / np.hypot(semi_y * np.cos(azimuth), semi_x * np.sin(azimuth))
+    height_above_ground = 2.0 + 0.25 * np.sin(2 * azimuth)
+    positions = np.stack([radius * np.cos(azimuth), radius * np.sin(azimuth), height_above_ground], -1)
     camtoworlds = look_at(positions, (0.0, 0.0, 0.9), (0.0, 0.0, 1.0))
     paths = [f"images/IMG_{i:04d}.png" for i in range(views)]
     return Scene("unbounded360", seed, primitives, _unit((0.4, 0.3, 0.85)), np.array([0.0, 0.0, 1.0]), False,

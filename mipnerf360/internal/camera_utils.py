@@ -97,10 +97,20 @@ def generate_spiral_path(poses, bounds, n_frames=120, n_rots=2, zrate=0.5):
     return viewmatrix(positions - lookat, up, positions)
 
 
-def transform_poses_pca(poses):
+def _orthonormal_axes_like(covariance, axes):
+    """Orthonormal eigenvectors [3, 3] (rows) of covariance [3, 3] by decreasing eigenvalue, signed as axes."""
+    _, eigvec = np.linalg.eigh(covariance)
+    rot = eigvec[:, ::-1].T  # eigh sorts eigenvalues in increasing order.
+    # eigh's signs are as arbitrary as eig's: taking eig's makes both agree where eigenvalues differ.
+    return np.where(np.sum(rot * axes, axis=-1, keepdims=True) < 0, -rot, rot)
+
+
+def transform_poses_pca(poses, use_eigh=False):
     """Poses [N, 3, 4] with their positions' principal axes on x, y, z and in [-1, 1]^3.
 
     Returns (poses, transform [4, 4]), transform being applied to the camera-to-world matrices.
+    With a repeated eigenvalue (e.g. a circular orbit) np.linalg.eig may return non-orthogonal
+    eigenvectors, which skews the poses; use_eigh=True (not in multinerf) takes eigh's orthonormal ones.
     """
     t = poses[:, :3, 3]
     t_mean = t.mean(axis=0)
@@ -110,6 +120,8 @@ def transform_poses_pca(poses):
     # Principal axes by decreasing eigenvalue.
     inds = np.argsort(eigval)[::-1]
     rot = eigvec[:, inds].T
+    if use_eigh:
+        rot = _orthonormal_axes_like(t.T @ t, rot)
     # A reflection is not a pose: flip the third axis to make the rotation proper.
     if np.linalg.det(rot) < 0:
         rot = np.diag(np.array([1, 1, -1])) @ rot

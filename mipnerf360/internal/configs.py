@@ -190,6 +190,8 @@ class Config:
     use_bf16_autocast: bool = False  # Run the MLPs under bf16 autocast; compositing stays fp32.
     use_compile: bool = False  # torch.compile the model (measured slower on CPU).
     nan_check: bool = True  # Stop training with an error when the loss becomes non-finite.
+    # Fixes of the original's bugs (see mipnerf360/README.md); False is multinerf's behaviour.
+    fix_pca_eigh: bool = False  # Pose PCA with eigh: orthonormal axes when eigenvalues repeat.
 
 
 def define_common_flags():

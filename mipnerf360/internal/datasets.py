@@ -541,7 +541,8 @@ class LLFF(Dataset):
                 poses, bounds, n_frames=config.render_path_frames)
         else:
             # Align the cameras' principal axes with xyz (ground ~ xy plane) and fit in [-1, 1]^3.
-            poses, transform = camera_utils.transform_poses_pca(poses)
+            poses, transform = camera_utils.transform_poses_pca(
+                poses, use_eigh=config.fix_pca_eigh)
             self.colmap_to_world_transform = transform
             if config.render_spline_keyframes is not None:
                 self.spline_indices, self.render_poses, self.render_exposures = (

@@ -230,8 +230,12 @@ def test_default_rigs():
     orbit = build_scene("unbounded360")
     assert (orbit.width, orbit.height, len(orbit.paths)) == (256, 192, 36)
     centres = orbit.camtoworlds[:, :2, 3]
-    steps = np.degrees(np.arccos(np.sum(centres * np.roll(centres, 1, 0), -1) / np.linalg.norm(centres, axis=-1) ** 2))
+    norms = np.linalg.norm(centres, axis=-1)
+    steps = np.degrees(np.arccos(np.sum(centres * np.roll(centres, 1, 0), -1) / (norms * np.roll(norms, 1))))
     assert steps.max() <= 10.0 + 1e-9  # pycolmap registers every view at ~10 degree steps
+    # An elliptical orbit: distinct principal spreads, so np.linalg.eig's axes are orthogonal.
+    spread = np.linalg.eigvalsh(np.cov(orbit.camtoworlds[:, :3, 3].T))
+    assert spread[2] > 1.1 * spread[1] > 1.1 * spread[0]
     blender = build_scene("object360")
     assert [blender.splits.count(s) for s in ("train", "val", "test")] == [40, 8, 8]
     for scene in (orbit, blender, build_scene("forward")):

@@ -51,6 +51,45 @@ def test_pca_transform_is_a_scaled_proper_rotation_into_the_unit_cube():
     assert poses[:, 2, 1].mean() > 0
 
 
+
+def _circular_orbit_poses(n=36):
+    """OpenGL poses [n, 3, 4] on a circle around z (equal x and y spread) looking at its axis."""
+    angles = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    positions = np.stack([4 * np.cos(angles), 4 * np.sin(angles), 2 + 0.25 * np.sin(3 * angles)], -1)
+    return camera_utils.viewmatrix(positions - [0.0, 0.0, 0.9], np.array([0.0, 0.0, 1.0]), positions)
+
+
+def _orthonormality_error(rotations):
+    """Largest entry of R^T R - I over rotations [..., 3, 3]."""
+    gram = np.swapaxes(rotations, -1, -2) @ rotations
+    return np.abs(gram - np.eye(3)).max()
+
+
+def test_pca_with_a_repeated_eigenvalue_skews_poses_unless_use_eigh():
+    original = _circular_orbit_poses()
+    skewed, _ = camera_utils.transform_poses_pca(original)
+    # multinerf's np.linalg.eig returns non-orthogonal vectors for the two equal eigenvalues.
+    assert _orthonormality_error(skewed[:, :3, :3]) > 1e-2
+    poses, transform = camera_utils.transform_poses_pca(original, use_eigh=True)
+    assert _orthonormality_error(poses[:, :3, :3]) < 1e-12
+    scale = np.cbrt(np.linalg.det(transform[:3, :3]))
+    assert scale > 0 and _orthonormality_error(transform[:3, :3] / scale) < 1e-12
+    positions = original[:, :3, 3] @ transform[:3, :3].T + transform[:3, 3]
+    np.testing.assert_allclose(positions, poses[:, :3, 3], atol=1e-12)
+    assert np.abs(poses[:, :3, 3]).max() == pytest.approx(1.0)
+    # The orbit's axis (world z, the smallest spread) stays the up axis, pointing up.
+    np.testing.assert_allclose(transform[2, :3] / scale, [0, 0, 1], atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pca_use_eigh_agrees_with_eig_when_eigenvalues_differ(seed):
+    # eigh's raw eigenvector signs differ from eig's for these seeds; the results must not.
+    original = _orbit_poses(seed=seed)
+    poses, transform = camera_utils.transform_poses_pca(original)
+    eigh_poses, eigh_transform = camera_utils.transform_poses_pca(original, use_eigh=True)
+    np.testing.assert_allclose(eigh_poses, poses, atol=1e-12)
+    np.testing.assert_allclose(eigh_transform, transform, atol=1e-12)
+
 def test_paths_look_at_their_target():
     poses, _ = camera_utils.transform_poses_pca(_orbit_poses())
     path = camera_utils.generate_ellipse_path(poses, n_frames=10)

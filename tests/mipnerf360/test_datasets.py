@@ -60,8 +60,7 @@ def truth(folder):
 
 def split_truth(poses, transform):
     """Poses [N, 3, 4] a loader makes of true poses [N, 4, 4] with its transform, scale times unit
-    rows (eigenvectors, which np.linalg.eig need not make orthogonal) plus a translation: the scale
-    moves the positions only. Returns (poses, scale)."""
+    rows (eigenvectors) plus a translation: the scale moves the positions only. Returns (poses, scale)."""
     scale = np.linalg.norm(transform[0, :3])
     rotation = transform[:3, :3] / scale
     positions = (transform @ poses[:, :, 3:])[:, :3, 0]
@@ -98,10 +97,29 @@ def test_llff_360_poses_are_the_pca_transform_of_the_truth(scenes, load):
     np.testing.assert_allclose(test.camtoworlds, expected[[0, 8]], atol=1e-9)
     np.testing.assert_allclose(train.camtoworlds, np.delete(expected, [0, 8], axis=0), atol=1e-9)
     rotation = transform[:3, :3] / np.linalg.norm(transform[:3, :3], axis=1, keepdims=True)
-    # The orbit lies in the world's xy plane, so world up stays up, and the cameras fill [-1, 1]^3.
-    np.testing.assert_allclose(rotation @ [0, 0, 1], [0, 0, 1], atol=1e-3)
+    # The orbit's x and y spreads differ, so even multinerf's np.linalg.eig gives orthogonal axes:
+    # the loaded rotations are orthonormal (a circular orbit skewed them by ~6 degrees).
+    for rotations in (rotation[None], train.poses[:, :, :3], test.camtoworlds[:, :, :3]):
+        gram = np.swapaxes(rotations, 1, 2) @ rotations
+        np.testing.assert_allclose(gram, np.broadcast_to(np.eye(3), gram.shape), atol=1e-6)
+    # The elliptical orbit's axes are the world's x (longest), y and z, so world up stays up, and
+    # the cameras fill [-1, 1]^3.
+    np.testing.assert_allclose(np.abs(rotation), np.eye(3), atol=1e-6)
+    np.testing.assert_allclose(rotation @ [0, 0, 1], [0, 0, 1], atol=1e-6)
     assert np.abs(train.poses[:, :, 3]).max() == pytest.approx(1.0)
 
+
+
+def test_fix_pca_eigh_reaches_the_pose_pca(scenes, load, monkeypatch):
+    folder, _ = scenes["unbounded360"]
+    default = load("train", folder, factor=2, batch_size=64)
+    pca, calls = camera_utils.transform_poses_pca, []
+    monkeypatch.setattr(camera_utils, "transform_poses_pca",
+                        lambda poses, use_eigh=False: calls.append(use_eigh) or pca(poses, use_eigh))
+    fixed = load("train", folder, factor=2, batch_size=64, fix_pca_eigh=True)
+    assert calls == [True]
+    # The orbit's principal spreads are distinct, where eigh and eig agree.
+    np.testing.assert_allclose(fixed.poses, default.poses, atol=1e-12)
 
 def test_llff_360_test_rays_meet_the_surface_at_the_true_depth(scenes, load):
     folder, scene = scenes["unbounded360"]
@@ -296,10 +314,12 @@ def test_transforms_json_fallback_matches_colmap(scenes, load, copy_scene):
     meta = {"w": 64, "h": 48, "fl_x": 55.0, "fl_y": 55.0, "cx": 32.0, "cy": 24.0, "frames": frames}
     (folder / "transforms.json").write_text(json.dumps(meta))
     json_set = load("train", folder, factor=2, batch_size=32)
-    # Both are the truth after their own PCA (whose axes in the orbit plane, where the two largest
-    # eigenvalues are equal, are arbitrary).
+    # Both are the truth after their own PCA: the same principal axes, but np.linalg.eig's signs
+    # (hence a half turn about z) may differ between the two.
     expected, _ = split_truth(gl_poses, json_set.colmap_to_world_transform)
     np.testing.assert_allclose(json_set.poses, expected, atol=1e-5)
+    np.testing.assert_allclose(np.abs(json_set.colmap_to_world_transform[:3, :3]),
+                               np.abs(colmap_set.colmap_to_world_transform[:3, :3]), atol=1e-6)
     np.testing.assert_allclose(json_set.pixtocams, colmap_set.pixtocams, rtol=1e-6)
     np.testing.assert_array_equal(json_set.images, colmap_set.images)
 

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import torch
 
+from common import checkpoints
 from mipnerf360.internal import camera_utils, image, math, models, ref_utils, stepfun, utils
 
 
@@ -391,3 +392,30 @@ def setup_model(config, rng, dataset=None, device=None):
     render_eval_fn = create_render_fn(model)
     train_step = create_train_step(model, config, dataset=dataset)
     return model, state, render_eval_fn, train_step, lr_fn
+
+
+def save_checkpoint(config, state, rng=None):
+    """Writes state (and the sampling generator's state) to config.checkpoint_dir, atomically.
+
+    Keeps the newest config.checkpoint_keep files; returns the path written.
+    """
+    payload = {'state': state.state_dict(), 'rng_state': checkpoints.capture_rng_state()}
+    if rng is not None:
+        payload['sampling_rng'] = rng.get_state()
+    return checkpoints.save_checkpoint(
+        config.checkpoint_dir, state.step, payload, keep=config.checkpoint_keep)
+
+
+def restore_checkpoint(config, state, rng=None, device='cpu'):
+    """Loads the newest readable checkpoint of config.checkpoint_dir into state (and rng).
+
+    Returns the path restored from, or None when the directory holds no checkpoint.
+    """
+    payload, path = checkpoints.restore_latest(config.checkpoint_dir, map_location=device)
+    if payload is None:
+        return None
+    state.load_state_dict(payload['state'])
+    checkpoints.restore_rng_state(payload['rng_state'])
+    if rng is not None and 'sampling_rng' in payload:
+        rng.set_state(payload['sampling_rng'].cpu())
+    return path

@@ -1,0 +1,1 @@
+"""Command-line helpers of the mipnerf360 package (python -m mipnerf360.scripts.<name>)."""

@@ -102,7 +102,12 @@ def barrier():
 
 
 def cleanup():
-    """Leaves and destroys the process group, if any."""
+    """Leaves and destroys the process group, if any.
+
+    Delete DDP-wrapped models (then gc.collect()) before calling this: a live DDP reducer keeps
+    the group's gloo threads running into interpreter shutdown, where torch 2.13 sometimes
+    aborts ("terminate called without an active exception").
+    """
     if _initialized():
         dist.destroy_process_group()
 

@@ -102,9 +102,9 @@ EXPECTED = {
                       render_chunk_size=2048, lr_init=5e-4, lr_final=5e-6, factor=4,
                       early_exit_steps=3000),
     'demo.gin': dict(dataset_loader='llff', near=0.2, far=1e6, factor=4, forward_facing=False,
-                     data_dir='data/synthetic/unbounded360', batch_size=1024, max_steps=500,
+                     data_dir='data/synthetic/unbounded360', batch_size=512, max_steps=600,
                      lr_init=2e-3, lr_final=2e-5, lr_delay_steps=0, checkpoint_keep=3,
-                     checkpoint_every=250, print_every=50, train_render_every=250,
+                     checkpoint_every=300, print_every=100, train_render_every=300,
                      render_chunk_size=4096, render_path_frames=60, render_video_fps=30),
 }
 

@@ -1,4 +1,4 @@
-"""Image metrics: PSNR, SSIM (mip-NeRF / multinerf variant) and LPIPS v0.1 in plain torch.
+"""Image metrics: PSNR, SSIM and its per-pixel map (mip-NeRF / multinerf variant) and LPIPS v0.1 in plain torch.
 
 Images are [..., H, W, C] tensors with values in [0, max_val] (LPIPS: [..., H, W, 3] in [0, 1]).
 
@@ -52,18 +52,17 @@ def _blur_valid(z, taps):
     return z.reshape(n, c, z.shape[-2], z.shape[-1]).permute(0, 2, 3, 1)
 
 
-def ssim(img0, img1, max_val=1.0, filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03):
-    """SSIM of Wang et al. 2004 with a Gaussian window, as in mip-NeRF / multinerf (dm_pix).
+def ssim_map(img0, img1, max_val=1.0, filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03):
+    """Per-pixel SSIM map of Wang et al. 2004, as in mip-NeRF / multinerf (dm_pix).
 
-    Separable Gaussian window, 'valid' filtering (no padding), SSIM map averaged over pixels and
-    channels; the statistics are computed in float64 whatever the input dtype. Equals scikit-image's structural_similarity(gaussian_weights=True, sigma=1.5,
-    use_sample_covariance=False, data_range=max_val, channel_axis=-1).
+    Separable Gaussian window with 'valid' filtering (no padding); the statistics are computed in
+    float64 whatever the input dtype.
 
     Args:
         img0, img1: [..., H, W, C] images, H and W at least filter_size.
 
     Returns:
-        [...] mean SSIM per image.
+        [..., H - filter_size + 1, W - filter_size + 1, C] SSIM map, in the input dtype.
     """
     batch_shape, dtype = img0.shape[:-3], img0.dtype
     # float64 statistics: in float32, E[x^2] - E[x]^2 below cancels badly and moves the SSIM of
@@ -86,7 +85,25 @@ def ssim(img0, img1, max_val=1.0, filter_size=11, filter_sigma=1.5, k1=0.01, k2=
     numer = (2 * mu01 + c1) * (2 * sigma01 + c2)
     denom = (mu00 + mu11 + c1) * (sigma00 + sigma11 + c2)
     ssim_map = numer / denom
-    return ssim_map.mean(dim=(-3, -2, -1)).reshape(batch_shape).to(dtype)
+    return ssim_map.reshape(*batch_shape, *ssim_map.shape[-3:]).to(dtype)
+
+
+def ssim(img0, img1, max_val=1.0, filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03):
+    """SSIM of Wang et al. 2004 with a Gaussian window, as in mip-NeRF / multinerf (dm_pix).
+
+    The mean of ssim_map over pixels and channels (averaged in float64). Equals scikit-image's
+    structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+    data_range=max_val, channel_axis=-1).
+
+    Args:
+        img0, img1: [..., H, W, C] images, H and W at least filter_size.
+
+    Returns:
+        [...] mean SSIM per image.
+    """
+    # A float64 map keeps the average in float64 too.
+    per_pixel = ssim_map(img0.double(), img1.double(), max_val, filter_size, filter_sigma, k1, k2)
+    return per_pixel.mean(dim=(-3, -2, -1)).to(img0.dtype)
 
 
 def alexnet_features():

@@ -42,8 +42,8 @@ def _resolve(function):
 
 
 def _to_torch(array):
-    """numpy -> torch, keeping integer and boolean dtypes (int32 stays int32)."""
-    return torch.from_numpy(np.ascontiguousarray(array))
+    """numpy -> torch, keeping dtypes (int32 stays int32) and 0-d shapes."""
+    return torch.from_numpy(np.array(array, order="C"))
 
 
 def _inputs(case, arrays):

@@ -11,6 +11,7 @@ training writes it, until the last step.
 import functools
 import json
 import os
+import sys
 import time
 
 import gin
@@ -297,7 +298,11 @@ def evaluate(config, device=None, lpips_weights_path=None):
 
 def main(unused_argv):
     config = configs.load_config(save_config=False)
-    evaluate(config)
+    try:
+        evaluate(config)
+    except FileNotFoundError as error:  # no checkpoint or no data: say what is missing, no traceback
+        print(f'error: {error}', file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == '__main__':

@@ -13,6 +13,7 @@ import concurrent.futures
 import functools
 import glob
 import os
+import sys
 import time
 
 import gin
@@ -193,7 +194,11 @@ def render_video(config, device=None):
 
 def main(unused_argv):
     config = configs.load_config(save_config=False)
-    render_video(config)
+    try:
+        render_video(config)
+    except FileNotFoundError as error:  # no checkpoint or no data: say what is missing, no traceback
+        print(f'error: {error}', file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == '__main__':

@@ -143,7 +143,7 @@ def main(unused_argv, info):
         raise ValueError(f'batch_size {config.batch_size} must divide by the {info.world_size} processes')
     try:
         state = train(config, info)
-    except NonFiniteLossError as error:
+    except (NonFiniteLossError, FileNotFoundError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)
     finally:

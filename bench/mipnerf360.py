@@ -1,7 +1,7 @@
 """Throughput of mipnerf360: rays/s of a training step and of rendering, for a named gin config.
 
     python bench/mipnerf360.py [--gin mipnerf360/configs/360.gin] [--batch 1024] [--steps 5]
-        [--render_rays 4096] [--bf16] [--compile] [--no_tf32]
+        [--render_rays 4096] [--bf16] [--compile] [--no_tf32] [--bind 'NerfMLP.net_depth=4' ...]
 
 A training step is forward + losses + backward + clipping + Adam on `--batch` random rays of a
 synthetic orbit (no dataset is read); rendering is the deterministic eval forward in chunks of
@@ -74,10 +74,11 @@ def main():
     parser.add_argument('--bf16', action='store_true', help='Config.use_bf16_autocast')
     parser.add_argument('--compile', action='store_true', help='torch.compile the model')
     parser.add_argument('--no_tf32', action='store_true')
+    parser.add_argument('--bind', action='append', default=[], help='extra gin binding (repeatable)')
     args = parser.parse_args()
 
     device = device_utils.pick_device()
-    bindings = [f'Config.batch_size={args.batch}', f'Config.use_bf16_autocast={args.bf16}']
+    bindings = [f'Config.batch_size={args.batch}', f'Config.use_bf16_autocast={args.bf16}', *args.bind]
     config = load(args.gin, bindings)
     if device.type == 'cuda':
         device_utils.setup_tf32(not args.no_tf32)
@@ -101,7 +102,7 @@ def main():
 
     params = sum(p.numel() for p in model.parameters())
     name = device.type if device.type == 'cpu' else torch.cuda.get_device_name(device)
-    print(f'config {args.gin}: {params / 1e6:.3f} M parameters; device {name}; dtype float32'
+    print(f'config {args.gin} {" ".join(args.bind)}: {params / 1e6:.3f} M parameters; device {name}; dtype float32'
           f'{" + bf16 autocast (MLPs)" if args.bf16 else ""}'
           f'{"; TF32" if device.type == "cuda" and not args.no_tf32 else ""}'
           f'{"; torch.compile" if args.compile else ""}; threads {torch.get_num_threads()}')

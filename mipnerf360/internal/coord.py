@@ -106,10 +106,12 @@ def integrated_pos_enc(mean, var, min_deg, max_deg):
     shape = mean.shape[:-1] + (-1,)
     scaled_mean = torch.reshape(mean[..., None, :] * scales[:, None], shape)
     scaled_var = torch.reshape(var[..., None, :] * scales[:, None] ** 2, shape)
-    return expected_sin(
-        torch.cat([scaled_mean, scaled_mean + 0.5 * torch.pi], dim=-1),
-        torch.cat([scaled_var] * 2, dim=-1),
-    )
+    # expected_sin of [mean, mean + pi/2] with [var, var], elementwise the same numbers, but the
+    # shared exp(-var / 2) is computed once: this is the largest tensor of the model.
+    attenuation = torch.exp(-0.5 * scaled_var)
+    return torch.cat(
+        [attenuation * math.safe_sin(scaled_mean),
+         attenuation * math.safe_sin(scaled_mean + 0.5 * torch.pi)], dim=-1)
 
 
 def lift_and_diagonalize(mean, cov, basis):

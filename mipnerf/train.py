@@ -1,0 +1,348 @@
+"""Training script (google/mipnerf's train.py), with mipnerf_pl's command line as an alternative.
+
+    python -m mipnerf.train --gin_file=configs/multiblender.gin --data_dir=D --train_dir=T
+    python -m mipnerf.train --out_dir runs --data_path D --dataset_name multi_blender --exp_name lego
+
+The second form trains in out_dir/exp_name with the loader of dataset_name (blender, multi_blender
+or llff: the original's blender, multicam and llff) and, without --gin_file, that loader's config
+(configs/blender.gin, multiblender.gin, llff.gin). Adam on the coarse (x Config.coarse_loss_mult)
+plus fine loss, each weighted per pixel by its lossmult; a checkpoint every Config.save_every steps
+and at the end; a run restarts from the newest checkpoint in its train_dir, whose config.gin is
+what eval.py and render_video.py read. Several processes train one model under torchrun (DDP).
+"""
+
+import dataclasses
+import functools
+import gc
+import os
+import sys
+import time
+
+import gin
+import numpy as np
+import torch
+from absl import app, flags
+
+from common import checkpoints, dist, logger
+from common import device as device_utils
+from mipnerf.internal import datasets, math, models, utils
+
+FLAGS = flags.FLAGS
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# google/mipnerf's fixed seeds: the model's key and numpy's (plus the host).
+TORCH_SEED = 20200823
+NUMPY_SEED = 20201473
+# mipnerf_pl's --dataset_name: (the original's Config.dataset_loader, its default config file).
+DATASET_NAMES = {
+    'blender': ('blender', 'configs/blender.gin'),
+    'multi_blender': ('multicam', 'configs/multiblender.gin'),
+    'llff': ('llff', 'configs/llff.gin'),
+}
+
+
+def define_flag(kind, name, default, help_text, **kwargs):
+    """Defines absl flag `name` unless another script of the package already has (tests share one
+    process between train, eval and render_video)."""
+    if name not in FLAGS:
+        getattr(flags, f'DEFINE_{kind}')(name=name, default=default, help=help_text, **kwargs)
+
+
+utils.define_common_flags()
+define_flag('integer', 'render_every', 5000, 'Steps between test-image renderings (0: never).')
+define_flag('string', 'out_dir', None, 'mipnerf_pl: runs folder (train_dir = out_dir/exp_name).')
+define_flag('string', 'data_path', None, 'mipnerf_pl: the scene folder (--data_dir).')
+define_flag('enum', 'dataset_name', None, 'mipnerf_pl: the dataset kind.',
+            enum_values=list(DATASET_NAMES))
+define_flag('string', 'exp_name', 'default', 'mipnerf_pl: the experiment name.')
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclasses.dataclass
+class TrainState:
+    """The model, its Adam optimizer and the last step taken."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    step: int = 0
+
+
+def resolve_paths(train_dir=None, data_dir=None, out_dir=None, data_path=None, exp_name='default'):
+    """(train_dir, data_dir) of the original's flags, or else of mipnerf_pl's."""
+    train_dir = train_dir or (os.path.join(out_dir, exp_name) if out_dir else None)
+    data_dir = data_dir or data_path
+    if not train_dir or not data_dir:
+        raise app.UsageError('name the run and the data: --train_dir and --data_dir, or --out_dir '
+                             '(with --exp_name) and --data_path')
+    return train_dir, data_dir
+
+
+def parse_config(gin_files, gin_params, dataset_name=None):
+    """The Config of gin files and bindings; dataset_name (mipnerf_pl's) picks the loader, and its
+    config file when no gin file is given."""
+    # Package-relative names (configs/blender.gin) resolved here: gin would log an error first.
+    gin_files = [f if os.path.exists(f) or not os.path.exists(os.path.join(PACKAGE_DIR, f))
+                 else os.path.join(PACKAGE_DIR, f) for f in gin_files or []]
+    gin_params = list(gin_params or [])
+    if dataset_name is not None:
+        loader, default_file = DATASET_NAMES[dataset_name]
+        gin_files = gin_files or [default_file]
+        gin_params.append(f"Config.dataset_loader = '{loader}'")
+    gin.parse_config_files_and_bindings(gin_files, gin_params)
+    return utils.Config()
+
+
+def learning_rate_fn(config):
+    """step -> learning rate of the original's schedule (math.learning_rate_decay)."""
+    return functools.partial(
+        math.learning_rate_decay, lr_init=config.lr_init, lr_final=config.lr_final,
+        max_steps=config.max_steps, lr_delay_steps=config.lr_delay_steps,
+        lr_delay_mult=config.lr_delay_mult)
+
+
+def train_step(model, config, rng, optimizer, batch, lr):
+    """One optimisation step on batch {'pixels': [B, 3], 'rays': Rays [B, C]}.
+
+    Returns:
+      stats: loss, losses [levels], weight_l2, psnr, psnrs [levels] (of the losses, as the
+      original), grad_norm, grad_abs_max, grad_norm_clipped: detached 0-d tensors (or [levels]).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.weight_decay_mult > 0:
+        weight_l2 = config.weight_decay_mult * (
+            sum(torch.sum(p**2) for p in params) / sum(p.numel() for p in params))
+    else:
+        weight_l2 = torch.zeros((), device=batch['pixels'].device)
+
+    ret = model(rng, batch['rays'], config.randomized, config.white_bkgd)
+    mask = batch['rays'].lossmult
+    if config.disable_multiscale_loss:
+        mask = torch.ones_like(mask)
+    # As the original: mask [B, 1] against 3 channels, so each loss is 3x the weighted MSE.
+    losses = torch.stack([
+        (mask * (rgb - batch['pixels'][..., :3])**2).sum() / mask.sum() for rgb, _, _ in ret])
+    loss = config.coarse_loss_mult * torch.sum(losses[:-1]) + losses[-1] + weight_l2
+
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grads = [p.grad for p in params if p.grad is not None]
+    if config.grad_max_val > 0:
+        torch.nn.utils.clip_grad_value_(params, config.grad_max_val)
+    grad_abs_max = torch.max(torch.stack([g.abs().max() for g in grads]))
+    grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    if config.grad_max_norm > 0:
+        # 1e-7: the original's guard against a zero gradient norm.
+        mult = torch.clamp(config.grad_max_norm / (1e-7 + grad_norm), max=1)
+        torch._foreach_mul_(grads, mult)
+    grad_norm_clipped = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    for group in optimizer.param_groups:
+        group['lr'] = float(lr)
+    optimizer.step()
+
+    psnrs = math.mse_to_psnr(losses.detach())
+    return {
+        'loss': loss.detach(), 'losses': losses.detach(), 'weight_l2': weight_l2.detach(),
+        'psnr': psnrs[-1], 'psnrs': psnrs, 'grad_norm': grad_norm.detach(),
+        'grad_abs_max': grad_abs_max.detach(), 'grad_norm_clipped': grad_norm_clipped.detach(),
+    }
+
+
+def create_train_state(config, example_batch, device):
+    """TrainState of a new gin-configured model (seeded as the original) and Adam at lr_init."""
+    model = models.construct_mipnerf(
+        torch.Generator().manual_seed(TORCH_SEED), example_batch).to(device)
+    # flax.optim.Adam's defaults: betas (0.9, 0.999), eps 1e-8; the rate is set at every step.
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr_init)
+    return TrainState(model=model, optimizer=optimizer)
+
+
+def save_checkpoint(train_dir, state, rng, keep):
+    """Writes train_dir/checkpoint_<step>.pt: model, optimizer, step and random states."""
+    return checkpoints.save_checkpoint(train_dir, state.step, {
+        'step': state.step,
+        'model': state.model.state_dict(),
+        'optimizer': state.optimizer.state_dict(),
+        'rng': rng.get_state(),
+        'global_rng': checkpoints.capture_rng_state(),
+    }, keep=keep)
+
+
+def restore_checkpoint(train_dir, state, rng, device):
+    """Loads the newest readable checkpoint of train_dir into state and rng; its path or None."""
+    saved, path = checkpoints.restore_latest(train_dir, map_location=device)
+    if saved is None:
+        return None
+    state.model.load_state_dict(saved['model'])
+    state.optimizer.load_state_dict(saved['optimizer'])
+    state.step = int(saved['step'])
+    rng.set_state(saved['rng'].cpu())
+    checkpoints.restore_rng_state(saved['global_rng'])
+    return path
+
+
+def render_eval_fn(model, config):
+    """(rng, rays) -> the model's deterministic levels, for rendering test images."""
+    def render_fn(rng, rays):
+        del rng  # Unused: rendering is not randomized, which removes speckle.
+        with torch.no_grad():
+            return model(None, rays, False, config.white_bkgd)
+    return render_fn
+
+
+def log_test_render(log, config, model, test_dataset, step, chunk, device):
+    """Renders the next test image and logs its PSNR, SSIM, rays/s and pictures."""
+    test_case = next(test_dataset)
+    start = time.time()
+    rgb, distance, acc = models.render_image(
+        render_eval_fn(model, config), test_case['rays'].map(lambda r: r.to(device)), None, chunk)
+    rays_per_sec = distance.numel() / (time.time() - start)
+    rgb, pixels = rgb.cpu(), test_case['pixels']
+    log.scalar('test_psnr', math.mse_to_psnr(((rgb - pixels)**2).mean()), step)
+    if min(rgb.shape[:2]) >= 11:  # The SSIM window is 11 pixels wide.
+        log.scalar('test_ssim', math.compute_ssim(rgb, pixels, max_val=1.), step)
+    log.scalar('test_rays_per_sec', rays_per_sec, step)
+    log.image('test_pred_color', rgb, step)
+    log.image('test_pred_acc', acc, step)
+    log.image('test_pred_distance', (distance - config.near) / (config.far - config.near), step)
+    log.image('test_target', pixels, step)
+
+
+def check_finite(loss_history, first_step):
+    """Raises NonFiniteLossError naming the first step whose loss is not finite."""
+    history = torch.stack(loss_history)
+    finite = torch.isfinite(history).cpu().numpy()
+    if not finite.all():
+        kind = 'NaN' if history.isnan().any() else 'infinite'
+        raise NonFiniteLossError(
+            f'the loss became {kind} at step {first_step + int(np.argmin(finite))}; training '
+            'stopped and the last good checkpoint stays in place')
+
+
+def log_train_stats(log, bar, stats_trace, step, lr, elapsed, steps, batch_size, num_params):
+    """The original's TensorBoard scalars of the steps since the last report, and the tqdm line."""
+    last = stats_trace[-1]
+    stack = lambda key: dist.all_reduce_mean(torch.stack([s[key] for s in stats_trace]))
+    rays_per_sec = steps * batch_size / elapsed
+    log.scalar('num_params', num_params, step)
+    log.scalar('train_loss', last['loss'], step)
+    log.scalar('train_psnr', last['psnr'], step)
+    log.scalars({f'train_losses_{i}': v for i, v in enumerate(last['losses'])}, step)
+    log.scalars({f'train_psnrs_{i}': v for i, v in enumerate(last['psnrs'])}, step)
+    log.scalar('weight_l2', last['weight_l2'], step)
+    avg_loss, avg_psnr = stack('loss').mean(), stack('psnr').mean()
+    grad_norm = stack('grad_norm')
+    log.scalar('train_avg_loss', avg_loss, step)
+    log.scalar('train_avg_psnr', avg_psnr, step)
+    log.scalar('train_max_grad_norm', grad_norm.max(), step)
+    log.scalar('train_avg_grad_norm', grad_norm.mean(), step)
+    log.scalar('train_max_clipped_grad_norm', stack('grad_norm_clipped').max(), step)
+    log.scalar('train_max_grad_max', stack('grad_abs_max').max(), step)
+    log.scalar('learning_rate', lr, step)
+    log.scalar('train_steps_per_sec', steps / elapsed, step)
+    log.scalar('train_rays_per_sec', rays_per_sec, step)
+    logger.set_progress_stats(bar, loss=avg_loss, psnr=avg_psnr, rays_per_sec=rays_per_sec)
+
+
+def train(config, train_dir, data_dir, info, render_every=0, chunk=8192):
+    """Trains config's model on data_dir, resuming from train_dir's newest checkpoint.
+
+    Args:
+      config: utils.Config.
+      train_dir: checkpoints, TensorBoard events and config.gin go here.
+      data_dir: the scene folder, read by config.dataset_loader.
+      info: common.dist.DistInfo of this process.
+      render_every: steps between test renderings logged to TensorBoard (0: never).
+      chunk: rays per forward pass when rendering a test image.
+
+    Returns:
+      The TrainState after the last step.
+    """
+    device = info.device
+    if device.type == 'cuda':
+        device_utils.setup_tf32(config.use_tf32)
+    dataset = datasets.get_dataset('train', data_dir, config, device=device)
+    test_dataset = datasets.get_dataset('test', data_dir, config) if render_every > 0 else None
+    state = create_train_state(config, dataset.peek(), device)
+    # Each process samples its own points along its own rays, as the original shifts its key.
+    rng = torch.Generator(device=device).manual_seed(dist.rank_seed(TORCH_SEED))
+    restored = restore_checkpoint(train_dir, state, rng, device)
+    if restored and info.is_main:
+        print(f'resuming from {restored} at step {state.step}')
+    model = dist.wrap_ddp(state.model, info)
+    if config.use_compile:
+        model.forward = device_utils.maybe_compile(model.forward, True)
+    if info.is_main:
+        utils.makedirs(train_dir)
+        with utils.open_file(os.path.join(train_dir, 'config.gin'), 'w') as f:
+            f.write(gin.config_str())
+    num_params = sum(p.numel() for p in state.model.parameters())
+    if info.is_main:
+        print(f'Number of parameters being optimized: {num_params} on {device}, '
+              f'{config.batch_size} rays per step over {info.world_size} process(es)')
+
+    lr_fn = learning_rate_fn(config)
+    log = logger.Logger(train_dir, is_main=info.is_main)
+    bar = logger.progress(config.max_steps, initial=state.step, disable=not info.is_main)
+    init_step = state.step + 1
+    stats_trace, window_start, window_time = [], init_step, time.time()
+    gc.disable()  # As the original: collect every Config.gc_every steps instead.
+    try:
+        for step in range(init_step, config.max_steps + 1):
+            lr = float(lr_fn(step))
+            stats = train_step(model, config, rng, state.optimizer, next(dataset), lr)
+            state.step = step
+            stats_trace.append(stats)
+            bar.update(1)
+            if step % config.gc_every == 0:
+                gc.collect()
+            report = step % config.print_every == 0 or step == config.max_steps
+            save = step % config.save_every == 0 or step == config.max_steps
+            if config.nan_check and (report or save):
+                check_finite([s['loss'] for s in stats_trace], window_start)
+            if report:
+                log_train_stats(log, bar, stats_trace, step, lr, time.time() - window_time,
+                                step - window_start + 1, config.batch_size, num_params)
+                stats_trace, window_start, window_time = [], step + 1, time.time()
+            if save and info.is_main:
+                save_checkpoint(train_dir, state, rng, config.checkpoint_keep)
+            if info.is_main and render_every > 0 and step % render_every == 0:
+                log_test_render(log, config, state.model, test_dataset, step, chunk, device)
+    finally:
+        gc.enable()
+        bar.close()
+        log.close()
+        dataset.close()
+        if test_dataset is not None:
+            test_dataset.close()
+    return state
+
+
+def main(unused_argv, info):
+    train_dir, data_dir = resolve_paths(FLAGS.train_dir, FLAGS.data_dir, FLAGS.out_dir,
+                                        FLAGS.data_path, FLAGS.exp_name)
+    config = parse_config(FLAGS.gin_file, FLAGS.gin_param, FLAGS.dataset_name)
+    torch.manual_seed(TORCH_SEED)
+    np.random.seed(NUMPY_SEED + info.rank)
+    if config.batch_size % info.world_size:
+        raise ValueError(f'batch_size {config.batch_size} must divide by the {info.world_size} '
+                         'processes')
+    try:
+        state = train(config, train_dir, data_dir, info, FLAGS.render_every, FLAGS.chunk)
+    except (NonFiniteLossError, FileNotFoundError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        sys.exit(1)
+    finally:
+        # Free the DDP wrapper before the process group goes (gloo threads abort otherwise).
+        gc.collect()
+        dist.cleanup()
+    if info.is_main:
+        print(f'trained to step {state.step}; checkpoints in {train_dir}')
+
+
+if __name__ == '__main__':
+    # Before absl parses the flags: this strips torch.distributed.launch's --local_rank.
+    app.run(functools.partial(main, info=dist.init_distributed()))

@@ -1,0 +1,530 @@
+"""Blender, multi-scale Blender (Multicam) and LLFF datasets that serve ray batches from a prefetch thread."""
+
+import dataclasses
+import json
+import math
+import os
+import queue
+import threading
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from common import cameras, dist, llff
+from mipnerf.internal import utils
+
+# Camera axes of NeRF (OpenGL: y up, z backward) from OpenCV's (y down, z forward).
+_FLIP_YZ = (1., -1., -1.)
+_SYNTH_OBJECT = 'python -m data_tools.synth --scene object360 --res 128x128 --out {raw}'
+_CONVERT = 'python -m mipnerf.scripts.convert_blender_data --blender_dir {raw} --out_dir {out}'
+
+
+def get_dataset(split, train_dir, config, device=None):
+    """Split 'train' or 'test' of the scene in folder train_dir, read by config.dataset_loader.
+
+    device: where training batches go (default CPU); test images stay on the CPU.
+    """
+    if config.dataset_loader not in dataset_dict:
+        raise ValueError(f'Config.dataset_loader must be one of {sorted(dataset_dict)}, got '
+                         f'{config.dataset_loader!r}')
+    return dataset_dict[config.dataset_loader](split, train_dir, config, device=device)
+
+
+def convert_to_ndc(origins, directions, focal, w, h, near=1.):
+    """NeRF's forward-facing NDC rays: origins, directions [..., 3] -> NDC origins, directions."""
+    return cameras.convert_to_ndc(origins, directions, _pixtocam(focal, w, h), near)
+
+
+def _pixtocam(focal, width, height):
+    """Inverse intrinsics [3, 3] (float64, OpenCV axes) of a camera centred on its image."""
+    params = (torch.tensor(float(v), dtype=torch.float64)
+              for v in (focal, focal, width * .5, height * .5))
+    return torch.linalg.inv(cameras.intrinsic_matrix(*params))
+
+
+def _pix2cam(focal, width, height):
+    """Inverse intrinsics [3, 3] into NeRF's camera axes, as convert_blender_data writes them."""
+    return torch.tensor(_FLIP_YZ, dtype=torch.float64)[:, None] * _pixtocam(focal, width, height)
+
+
+def _world_rays(pix2cam, camtoworld, width, height):
+    """origins, directions [H, W, 3] (float64) through the pixel centres of one camera.
+
+    pix2cam: [3, 3] maps (x + .5, y + .5, 1) to a camera direction; camtoworld: [3 or 4, 4].
+    """
+    pix2cam = torch.as_tensor(pix2cam, dtype=torch.float64)
+    camtoworld = torch.as_tensor(camtoworld, dtype=torch.float64)
+    pix_x, pix_y = cameras.pixel_coordinates(int(width), int(height))
+    camera_dirs = cameras.pixels_to_camera_dirs(pix_x + .5, pix_y + .5, pix2cam)
+    directions = camera_dirs @ camtoworld[:3, :3].T
+    origins = torch.broadcast_to(camtoworld[:3, 3], directions.shape)
+    return origins, directions
+
+
+def _row_distance(x):
+    """Distance from each vector of x [H, W, 3] to the one a row below: [H, W].
+
+    The last row repeats the second-to-last one (the original's concatenation of dx[-2:-1]).
+    """
+    d = torch.linalg.norm(x[:-1] - x[1:], dim=-1)
+    return torch.cat([d, d[-2:-1]], 0)
+
+
+def _radii(distance):
+    """Cone radius [..., 1] of the distance [...] between neighbouring pixels' rays.
+
+    2 / sqrt(12): a pixel-wide uniform distribution's standard deviation, times 2.
+    """
+    return distance[..., None] * 2 / math.sqrt(12)
+
+
+def _image_rays(origins, directions, viewdirs, radii, lossmult, near, far):
+    """Rays of one image [H, W, C] in float32; lossmult, near, far are scalars broadcast to [H, W, 1]."""
+    ones = torch.ones_like(radii, dtype=torch.float32)
+    return utils.Rays(
+        origins=origins.float(), directions=directions.float(), viewdirs=viewdirs.float(),
+        radii=radii.float(), lossmult=ones * float(lossmult), near=ones * float(near),
+        far=ones * float(far))
+
+
+def _camera_rays(pix2cam, camtoworld, width, height, lossmult, near, far):
+    """Rays [H, W, C] of one camera; radii from the distance to the next row's direction."""
+    origins, directions = _world_rays(pix2cam, camtoworld, width, height)
+    viewdirs = cameras.normalize(directions)
+    radii = _radii(_row_distance(directions))
+    return _image_rays(origins, directions, viewdirs, radii, lossmult, near, far)
+
+
+def _gather(rays, combine):
+    """One Rays of a list of per-image Rays, each field combined by combine (torch.stack or list)."""
+    names = [f.name for f in dataclasses.fields(utils.Rays)]
+    return utils.Rays(**{name: combine([getattr(r, name) for r in rays]) for name in names})
+
+
+def _load_image(fname):
+    """Image [H, W, C] in [0, 1] (float32); a missing file is a FileNotFoundError naming it."""
+    if not utils.file_exists(fname):
+        raise FileNotFoundError(f'Image {fname} does not exist')
+    with utils.open_file(fname, 'rb') as imgin:
+        return np.array(Image.open(imgin), dtype=np.float32) / 255.
+
+
+def _composite(image, white_bkgd):
+    """RGB [..., 3] of an RGB or RGBA image, on white when white_bkgd."""
+    # Only an alpha channel can be composited (the original would take blue as alpha on RGB).
+    if white_bkgd and image.shape[-1] == 4:
+        return image[..., :3] * image[..., -1:] + (1. - image[..., -1:])
+    return image[..., :3]
+
+
+class Dataset(threading.Thread):
+    """Images and rays of one split, served by a prefetch thread.
+
+    Subclasses load images and cameras in `_load_renderings` and make `self.rays` in
+    `_generate_rays`. `next(dataset)` gives a random training batch {'pixels': [B, 3], 'rays': Rays
+    [B, C]} on `device`, or the next test image {'pixels': [H, W, 3], 'rays': Rays [H, W, C]} (only
+    'rays' when rendering a path) on the CPU.
+    """
+
+    def __init__(self, split, data_dir, config, device=None):
+        # Not a daemon: a daemon thread killed inside a torch op at exit aborts the process. The
+        # thread ends by itself once the main thread has finished, or on close().
+        super().__init__()
+        self._stop_event = threading.Event()
+        if config.prefetch_batches < 1:
+            raise ValueError(f'Config.prefetch_batches must be >= 1, got {config.prefetch_batches}')
+        self.queue = queue.Queue(config.prefetch_batches)
+        # Batches draw from a generator seeded from numpy's global state, as the original's
+        # np.random draws, so np.random.seed set before loading fixes them.
+        self._rng = np.random.default_rng(np.random.randint(2**31))
+        self.split = split
+        self.data_dir = data_dir
+        self.device = torch.device('cpu' if device is None else device)
+        self.near = config.near
+        self.far = config.far
+        # Each process of a distributed job draws its share of the batch.
+        self.batch_size = config.batch_size // dist.get_world_size()
+        self.batching = config.batching
+        self.render_path = config.render_path
+        if not utils.isdir(data_dir):
+            raise FileNotFoundError(f'Dataset folder {data_dir} does not exist; {self._hint()}')
+        if split == 'train':
+            self._train_init(config)
+        elif split == 'test':
+            self._test_init(config)
+        else:
+            raise ValueError(f"the split argument should be either 'train' or 'test', set to "
+                             f'{split!r} here.')
+        self._next_fn = self._next_train if split == 'train' else self._next_test
+        # The first batch is made here, so a bad dataset fails in the constructor.
+        self.queue.put(self._prepare(self._next_fn()))
+        self.start()
+
+    def _hint(self):
+        """How to make a synthetic stand-in for this dataset."""
+        return 'to make a synthetic stand-in, run `' + _SYNTH_OBJECT.format(raw=self.data_dir) + '`'
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        """The next training batch or test example: a dict with 'pixels' and 'rays'."""
+        batch = self.queue.get()
+        if isinstance(batch, Exception):
+            # Leave the error for later calls too: the thread that raised it has ended.
+            self.queue.put(batch)
+            raise batch
+        return batch
+
+    def peek(self):
+        """The batch next(self) would return, without taking it off the queue."""
+        with self.queue.not_empty:
+            while not self.queue.queue:
+                self.queue.not_empty.wait()
+            batch = self.queue.queue[0]
+        if isinstance(batch, Exception):
+            raise batch
+        return batch
+
+    def run(self):
+        try:
+            while not self._should_stop():
+                self._put(self._prepare(self._next_fn()))
+        except Exception as error:
+            # Hand the error to the consumer, which would otherwise wait for a batch forever.
+            self._put(error)
+
+    def _should_stop(self):
+        return self._stop_event.is_set() or not threading.main_thread().is_alive()
+
+    def _put(self, item):
+        """Queues item once there is room, unless the thread should stop meanwhile."""
+        while not self._should_stop():
+            try:
+                # Wake up now and then to notice close() or the end of the main thread.
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                pass
+
+    def close(self):
+        """Stops the prefetch thread (the loaded data stays available)."""
+        self._stop_event.set()
+        if self.is_alive():
+            self.join()
+
+    def _prepare(self, batch):
+        """Moves a training batch to self.device; test examples (whole images) stay on the CPU."""
+        if self.split != 'train' or self.device.type == 'cpu':
+            return batch
+        if self.device.type == 'cuda':
+            # Pinned host memory lets the copy run asynchronously while the GPU trains.
+            move = lambda x: x.pin_memory().to(self.device, non_blocking=True)
+        else:
+            move = lambda x: x.to(self.device)
+        return {'pixels': move(batch['pixels']), 'rays': batch['rays'].map(move)}
+
+    @property
+    def size(self):
+        return self.n_examples
+
+    def _train_init(self, config):
+        """Loads the split and flattens pixels and rays for batching."""
+        self._load_renderings(config)
+        self._generate_rays()
+        if config.batching == 'all_images':
+            # Flatten the image and pixel dimensions together.
+            self.images = self.images.reshape([-1, 3])
+            self.rays = self.rays.map(lambda r: r.reshape([-1, r.shape[-1]]))
+        elif config.batching == 'single_image':
+            self.images = self.images.reshape([-1, self.resolution, 3])
+            self.rays = self.rays.map(lambda r: r.reshape([-1, self.resolution, r.shape[-1]]))
+        else:
+            raise NotImplementedError(f'{config.batching} batching strategy is not implemented.')
+
+    def _test_init(self, config):
+        self._load_renderings(config)
+        self._generate_rays()
+        self.it = 0
+
+    def _next_train(self):
+        """A batch of batch_size random pixels: of all images, or of one random image."""
+        if self.batching == 'all_images':
+            ray_indices = torch.from_numpy(
+                self._rng.integers(0, self.images.shape[0], (self.batch_size,)))
+            return {'pixels': self.images[ray_indices],
+                    'rays': self.rays.map(lambda r: r[ray_indices])}
+        image_index = int(self._rng.integers(0, self.n_examples))
+        image = self.images[image_index]
+        ray_indices = torch.from_numpy(self._rng.integers(0, image.shape[0], (self.batch_size,)))
+        return {'pixels': image[ray_indices],
+                'rays': self.rays.map(lambda r: r[image_index][ray_indices])}
+
+    def _next_test(self):
+        """The next test image (or render-path camera), cycling through them."""
+        idx = self.it
+        self.it = (self.it + 1) % self.n_examples
+        if self.render_path:
+            return {'rays': self.render_rays.map(lambda r: r[idx])}
+        return {'pixels': self.images[idx], 'rays': self.rays.map(lambda r: r[idx])}
+
+    def _generate_rays(self):
+        """Sets self.rays, fields [N, H, W, C], through the pixel centres of every camera.
+
+        Reads self.w, self.h, self.focal, self.camtoworlds [N, 3 or 4, 4] (NeRF's OpenGL axes),
+        self.near and self.far.
+        """
+        pix2cam = _pix2cam(self.focal, self.w, self.h)
+        self.rays = _gather([
+            _camera_rays(pix2cam, camtoworld, self.w, self.h, 1., self.near, self.far)
+            for camtoworld in torch.as_tensor(self.camtoworlds)
+        ], torch.stack)
+
+
+class Multicam(Dataset):
+    """Multi-scale Blender: metadata.json from scripts/convert_blender_data.py, images of mixed sizes."""
+
+    def _hint(self):
+        raw = self.data_dir.rstrip('/') + '_blender'
+        return ('to make a synthetic stand-in, run `' + _SYNTH_OBJECT.format(raw=raw) + '` then `'
+                + _CONVERT.format(raw=raw, out=self.data_dir) + '`')
+
+    def _load_renderings(self, config):
+        """Loads metadata.json's images of the split and their cameras into self.meta."""
+        if config.render_path:
+            raise ValueError('render_path cannot be used for the Multicam dataset.')
+        meta_file = os.path.join(self.data_dir, 'metadata.json')
+        if not utils.file_exists(meta_file):
+            raise FileNotFoundError(f'Multi-scale metadata {meta_file} does not exist; {self._hint()}')
+        with utils.open_file(meta_file, 'r') as fp:
+            meta = json.load(fp)
+        if self.split not in meta:
+            raise ValueError(f'{meta_file} has no {self.split!r} split (it has {sorted(meta)})')
+        meta = meta[self.split]
+        self.meta = {k: (v if k == 'file_path' else torch.tensor(v)) for k, v in meta.items()}
+        self.images = [_composite(_load_image(os.path.join(self.data_dir, fbase)), config.white_bkgd)
+                       for fbase in meta['file_path']]
+        self.images = [torch.from_numpy(np.ascontiguousarray(image)) for image in self.images]
+        self.n_examples = len(self.images)
+
+    def _train_init(self, config):
+        """Loads the split; pixels and rays are flattened per image, and across images for
+        all_images batching."""
+        self._load_renderings(config)
+        self._generate_rays()
+        if config.batching not in ('all_images', 'single_image'):
+            raise NotImplementedError(f'{config.batching} batching strategy is not implemented.')
+
+        def flatten(x):
+            x = [y.reshape([-1, y.shape[-1]]) for y in x]
+            return torch.cat(x, 0) if config.batching == 'all_images' else x
+
+        self.images = flatten(self.images)
+        self.rays = self.rays.map(flatten)
+
+    def _generate_rays(self):
+        """Sets self.rays to Rays of per-image lists, fields [H_i, W_i, C].
+
+        Reads self.meta (pix2cam [N, 3, 3], cam2world [N, 4, 4], width, height, lossmult, near,
+        far [N]) and self.n_examples.
+        """
+        meta = self.meta
+        self.rays = _gather([
+            _camera_rays(meta['pix2cam'][i], meta['cam2world'][i], meta['width'][i],
+                         meta['height'][i], meta['lossmult'][i], meta['near'][i], meta['far'][i])
+            for i in range(self.n_examples)
+        ], list)
+
+
+class Blender(Dataset):
+    """Blender synthetic scenes: transforms_{split}.json and RGBA PNGs composited on white."""
+
+    def _load_renderings(self, config):
+        """Loads the split's images (halved with factor 2) and camera-to-world matrices."""
+        if config.render_path:
+            raise ValueError('render_path cannot be used for the blender dataset.')
+        if config.factor not in (0, 2):
+            raise ValueError(
+                f'Blender dataset only supports factor=0 or 2, {config.factor} set.')
+        pose_file = os.path.join(self.data_dir, f'transforms_{self.split}.json')
+        if not utils.file_exists(pose_file):
+            raise FileNotFoundError(f'Pose file {pose_file} does not exist; {self._hint()}')
+        with utils.open_file(pose_file, 'r') as fp:
+            meta = json.load(fp)
+        images, cams = [], []
+        for frame in meta['frames']:
+            image = _load_image(os.path.join(self.data_dir, frame['file_path'] + '.png'))
+            if config.factor == 2:
+                halfres_h, halfres_w = [hw // 2 for hw in image.shape[:2]]
+                image = cv2.resize(image, (halfres_w, halfres_h), interpolation=cv2.INTER_AREA)
+            if images and image.shape != images[0].shape:
+                raise ValueError(f'{frame["file_path"]}.png has shape {image.shape}, unlike the '
+                                 f'first image of {pose_file} ({images[0].shape})')
+            images.append(image)
+            cams.append(np.array(frame['transform_matrix'], dtype=np.float32))
+        if not images:
+            raise ValueError(f'{pose_file} lists no frames')
+        self.images = torch.from_numpy(_composite(np.stack(images, axis=0), config.white_bkgd))
+        self.h, self.w = self.images.shape[1:3]
+        self.resolution = self.h * self.w
+        self.camtoworlds = torch.from_numpy(np.stack(cams, axis=0))
+        self.focal = .5 * self.w / np.tan(.5 * float(meta['camera_angle_x']))
+        self.n_examples = self.images.shape[0]
+
+
+class LLFF(Dataset):
+    """LLFF forward-facing scenes (images{_factor}/, poses_bounds.npy) in NDC, or spherified."""
+
+    def _hint(self):
+        return ('to make a synthetic stand-in, run `python -m data_tools.synth --scene forward '
+                f'--out {self.data_dir}`')
+
+    def _load_renderings(self, config):
+        """Loads images, rescales and recentres the poses, makes the render path, splits."""
+        imgdir_suffix = f'_{config.factor}' if config.factor > 0 else ''
+        factor = config.factor if config.factor > 0 else 1
+        imgdir = os.path.join(self.data_dir, 'images' + imgdir_suffix)
+        if not utils.isdir(imgdir):
+            raise FileNotFoundError(f'Image folder {imgdir} does not exist; {self._hint()}')
+        imgfiles = [os.path.join(imgdir, f) for f in sorted(utils.listdir(imgdir))
+                    if f.endswith('JPG') or f.endswith('jpg') or f.endswith('png')]
+        images = np.stack([_load_image(f)[..., :3] for f in imgfiles], axis=0)
+
+        poses, bds = llff.load_poses_bounds(os.path.join(self.data_dir, 'poses_bounds.npy'))
+        if poses.shape[0] != images.shape[0]:
+            raise RuntimeError(f'Mismatch between imgs {images.shape[0]} and poses {poses.shape[0]}')
+        # The focal length of the downsampled images; their size is read from the images.
+        focal = poses[0, 2, 4] / factor
+        # NeRF's camera axes [right, up, backwards].
+        poses = torch.from_numpy(llff.llff_to_opengl(poses))
+        bds = torch.from_numpy(bds)
+
+        # Rescale so that the nearest bound sits at 1 / .75.
+        scale = 1. / (bds.min() * .75)
+        poses[:, :3, 3] *= scale
+        bds = bds * scale
+        poses = self._recenter_poses(poses)
+
+        self.spherify = config.spherify
+        if config.spherify:
+            poses = self._generate_spherical_poses(poses, bds)
+        elif self.split == 'test':
+            self._generate_spiral_poses(poses, bds)
+
+        i_test = np.arange(images.shape[0])[::config.llffhold]
+        i_train = np.setdiff1d(np.arange(images.shape[0]), i_test)
+        indices = i_train if self.split == 'train' else i_test
+        if len(indices) == 0:
+            raise ValueError(f'The {self.split} split of {images.shape[0]} images with llffhold '
+                             f'{config.llffhold} is empty')
+        self.images = torch.from_numpy(images[indices])
+        self.camtoworlds = poses[indices].float()
+        self.focal = float(focal)
+        self.h, self.w = images.shape[1:3]
+        self.resolution = self.h * self.w
+        if config.render_path and self.split == 'test':
+            self.n_examples = self.render_poses.shape[0]
+        else:
+            self.n_examples = self.images.shape[0]
+
+    def _generate_rays(self):
+        """Sets self.rays (and self.render_rays when rendering a path): NDC rays whose viewdirs
+        are the world-space directions, or world rays when spherified."""
+        self.rays = self._poses_to_rays(self.camtoworlds)
+        if self.render_path and self.split == 'test':
+            self.render_rays = self._poses_to_rays(self.render_poses)
+
+    def _poses_to_rays(self, camtoworlds):
+        """Rays [N, H, W, C] of camera-to-world matrices [N, 3, 4]."""
+        if self.spherify:
+            pix2cam = _pix2cam(self.focal, self.w, self.h)
+            return _gather([_camera_rays(pix2cam, c2w, self.w, self.h, 1., self.near, self.far)
+                            for c2w in camtoworlds], torch.stack)
+        return _gather([self._ndc_rays(c2w) for c2w in camtoworlds], torch.stack)
+
+    def _ndc_rays(self, camtoworld):
+        """NDC rays [H, W, C] of one camera; radii from its neighbours' NDC origins in x and y."""
+        origins, directions = _world_rays(
+            _pix2cam(self.focal, self.w, self.h), camtoworld, self.w, self.h)
+        ndc_origins, ndc_directions = convert_to_ndc(origins, directions, self.focal, self.w, self.h)
+        dx = _row_distance(ndc_origins)
+        dy = _row_distance(ndc_origins.transpose(0, 1)).transpose(0, 1)
+        radii = _radii(0.5 * (dx + dy))
+        return _image_rays(ndc_origins, ndc_directions, directions, radii, 1., self.near, self.far)
+
+    def _recenter_poses(self, poses):
+        """Poses [N, 3, 4] in the frame of their average pose."""
+        bottom = torch.tensor([[0., 0., 0., 1.]], dtype=poses.dtype)
+        c2w = torch.cat([self._poses_avg(poses), bottom], 0)
+        poses = torch.cat([poses, bottom.expand(poses.shape[0], 1, 4)], 1)
+        return (torch.linalg.inv(c2w) @ poses)[:, :3, :4]
+
+    def _poses_avg(self, poses):
+        """The average pose [3, 4]: mean centre, summed backward and up axes."""
+        center = poses[:, :3, 3].mean(0)
+        vec2 = cameras.normalize(poses[:, :3, 2].sum(0))
+        up = poses[:, :3, 1].sum(0)
+        return cameras.viewmatrix(vec2, up, center)
+
+    def _generate_spiral_poses(self, poses, bds):
+        """Sets self.render_poses [120, 3, 4]: two turns of a spiral around the average pose."""
+        c2w = self._poses_avg(poses)
+        up = cameras.normalize(poses[:, :3, 1].sum(0))
+        # A focus depth between the near bound and far beyond the far bound.
+        close_depth, inf_depth = bds.min() * .9, bds.max() * 5.
+        dt = .75
+        focal = 1. / ((1. - dt) / close_depth + dt / inf_depth)
+        # Spiral radii: the 90th percentile of the camera offsets along each axis.
+        rads = torch.quantile(poses[:, :3, 3].abs(), .9, dim=0)
+        rads = torch.cat([rads, rads.new_ones(1)])
+        n_views, n_rots, zrate = 120, 2, .5
+        theta = torch.linspace(0., 2. * math.pi * n_rots, n_views + 1, dtype=poses.dtype)[:-1]
+        offsets = torch.stack(
+            [theta.cos(), -theta.sin(), -(theta * zrate).sin(), torch.ones_like(theta)], -1)
+        centers = (offsets * rads) @ c2w.T
+        focus = c2w @ torch.tensor([0., 0., -focal, 1.], dtype=poses.dtype)
+        self.render_poses = cameras.viewmatrix(
+            cameras.normalize(centers - focus), up, centers).float()
+
+    def _generate_spherical_poses(self, poses, bds):
+        """Poses [N, 3, 4] centred on the point nearest to all optical axes and scaled to a unit
+        mean radius; on the test split sets self.render_poses [120, 3, 4], a circle around it."""
+        del bds  # Rescaled in the original, but read no further.
+        rays_d = poses[:, :3, 2:3]
+        rays_o = poses[:, :3, 3:4]
+        # The point with the least summed squared distance to the cameras' z axes.
+        a_i = torch.eye(3, dtype=poses.dtype) - rays_d * rays_d.transpose(1, 2)
+        b_i = -a_i @ rays_o
+        center = -torch.linalg.inv((a_i.transpose(1, 2) @ a_i).mean(0)) @ b_i.mean(0)[:, 0]
+        up = (poses[:, :3, 3] - center).mean(0)
+        vec0 = cameras.normalize(up)
+        vec1 = cameras.normalize(
+            torch.linalg.cross(torch.tensor([.1, .2, .3], dtype=poses.dtype), vec0, dim=-1))
+        vec2 = cameras.normalize(torch.linalg.cross(vec0, vec1, dim=-1))
+        bottom = torch.tensor([[0., 0., 0., 1.]], dtype=poses.dtype)
+        c2w = torch.cat([torch.stack([vec1, vec2, vec0, center], 1), bottom], 0)
+        poses_reset = (torch.linalg.inv(c2w) @ torch.cat(
+            [poses, bottom.expand(poses.shape[0], 1, 4)], 1))[:, :3, :4]
+        rad = poses_reset[:, :3, 3].square().sum(-1).mean().sqrt()
+        sc = 1. / rad
+        poses_reset[:, :3, 3] *= sc
+        rad = rad * sc
+
+        zh = poses_reset[:, 2, 3].mean()
+        radcircle = (rad**2 - zh**2).sqrt()
+        th = torch.linspace(0., 2. * math.pi, 120, dtype=poses.dtype)
+        camorigin = torch.stack([radcircle * th.cos(), radcircle * th.sin(), zh.expand_as(th)], -1)
+        if self.split == 'test':
+            # The original's up = [0, 0, -1] with its cross products in the other order.
+            up = torch.tensor([0., 0., 1.], dtype=poses.dtype)
+            self.render_poses = cameras.viewmatrix(camorigin, up, camorigin).float()
+        return poses_reset
+
+
+dataset_dict = {
+    'blender': Blender,
+    'llff': LLFF,
+    'multicam': Multicam,
+}

@@ -86,7 +86,7 @@ def main():
     model, state, render_eval_fn, train_step, _ = train_utils.setup_model(
         config, generator, device=device)
     if args.compile:
-        model.forward = device_utils.maybe_compile(model.forward, True)
+        model.forward = device_utils.maybe_compile(model.forward, True, dynamic=False)
     rays = random_rays(args.batch, generator, device)
     batch = utils.Batch(rays=rays, rgb=torch.rand(args.batch, 3, generator=generator).to(device))
     rng = torch.Generator(device=device).manual_seed(0)

@@ -84,7 +84,7 @@ def train(config, info):
         ddp_model = dist.wrap_ddp(model, info)
         train_step = train_utils.create_train_step(ddp_model, config, dataset)
     if config.use_compile:
-        model.forward = device_utils.maybe_compile(model.forward, True)
+        model.forward = device_utils.maybe_compile(model.forward, True, dynamic=False)
     num_params = sum(p.numel() for p in model.parameters())
     if info.is_main:
         print(f'{num_params / 1e6:.3f} M parameters on {device}, '

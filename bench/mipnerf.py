@@ -16,8 +16,11 @@ import sys
 import time
 
 # This file shares its name with the package: keep bench/ off the import path so that
-# `import mipnerf` finds the package, not this script.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or '.') != os.path.dirname(os.path.abspath(__file__))]
+# `import mipnerf` finds the package, not this script; the repository root goes first instead, for
+# an editable install made before the package existed.
+_BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [os.path.dirname(_BENCH_DIR)] + [
+    p for p in sys.path if os.path.abspath(p or '.') != _BENCH_DIR]
 
 import gin  # noqa: E402
 import torch  # noqa: E402

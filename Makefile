@@ -83,12 +83,10 @@ bench: $(STAMP)
 
 # --- per-package train / eval / render --------------------------------------------------------
 # gin packages (mipnerf360, mipnerf, depth_mipnerf): GIN= a config file, DATA_DIR= the scene folder.
-GIN_PACKAGES := mipnerf360 mipnerf depth_mipnerf
+GIN_PACKAGES := mipnerf360 depth_mipnerf
 DATA_ROOT_mipnerf360 := data/360_v2
-DATA_ROOT_mipnerf := data/nerf_synthetic
 DATA_ROOT_depth_mipnerf := data/nerf_synthetic
 GIN_DEFAULT_mipnerf360 := mipnerf360/configs/360.gin
-GIN_DEFAULT_mipnerf := mipnerf/configs/blender.gin
 GIN_DEFAULT_depth_mipnerf := depth_mipnerf/configs/blender.gin
 scene_dir = $(if $(DATA_DIR),$(DATA_DIR),$(DATA_ROOT_$(1))/$(SCENE))
 # mip-NeRF 360's protocol: the indoor scenes at factor 2, the outdoor ones at factor 4 (360.gin's value).
@@ -107,6 +105,23 @@ render-$(1): $(STAMP) ; @$(MAKE) --no-print-directory check-ported PKG=$(1) && $
 .PHONY: train-$(1) eval-$(1) render-$(1)
 endef
 $(foreach p,$(GIN_PACKAGES),$(eval $(call gin_targets,$(p))))
+
+# mipnerf: google/mipnerf's flags. MULTISCALE=1 reads the converted multi-scale scene
+# (python -m mipnerf.scripts.convert_blender_data) and evaluates at 4 scales.
+MULTISCALE ?=
+MIP_DATA = $(if $(DATA_DIR),$(DATA_DIR),$(if $(MULTISCALE),data/nerf_synthetic_multiscale,data/nerf_synthetic)/$(SCENE))
+MIP_GIN = $(if $(GIN),$(GIN),mipnerf/configs/$(if $(MULTISCALE),multiblender,blender).gin)
+MIP_RUN = $(RUNS_DIR)/mipnerf/$(if $(SCENE),$(SCENE),$(notdir $(DATA_DIR)))
+train-mipnerf: $(STAMP)
+	@$(MAKE) --no-print-directory check-ported PKG=mipnerf
+	$(call launch) -m mipnerf.train --gin_file=$(MIP_GIN) --data_dir=$(MIP_DATA) --train_dir=$(MIP_RUN) $(ARGS)
+eval-mipnerf: $(STAMP)
+	@$(MAKE) --no-print-directory check-ported PKG=mipnerf
+	$(PY) -m mipnerf.eval --ckpt $(MIP_RUN) --data_path $(MIP_DATA) --out_dir $(MIP_RUN)/eval --scale $(if $(MULTISCALE),4,1) $(ARGS)
+render-mipnerf: $(STAMP)
+	@$(MAKE) --no-print-directory check-ported PKG=mipnerf
+	$(PY) -m mipnerf.render_video --ckpt $(MIP_RUN) --data_path $(MIP_DATA) --out_dir $(MIP_RUN)/video --scale $(if $(MULTISCALE),4,1) $(ARGS)
+.PHONY: train-mipnerf eval-mipnerf render-mipnerf
 
 # mine: DATASET (llff, realestate10k, kitti_raw, flowers), CONFIG= extra JSON overrides.
 DATASET ?= llff

@@ -1,0 +1,1 @@
+"""Mip-NeRF (google/mipnerf) in PyTorch."""

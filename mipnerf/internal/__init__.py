@@ -1,0 +1,1 @@
+"""Core modules, one per google/mipnerf internal/ file."""

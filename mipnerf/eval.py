@@ -83,6 +83,7 @@ def load_model(ckpt, config, device):
     example = {'rays': utils.Rays(*[torch.zeros(1, 3, device=device)] * 7)}
     model = models.construct_mipnerf(None, example)
     model.load_state_dict(state_dict)
+    model.use_bf16_autocast = config.use_bf16_autocast
     return model.eval(), step, path
 
 

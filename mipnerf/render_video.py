@@ -99,9 +99,9 @@ def blender_camera(data_path, base_size, camera_angle_x):
 def orbit_rays(camtoworlds, width, height, focal, level, config):
     """Rays [H, W, C] of each orbit camera at 1/2^level of width x height: a generator."""
     w, h, f = width // 2**level, height // 2**level, focal / 2**level
-    pix2cam = datasets._pix2cam(f, w, h)
+    pix2cam = datasets.pix2cam_matrix(f, w, h)
     for camtoworld in camtoworlds:
-        yield datasets._camera_rays(pix2cam, camtoworld, w, h, 1., config.near, config.far)
+        yield datasets.camera_rays(pix2cam, camtoworld, w, h, 1., config.near, config.far)
 
 
 def llff_rays(data_path, config):

@@ -155,6 +155,7 @@ def create_train_state(config, example_batch, device):
     """TrainState of a new gin-configured model (seeded as the original) and Adam at lr_init."""
     model = models.construct_mipnerf(
         torch.Generator().manual_seed(TORCH_SEED), example_batch).to(device)
+    model.use_bf16_autocast = config.use_bf16_autocast
     # flax.optim.Adam's defaults: betas (0.9, 0.999), eps 1e-8; the rate is set at every step.
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr_init)
     return TrainState(model=model, optimizer=optimizer)

@@ -44,7 +44,7 @@ def _pixtocam(focal, width, height):
     return torch.linalg.inv(cameras.intrinsic_matrix(*params))
 
 
-def _pix2cam(focal, width, height):
+def pix2cam_matrix(focal, width, height):
     """Inverse intrinsics [3, 3] into NeRF's camera axes, as convert_blender_data writes them."""
     return torch.tensor(_FLIP_YZ, dtype=torch.float64)[:, None] * _pixtocam(focal, width, height)
 
@@ -89,7 +89,7 @@ def _image_rays(origins, directions, viewdirs, radii, lossmult, near, far):
         far=ones * float(far))
 
 
-def _camera_rays(pix2cam, camtoworld, width, height, lossmult, near, far):
+def camera_rays(pix2cam, camtoworld, width, height, lossmult, near, far):
     """Rays [H, W, C] of one camera; radii from the distance to the next row's direction."""
     origins, directions = _world_rays(pix2cam, camtoworld, width, height)
     viewdirs = cameras.normalize(directions)
@@ -276,9 +276,9 @@ class Dataset(threading.Thread):
         Reads self.w, self.h, self.focal, self.camtoworlds [N, 3 or 4, 4] (NeRF's OpenGL axes),
         self.near and self.far.
         """
-        pix2cam = _pix2cam(self.focal, self.w, self.h)
+        pix2cam = pix2cam_matrix(self.focal, self.w, self.h)
         self.rays = _gather([
-            _camera_rays(pix2cam, camtoworld, self.w, self.h, 1., self.near, self.far)
+            camera_rays(pix2cam, camtoworld, self.w, self.h, 1., self.near, self.far)
             for camtoworld in torch.as_tensor(self.camtoworlds)
         ], torch.stack)
 
@@ -332,7 +332,7 @@ class Multicam(Dataset):
         """
         meta = self.meta
         self.rays = _gather([
-            _camera_rays(meta['pix2cam'][i], meta['cam2world'][i], meta['width'][i],
+            camera_rays(meta['pix2cam'][i], meta['cam2world'][i], meta['width'][i],
                          meta['height'][i], meta['lossmult'][i], meta['near'][i], meta['far'][i])
             for i in range(self.n_examples)
         ], list)
@@ -439,15 +439,15 @@ class LLFF(Dataset):
     def _poses_to_rays(self, camtoworlds):
         """Rays [N, H, W, C] of camera-to-world matrices [N, 3, 4]."""
         if self.spherify:
-            pix2cam = _pix2cam(self.focal, self.w, self.h)
-            return _gather([_camera_rays(pix2cam, c2w, self.w, self.h, 1., self.near, self.far)
+            pix2cam = pix2cam_matrix(self.focal, self.w, self.h)
+            return _gather([camera_rays(pix2cam, c2w, self.w, self.h, 1., self.near, self.far)
                             for c2w in camtoworlds], torch.stack)
         return _gather([self._ndc_rays(c2w) for c2w in camtoworlds], torch.stack)
 
     def _ndc_rays(self, camtoworld):
         """NDC rays [H, W, C] of one camera; radii from its neighbours' NDC origins in x and y."""
         origins, directions = _world_rays(
-            _pix2cam(self.focal, self.w, self.h), camtoworld, self.w, self.h)
+            pix2cam_matrix(self.focal, self.w, self.h), camtoworld, self.w, self.h)
         ndc_origins, ndc_directions = convert_to_ndc(origins, directions, self.focal, self.w, self.h)
         dx = _row_distance(ndc_origins)
         dy = _row_distance(ndc_origins.transpose(0, 1)).transpose(0, 1)

@@ -74,6 +74,8 @@ class MipNerfModel(nn.Module):
         self.rgb_activation = rgb_activation
         self.rgb_padding = rgb_padding
         self.disable_integration = disable_integration
+        # Set from Config.use_bf16_autocast by train.py and eval.py (not a field of the original).
+        self.use_bf16_autocast = False
         # flax infers the input widths at the first call; torch needs them up front: the IPE has
         # sin and cos of 3 coordinates per scale, the view encoding adds the identity.
         self.MLP_0 = MLP(
@@ -115,7 +117,12 @@ class MipNerfModel(nn.Module):
                 samples = (samples[0], torch.zeros_like(samples[1]))
             samples_enc = mip.integrated_pos_enc(samples, self.min_deg_point, self.max_deg_point)
 
-            raw_rgb, raw_density = self.MLP_0(samples_enc, viewdirs_enc)
+            # Only the MLP runs under bf16 autocast; its outputs come back in float32, so
+            # compositing, resampling and the loss stay in full precision.
+            with torch.autocast(rays.origins.device.type, dtype=torch.bfloat16,
+                                enabled=self.use_bf16_autocast):
+                raw_rgb, raw_density = self.MLP_0(samples_enc, viewdirs_enc)
+            raw_rgb, raw_density = raw_rgb.float(), raw_density.float()
 
             # Noise on the raw density regularises training.
             if randomized and self.density_noise > 0:

@@ -199,3 +199,19 @@ def test_mlp_broadcasts_the_condition_over_samples():
     torch.testing.assert_close(swapped_density, raw_density)
     assert not torch.allclose(swapped_rgb, raw_rgb)
     torch.testing.assert_close(mlp(x[1:], condition[1:])[0], raw_rgb[1:])
+
+
+def test_bf16_autocast_runs_only_the_mlp_in_bfloat16():
+    model = build()
+    rays = random_rays((64,))
+    seen = []
+    model.MLP_0.register_forward_hook(lambda m, i, out: seen.append(out[0].dtype))
+    full = model(None, rays, randomized=False, white_bkgd=True)
+    model.use_bf16_autocast = True
+    half = model(None, rays, randomized=False, white_bkgd=True)
+    assert seen == [torch.float32] * 2 + [torch.bfloat16] * 2
+    for (rgb_full, dist_full, acc_full), (rgb_half, dist_half, acc_half) in zip(full, half):
+        assert rgb_half.dtype == dist_half.dtype == acc_half.dtype == torch.float32
+        # bfloat16 keeps 8 mantissa bits: colours agree to a few hundredths, not exactly.
+        torch.testing.assert_close(rgb_half, rgb_full, atol=3e-2, rtol=0)
+        assert not torch.equal(rgb_half, rgb_full)

@@ -1,0 +1,371 @@
+"""The depth-supervised Mip-NeRF: a proposal MLP (density only) for all but the last level, the
+shared NeRF MLP with optional per-camera GLO embeddings for the last, and the fork's ray-weight
+losses (bounded CDF, URF-style, DS-NeRF's KL as our re-implementation, distortion, proposal)."""
+
+import math
+
+import torch
+from torch import nn
+
+from depth_mipnerf.models import mip
+
+_EPS16 = torch.finfo(torch.float16).eps
+# The fork's depth-loss functions, selected by loss.depth_loss ('none' skips them).
+DEPTH_LOSSES = ('cdf', 'urf', 'cdf_test', 'ds_nerf', 'none')
+
+
+def _xavier_linear(dim_in, dim_out):
+    """nn.Linear with Glorot-uniform weights (torch's default bias), as the fork's _xavier_init."""
+    linear = nn.Linear(dim_in, dim_out)
+    nn.init.xavier_uniform_(linear.weight)
+    return linear
+
+
+class MLP(nn.Module):
+    """Trunk of net_depth ReLU layers (input re-fed after every skip_index-th), a density head and,
+    unless prop_mlp, a bottleneck + [view encoding, GLO] branch to the RGB head."""
+
+    def __init__(self, net_depth, net_width, net_depth_condition, net_width_condition, skip_index,
+                 num_rgb_channels, num_density_channels, activation, xyz_dim, view_dim,
+                 prop_mlp=False, mlp_normals=False):
+        super().__init__()
+        if activation != 'relu':
+            raise ValueError(f"net_activation must be 'relu' (the fork's only one), got {activation!r}")
+        self.prop_mlp = prop_mlp
+        self.skip_index = skip_index
+        self.mlp_normals = mlp_normals and not prop_mlp
+        self.layers = nn.ModuleList(
+            _xavier_linear(net_width + xyz_dim if (i - 1) % skip_index == 0 and i > 1 else
+                           (xyz_dim if i == 0 else net_width), net_width)
+            for i in range(net_depth))
+        self.density_layer = _xavier_linear(net_width, num_density_channels)
+        if prop_mlp:
+            return
+        if self.mlp_normals:
+            self.normals_layer = nn.Linear(net_width, 3)
+        # No view input (use_viewdirs False, no GLO): the RGB head reads the trunk (the fork crashes).
+        self.conditioned = view_dim > 0
+        if self.conditioned:
+            self.extra_layer = _xavier_linear(net_width, net_width)
+            self.view_layers = nn.Sequential(*[
+                nn.Sequential(_xavier_linear(net_width + view_dim if i == 0 else net_width_condition,
+                                             net_width_condition), nn.ReLU())
+                for i in range(net_depth_condition)])
+        self.color_layer = nn.Linear(net_width_condition if self.conditioned else net_width,
+                                     num_rgb_channels)
+
+    def forward(self, x, view_direction=None, glo_vec=None):
+        """x [B, N, F], view_direction [B, V] or None, glo_vec [B, G] or None ->
+        raw_density [B, N, 1] (prop_mlp) or (raw_rgb [B, N, 3], raw_density[, normals [B, N, 3]])."""
+        inputs = x
+        for i, layer in enumerate(self.layers):
+            x = torch.relu(layer(x))
+            if i % self.skip_index == 0 and i > 0:
+                x = torch.cat([x, inputs], dim=-1)
+        raw_density = self.density_layer(x)
+        if self.prop_mlp:
+            return raw_density
+        normals = -l2_normalize(self.normals_layer(x)) if self.mlp_normals else None
+        if self.conditioned:
+            x = self.extra_layer(x)
+            conditions = [c for c in (view_direction, glo_vec) if c is not None]
+            x = torch.cat([x] + [c[..., None, :].expand(x.shape[:-1] + c.shape[-1:]) for c in conditions], -1)
+            x = self.view_layers(x)
+        raw_rgb = self.color_layer(x)
+        if self.mlp_normals:
+            return raw_rgb, raw_density, normals
+        return raw_rgb, raw_density
+
+
+def l2_normalize(x, eps=1e-6):
+    """x / |x| along the last axis, |x|^2 clamped at eps (a zero vector stays zero): [..., 3]."""
+    return x / torch.sqrt(torch.clamp_min(torch.sum(x**2, dim=-1, keepdim=True), eps))
+
+
+class DepthVarianceNetwork(nn.Module):
+    """A learned scalar s = exp(-variance) (init 3.0), the std of depth-guided samples."""
+
+    def __init__(self, init_val):
+        super().__init__()
+        self.variance = nn.Parameter(torch.tensor(float(init_val)))
+
+    def forward(self, x):
+        """x [B, ...] -> s [B, 1]."""
+        return torch.ones(len(x), 1, device=x.device) * torch.exp(-self.variance)
+
+
+class MipNerf(nn.Module):
+    """Mip-NeRF with a proposal MLP, GLO embeddings and depth losses; see depth_mipnerf/README.md.
+
+    Arguments as the fork's MipNerf (the yaml's nerf.* and nerf.mlp.* keys), plus this port's:
+      num_fine_samples: samples of the last level (hard-coded 32 in the fork).
+      prop_net_depth, prop_net_width: the proposal MLP (hard-coded 4 x 256 in the fork).
+      encode_glo: NeRF-encode the GLO vector (the fork reads this attribute but never sets it).
+      depth_loss: which ray-weight depth loss forward() returns as (empty_loss, near_loss).
+      cdf_beta: the bounded-CDF loss' offset of the two CDFs (the write-up's beta * eps).
+      cdf_sigma_from_eps: the CDF's std is forward's `eps` (the write-up) instead of 0.03 (the code).
+      ds_nerf_sigma: the std of DS-NeRF's Gaussian around the depth.
+    """
+
+    def __init__(self, num_samples=128, num_levels=2, resample_padding=0.01, stop_resample_grad=True,
+                 use_viewdirs=True, disparity=False, depth_sampling=False, ray_shape='cone',
+                 min_deg_point=0, max_deg_point=16, deg_view=4, density_activation='softplus',
+                 density_noise=0., density_bias=-1., rgb_activation='sigmoid', rgb_padding=0.001,
+                 disable_integration=False, append_identity=True, mlp_net_depth=8, mlp_net_width=256,
+                 mlp_net_depth_condition=1, mlp_net_width_condition=128, mlp_skip_index=4,
+                 mlp_num_rgb_channels=3, mlp_num_density_channels=1, mlp_net_activation='relu',
+                 prop_mlp=False, num_glo_embeddings=18, num_glo_features=4, mlp_normals=True,
+                 num_fine_samples=32, prop_net_depth=4, prop_net_width=256, encode_glo=False,
+                 depth_loss='cdf', cdf_beta=0., cdf_sigma_from_eps=False, ds_nerf_sigma=0.03):
+        super().__init__()
+        if density_activation != 'softplus' or rgb_activation != 'sigmoid':
+            raise ValueError('the fork supports density_activation softplus and rgb_activation sigmoid only')
+        if depth_loss not in DEPTH_LOSSES:
+            raise ValueError(f'depth_loss must be one of {DEPTH_LOSSES}, got {depth_loss!r}')
+        self.num_levels, self.num_samples, self.num_fine_samples = num_levels, num_samples, num_fine_samples
+        self.disparity, self.depth_sampling, self.ray_shape = disparity, depth_sampling, ray_shape
+        self.disable_integration = disable_integration
+        self.min_deg_point, self.max_deg_point = min_deg_point, max_deg_point
+        self.use_viewdirs, self.deg_view, self.append_identity = use_viewdirs, deg_view, append_identity
+        self.density_noise, self.density_bias, self.rgb_padding = density_noise, density_bias, rgb_padding
+        self.resample_padding, self.stop_resample_grad = resample_padding, stop_resample_grad
+        self.num_glo_embeddings, self.num_glo_features, self.encode_glo = num_glo_embeddings, num_glo_features, encode_glo
+        self.depth_loss, self.cdf_beta = depth_loss, cdf_beta
+        self.cdf_sigma_from_eps, self.ds_nerf_sigma = cdf_sigma_from_eps, ds_nerf_sigma
+        self.mlp_normals = mlp_normals
+        xyz_dim = (max_deg_point - min_deg_point) * 3 * 2
+        view_dim = (deg_view * 3 * 2 + (3 if append_identity else 0)) if use_viewdirs else 0
+        glo_dim = num_glo_features * (9 if encode_glo else 1)
+        self.mlp = MLP(mlp_net_depth, mlp_net_width, mlp_net_depth_condition, mlp_net_width_condition,
+                       mlp_skip_index, mlp_num_rgb_channels, mlp_num_density_channels, mlp_net_activation,
+                       xyz_dim, view_dim + glo_dim, prop_mlp=False, mlp_normals=mlp_normals)
+        self.use_prop_mlp = prop_mlp
+        if prop_mlp:
+            # skip_index 8 > depth: the proposal MLP has no skip connection, as the fork's.
+            self.prop_mlp = MLP(prop_net_depth, prop_net_width, mlp_net_depth_condition,
+                                mlp_net_width_condition, 8, mlp_num_rgb_channels,
+                                mlp_num_density_channels, mlp_net_activation, xyz_dim, 0, prop_mlp=True)
+        self.depth_network = DepthVarianceNetwork(init_val=3.0)
+        if num_glo_features > 0:
+            self.glo_vecs = nn.Embedding(num_glo_embeddings, num_glo_features)
+
+    def glo_vector(self, rays, zero_glo):
+        """[B, G] GLO code of each ray's camera (rays.cam_idx), zeros when zero_glo (eval); None if off."""
+        if self.num_glo_features == 0:
+            return None
+        if zero_glo:
+            glo_vec = torch.zeros(rays.origins.shape[:-1] + (self.num_glo_features,), device=rays.origins.device)
+        else:
+            cam_idx = rays.cam_idx[..., 0].long()
+            if cam_idx.numel() and int(cam_idx.max()) >= self.num_glo_embeddings:
+                raise ValueError(f'camera index {int(cam_idx.max())} has no GLO embedding: '
+                                 f'nerf.mlp.num_glo_embeddings = {self.num_glo_embeddings} is too small')
+            glo_vec = self.glo_vecs(cam_idx)
+        if self.encode_glo:
+            glo_vec = mip.pos_enc(glo_vec, 0, 4, append_identity=True)
+        return glo_vec
+
+    def _field(self, means_covs, rays, glo_vec, last, compute_normals):
+        """(raw_rgb or None, raw_density [B, N, 1], mlp_normals or None, density_normals or None) of one level."""
+        if not last and self.use_prop_mlp:
+            return None, self.prop_mlp(mip.integrated_pos_enc(means_covs, self.min_deg_point, self.max_deg_point)), None, None
+        viewdirs_enc = mip.pos_enc(rays.viewdirs, 0, self.deg_view, self.append_identity) if self.use_viewdirs else None
+        means = means_covs[0]
+        with torch.enable_grad():
+            if compute_normals:
+                means = means.detach().requires_grad_()
+            samples_enc = mip.integrated_pos_enc((means, means_covs[1]), self.min_deg_point, self.max_deg_point)
+            out = self.mlp(samples_enc, viewdirs_enc, glo_vec)
+            density_normals = None
+            if compute_normals:
+                # The negated, normalised gradient of the density w.r.t. the Gaussians' means.
+                grad = torch.autograd.grad(out[1].sum(), means, create_graph=self.training)[0]
+                density_normals = -l2_normalize(torch.nan_to_num(grad))
+        return out[0], out[1], out[2] if self.mlp_normals else None, density_normals
+
+    def forward(self, rays, randomized, white_bkgd, compute_normals=False, eps=1.0, zero_glo=True):
+        """Renders rays (datasets.Rays of [B, ...]) through all levels.
+
+        Returns:
+          dict: rgb_coarse, rgb_fine [B, 3]; depth, acc [B]; weights [B, n]; t_samples [B, n+1]
+          (the last level's); density_normals, mlp_normals [B, n, 3]; s; distortion [B];
+          empty_loss, near_loss [1] (loss.depth_loss); envelope_loss [B, n] (prop_mlp).
+        """
+        glo_vec = self.glo_vector(rays, zero_glo)
+        rgbs, envelopes = [], []
+        s = weights = None
+        for i_level in range(self.num_levels):
+            last = i_level == self.num_levels - 1
+            if i_level == 0:
+                if self.depth_sampling:
+                    s = self.depth_network(rays.origins[:1])[:, :1].clip(1e-6, 1e6)
+                t_samples, means_covs = mip.sample_along_rays(
+                    rays.origins, rays.directions, rays.radii, self.num_samples, rays.near, rays.far,
+                    randomized, self.disparity, self.ray_shape, rays, s)
+            else:
+                t_samples, means_covs = mip.resample_along_rays(
+                    rays.origins, rays.directions, rays.radii, t_samples, weights, randomized,
+                    self.ray_shape, self.stop_resample_grad, self.resample_padding,
+                    self.num_fine_samples if last else self.num_samples)
+            if self.disable_integration:
+                means_covs = (means_covs[0], torch.zeros_like(means_covs[1]))
+            raw_rgb, raw_density, mlp_normals, density_normals = self._field(
+                means_covs, rays, glo_vec, last, compute_normals and last)
+            if randomized and self.density_noise > 0:
+                raw_density = raw_density + self.density_noise * torch.randn_like(raw_density)
+            if raw_rgb is None:
+                rgb = torch.zeros(raw_density.shape[:-1] + (3,), device=raw_density.device)
+            else:
+                rgb = torch.sigmoid(raw_rgb) * (1 + 2 * self.rgb_padding) - self.rgb_padding
+            density = nn.functional.softplus(raw_density + self.density_bias)
+            comp_rgb, depth, acc, weights = mip.volumetric_rendering(
+                rgb, density, t_samples, rays.directions, white_bkgd, rays.depth)
+            rgbs.append(comp_rgb)
+            if not last and self.use_prop_mlp:
+                envelopes.append((t_samples, weights))
+
+        zeros_n3 = torch.zeros(weights.shape + (3,), device=weights.device)
+        out = {
+            'rgb_coarse': rgbs[-2] if len(rgbs) > 1 else rgbs[-1], 'rgb_fine': rgbs[-1],
+            'depth': depth, 'acc': acc, 'weights': weights, 't_samples': t_samples,
+            'density_normals': density_normals if density_normals is not None else zeros_n3,
+            'mlp_normals': mlp_normals if mlp_normals is not None else zeros_n3,
+            's': s if s is not None else torch.as_tensor([eps], device=weights.device),
+            'distortion': lossfun_distortion(t_samples, weights),
+        }
+        out['empty_loss'], out['near_loss'] = self.depth_losses(rays, t_samples, weights, eps)
+        if self.use_prop_mlp:
+            # The proposal levels bound the final weights from above; averaged over the levels.
+            out['envelope_loss'] = sum(lossfun_outer(t_samples.detach(), weights.detach(), t_env, w_env)
+                                       for t_env, w_env in envelopes) / len(envelopes)
+        return out
+
+    def depth_losses(self, rays, t_samples, weights, eps):
+        """(empty_loss, near_loss) [1] of loss.depth_loss on the last level's weights."""
+        if self.depth_loss == 'cdf':
+            return lossfun_depth_weight_CDF(rays, t_samples, weights, eps, beta=self.cdf_beta,
+                                            sigma_from_eps=self.cdf_sigma_from_eps)
+        if self.depth_loss == 'urf':
+            return lossfun_depth_weight(rays, t_samples, weights, eps)
+        if self.depth_loss == 'cdf_test':
+            return lossfun_depth_weight_CDF_test(rays, t_samples, weights, eps)
+        if self.depth_loss == 'ds_nerf':
+            return lossfun_ds_nerf(rays, t_samples, weights, self.ds_nerf_sigma)
+        zero = torch.zeros(1, device=weights.device)
+        return zero, zero
+
+
+def _count(mask):
+    """max(sum(mask), 1) as a [1] tensor: the fork's normaliser of a masked sum."""
+    return torch.clamp_min(mask.sum().reshape(1), 1.)
+
+
+def lossfun_distortion(t, w):
+    """Mip-NeRF 360 distortion loss per ray: t [B, N+1], w [B, N] -> [B]."""
+    ut = (t[..., 1:] + t[..., :-1]) / 2
+    dut = torch.abs(ut[..., :, None] - ut[..., None, :])
+    loss_inter = torch.sum(w * torch.sum(w[..., None, :] * dut, dim=-1), dim=-1)
+    loss_intra = torch.sum(w**2 * (t[..., 1:] - t[..., :-1]), dim=-1) / 3
+    return loss_inter + loss_intra
+
+
+def lossfun_depth_weight(rays, tvals_, w, eps):
+    """URF-style line-of-sight loss: (empty, near) [1] for depth [B, 1], t [B, N+1], w [B, N].
+
+    Near window |t - D| < eps: w pulled to a Gaussian of "std" (eps / 3)^2 (sic) normalised by its
+    maximum over the batch; empty (t < D - eps): sum w^2. Each is a mean over its window's samples.
+    """
+    depth = rays.depth
+    tvals = 0.5 * (tvals_[..., :-1] + tvals_[..., 1:])
+    sigma = (eps / 3.) ** 2
+    mask_near = ((tvals > depth - eps) & (tvals < depth + eps)).to(w.dtype)
+    mask_empty = (tvals < depth - eps).to(w.dtype)
+    dist = mask_near * (tvals - depth)
+    target = torch.nan_to_num(1. / (sigma * math.sqrt(2 * math.pi)) * torch.exp(-(dist**2 / (2 * sigma**2 + 1e-6))))
+    target = target / target.max() * mask_near
+    near = ((mask_near * w - target) ** 2).sum() / _count(mask_near)
+    empty = ((mask_empty * w) ** 2).sum() / _count(mask_empty)
+    return empty, near
+
+
+def lossfun_depth_weight_CDF(rays, tvals_, w, eps, uncertain=False, beta=0., *, sigma_from_eps=False):
+    """Probabilistically bounded ray weights (the method): (empty, near) [1] for depth [B, 1] (0 = none).
+
+    W = cumsum(w) is bounded above by Phi(t; D - beta, sigma) on (D - 3 sigma, D) and below by
+    Phi(t; D + beta, sigma) on (D, D + 3 sigma); empty = mean of w^2 before D - 3 sigma. sigma is
+    0.03 as in the code (eps ignored), or eps with sigma_from_eps (the write-up's epsilon).
+    `uncertain` is accepted for the fork's signature and unused.
+    """
+    depth = rays.depth
+    tvals = 0.5 * (tvals_[..., :-1] + tvals_[..., 1:])
+    sigma = eps if sigma_from_eps else 0.03
+    valid = depth > 0
+    mask_near_close = ((tvals > depth - 3 * sigma) & (tvals < depth) & valid).to(w.dtype)
+    mask_near_far = ((tvals > depth) & (tvals < depth + 3 * sigma) & valid).to(w.dtype)
+    mask_empty = ((tvals < depth - 3 * sigma) & valid).to(w.dtype)
+    w_cumsum = torch.cumsum(w, dim=-1)
+    cdf_upper = torch.distributions.Normal(depth - beta, sigma).cdf(tvals)
+    cdf_lower = torch.distributions.Normal(depth + beta, sigma).cdf(tvals) if beta > 0 else cdf_upper
+    near_close = torch.clamp_min(mask_near_close * (w_cumsum - cdf_upper), 0)
+    near_far = torch.clamp_min(mask_near_far * (cdf_lower - w_cumsum), 0)
+    near = (near_close**2).sum() / _count(mask_near_close) + (near_far**2).sum() / _count(mask_near_far)
+    empty = ((mask_empty * w) ** 2).sum() / _count(mask_empty)
+    return empty, near
+
+
+def lossfun_depth_weight_CDF_test(rays, tvals_, w, eps, uncertain=False):
+    """The fork's open-interval CDF bound (before / after D, one normaliser): (zeros [1], bound [1])."""
+    depth = rays.depth
+    tvals = 0.5 * (tvals_[..., :-1] + tvals_[..., 1:])
+    sigma = 0.03
+    valid = depth > 0
+    mask_near = ((tvals < depth) & valid).to(w.dtype)
+    mask_far = ((tvals > depth) & valid).to(w.dtype)
+    cdf = torch.distributions.Normal(depth, sigma).cdf(tvals)
+    w_cumsum = torch.cumsum(w, dim=-1)
+    near = torch.clamp_min(mask_near * (w_cumsum - cdf), 0)
+    far = torch.clamp_min(mask_far * (cdf - w_cumsum), 0)
+    bound = ((near**2).sum() + (far**2).sum()) / torch.clamp_min((mask_far.sum() + mask_near.sum()).reshape(1), 1.)
+    return torch.zeros_like(bound), bound
+
+
+def lossfun_ds_nerf(rays, tvals_, w, sigma):
+    """DS-NeRF's ray-termination KL loss (Deng et al. 2022, eq. 8), OUR re-implementation (the fork
+    has none): mean over rays with depth > 0 of sum_k -log(w_k) exp(-(t_k - D)^2 / (2 sigma^2)) dt_k.
+
+    Returns (zeros [1], kl [1]) in the (empty, near) slots.
+    """
+    depth = rays.depth
+    tvals = 0.5 * (tvals_[..., :-1] + tvals_[..., 1:])
+    dt = tvals_[..., 1:] - tvals_[..., :-1]
+    valid = (depth > 0).to(w.dtype)
+    # + 1e-5 as the fork's commented-out version: log(0) where a weight vanishes.
+    kl = (-torch.log(w + 1e-5) * torch.exp(-(tvals - depth) ** 2 / (2 * sigma**2)) * dt).sum(-1, keepdim=True)
+    loss = (kl * valid).sum() / _count(valid)
+    return torch.zeros_like(loss), loss
+
+
+def searchsorted(a, v):
+    """(idx_lo, idx_hi) [..., M] with a[idx_lo] <= v < a[idx_hi] (clamped to a's ends): a [..., N], v [..., M]."""
+    i = torch.arange(a.shape[-1], device=a.device)
+    v_ge_a = v[..., None, :] >= a[..., :, None]
+    idx_lo = torch.max(torch.where(v_ge_a, i[:, None], i[:1, None]), -2).values
+    idx_hi = torch.min(torch.where(~v_ge_a, i[:, None], i[-1:, None]), -2).values
+    return idx_lo, idx_hi
+
+
+def inner_outer(t0, t1, y1):
+    """Inner and outer measures on the intervals t0 [..., N+1] of the step function (t1, y1): [..., N] each."""
+    cy1 = torch.cat([torch.zeros_like(y1[..., :1]), torch.cumsum(y1, dim=-1)], dim=-1)
+    idx_lo, idx_hi = searchsorted(t1, t0)
+    cy1_lo = torch.gather(cy1, -1, idx_lo)
+    cy1_hi = torch.gather(cy1, -1, idx_hi)
+    y0_outer = cy1_hi[..., 1:] - cy1_lo[..., :-1]
+    y0_inner = torch.where(idx_hi[..., :-1] <= idx_lo[..., 1:], cy1_lo[..., 1:] - cy1_hi[..., :-1], 0)
+    return y0_inner, y0_outer
+
+
+def lossfun_outer(t, w, t_env, w_env, eps=_EPS16):
+    """Proposal loss (mip-NeRF 360 eq. 13): max(0, w - w_outer)^2 / (w + eps), eps = fp16 eps: [B, N]."""
+    _, w_outer = inner_outer(t, t_env, w_env)
+    return torch.clamp_min(w - w_outer, 0) ** 2 / (w + eps)

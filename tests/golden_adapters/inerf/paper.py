@@ -1,0 +1,57 @@
+"""Adapters for the cases of Part B (salykovaa/inerf): modules built from the case, grads, embedders."""
+
+import pathlib
+
+import numpy as np
+import torch
+
+_GOLDEN = pathlib.Path(__file__).parents[2] / "golden" / "inerf"
+
+
+def _camera_transf(case, inputs, function):
+    """camera_transf with parameters set from the case; forward(x), then grads of sum(out * weight)."""
+    arrays = np.load(_GOLDEN / case["case"])
+    model = function()
+    with torch.no_grad():
+        for name in ("w", "v", "theta"):
+            getattr(model, name).copy_(inputs[name])
+    with torch.enable_grad():
+        out = model(inputs["x"])
+        (out * torch.from_numpy(arrays["in_loss_weight"])).sum().backward()
+    return [out, model.w.grad, model.v.grad, model.theta.grad]
+
+
+def _embedder(case, inputs, function):
+    """get_embedder(multires, i) -> (embed_fn(x), out_dim)."""
+    embed_fn, out_dim = function(**case["static"])
+    return [embed_fn(inputs["x"]), torch.tensor(out_dim, dtype=torch.int64)]
+
+
+def _nerf_mlp(case, inputs, function):
+    """NeRF(**static) with the case's state dict, forward(x)."""
+    arrays = np.load(_GOLDEN / case["case"])
+    model = function(**case["static"])
+    model.load_state_dict({k[len("in_sd_"):]: torch.from_numpy(arrays[k])
+                           for k in arrays.files if k.startswith("in_sd_")})
+    return model(inputs["x"])
+
+
+def _find_poi(case, inputs, function):
+    """find_POI on the uint8 image (rows come back sorted by x then y, as the case compares them)."""
+    return torch.from_numpy(function(inputs["img_rgb"].numpy(), **case["static"]))
+
+
+def _by_keyword(case, inputs, function):
+    """Array and static arguments all by keyword (the static ones come first in the signature)."""
+    return function(**case["static"], **inputs)
+
+
+ADAPTERS = {
+    "inerf.render_helpers:get_rays": _by_keyword,
+    "inerf.render_helpers:get_rays_np": _by_keyword,
+    "inerf.render_helpers:ndc_rays": _by_keyword,
+    "inerf.inerf_helpers:camera_transf": _camera_transf,
+    "inerf.nerf_helpers:get_embedder": _embedder,
+    "inerf.nerf_helpers:NeRF": _nerf_mlp,
+    "inerf.utils:find_POI": _find_poi,
+}

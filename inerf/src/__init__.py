@@ -1,0 +1,1 @@
+"""The released iNeRF code: pixelNeRF (model, renderer, data, utilities) as in iNeRF-public."""

@@ -1,0 +1,11 @@
+"""pixelNeRF's networks; make_model builds the one named by a HOCON `model` block."""
+
+from .models import PixelNeRFNet
+
+
+def make_model(conf, *args, **kwargs):
+    """PixelNeRFNet for conf.type pixelnerf (the only type)."""
+    model_type = conf.get_string("type", "pixelnerf")
+    if model_type == "pixelnerf":
+        return PixelNeRFNet(conf, *args, **kwargs)
+    raise NotImplementedError("Unsupported model type", model_type)

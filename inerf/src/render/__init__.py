@@ -1,0 +1,3 @@
+"""pixelNeRF's volume renderer."""
+
+from .nerf import NeRFRenderer  # noqa: F401

@@ -1,0 +1,1 @@
+"""KITTI raw: rectified stereo pairs with their calibration (never released by MINE)."""

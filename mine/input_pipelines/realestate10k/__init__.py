@@ -1,0 +1,1 @@
+"""RealEstate10K: camera files of the release + extracted frames + sparse points (never released by MINE)."""

@@ -1,0 +1,1 @@
+"""Input pipelines: LLFF (released), RealEstate10K, KITTI raw, Flowers light fields."""

@@ -1,0 +1,1 @@
+"""LLFF scenes with COLMAP sparse points (the loader MINE released)."""

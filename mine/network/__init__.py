@@ -1,0 +1,1 @@
+"""Encoder, decoder, losses and SSIM of MINE."""

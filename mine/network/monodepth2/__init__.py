@@ -1,0 +1,1 @@
+"""monodepth2 ResNet encoder and the MINE depth decoder."""

@@ -1,0 +1,1 @@
+"""Plane geometry, homography warping and volume rendering of MPIs."""

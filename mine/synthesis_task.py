@@ -1,0 +1,448 @@
+"""MINE's training and evaluation engine: plane sampling, MPI prediction, rendering, losses at 4 scales."""
+
+import logging
+import math
+import os
+import time
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from common.logger import progress
+from mine.network.layers import edge_aware_loss, edge_aware_loss_v2, psnr
+from mine.network.monodepth2.depth_decoder import DepthDecoder
+from mine.network.monodepth2.resnet_encoder import ResnetEncoder
+from mine.network.ssim import SSIM
+from mine.operations import mpi_rendering, rendering_utils
+from mine.operations.homography_sampler import HomographySample
+from mine.utils import (
+    AverageMeter,
+    disparity_normalization_vis,
+    get_embedder,
+    inverse,
+    restore_model,
+    save_checkpoint,
+)
+
+# Datasets with metric poses: no scale calibration and no sparse-point disparity loss.
+METRIC_SCALE_DATASETS = ("flowers", "kitti_raw", "dtu")
+LOSS_KEYS = ("loss_rgb_src", "loss_ssim_src", "loss_disp_pt3dsrc", "loss_rgb_tgt", "loss_ssim_tgt", "lpips_tgt",
+             "psnr_tgt", "loss_disp_pt3dtgt")
+
+
+def _get_disparity_list(config, B, device=torch.device("cpu")):
+    """Source-plane disparities BxS, descending: fixed linspace, or one uniform draw per bin (training)."""
+    S_coarse = config["mpi.num_bins_coarse"]
+    start, end = config["mpi.disparity_start"], config["mpi.disparity_end"]
+    bins = config.get("mpi.disparity_list")
+    has_bins = bins is not None and len(bins) == S_coarse + 1
+    if config.get("mpi.fix_disparity", False):
+        if has_bins:
+            return torch.as_tensor(bins[1:], dtype=torch.float32, device=device).unsqueeze(0).repeat(B, 1)
+        return torch.linspace(start, end, S_coarse, dtype=torch.float32, device=device).unsqueeze(0).repeat(B, 1)
+    if has_bins:
+        return rendering_utils.uniformly_sample_disparity_from_bins(batch_size=B, disparity_np=bins, device=device)
+    return rendering_utils.uniformly_sample_disparity_from_linspace_bins(
+        batch_size=B, num_bins=S_coarse, start=start, end=end, device=device)
+
+
+def _unwrap(module):
+    """The model inside DDP / DataParallel, or the module itself."""
+    return module.module if hasattr(module, "module") else module
+
+
+def _with_module_prefix(state_dict):
+    """Keys prefixed `module.` as the original's DDP models saved them."""
+    return {k if k.startswith("module.") else "module." + k: v for k, v in state_dict.items()}
+
+
+class SynthesisTask:
+    """Builds the encoder/decoder/optimizer from a params dict; trains, evaluates and renders novel views."""
+
+    def __init__(self, config, logger, is_val=False, device=None):
+        self.config = config
+        self.logger = logger or logging.getLogger("mine")
+        self.device = torch.device(device or config.get("device") or "cpu")
+        self.tb_writer = config.get("tb_writer")
+        self.embedder, out_dim = get_embedder(config["model.pos_encoding_multires"])
+
+        self.backbone = ResnetEncoder(num_layers=config.get("model.num_layers", 50),
+                                      pretrained=config.get("model.imagenet_pretrained", True)).to(self.device)
+        self.decoder = DepthDecoder(num_ch_enc=self.backbone.num_ch_enc, use_alpha=config.get("mpi.use_alpha", False),
+                                    num_output_channels=4, scales=range(4), use_skips=True,
+                                    embedder=self.embedder, embedder_out_dim=out_dim).to(self.device)
+        self.optimizer = torch.optim.Adam([
+            {"params": self.backbone.parameters(), "lr": config["lr.backbone_lr"]},
+            {"params": self.decoder.parameters(), "lr": config["lr.decoder_lr"]},
+        ], weight_decay=config["lr.weight_decay"])
+        self._lpips = None
+
+        # Every rank restores (the original: rank 0 only, which leaves the other ranks' optimizer state empty).
+        self.restored = restore_model(config["training.pretrained_checkpoint_path"], self.backbone, self.decoder,
+                                      self.optimizer, logger=self.logger)
+        self.current_epoch = 0
+        self.global_step = 0
+
+        if not is_val:
+            if dist.is_available() and dist.is_initialized():
+                if self.device.type == "cuda":  # SyncBatchNorm runs on GPUs only; CPU ranks keep local BN.
+                    group = dist.new_group(list(range(dist.get_world_size())))
+                    self.backbone = nn.SyncBatchNorm.convert_sync_batchnorm(self.backbone, group)
+                    self.decoder = nn.SyncBatchNorm.convert_sync_batchnorm(self.decoder, group)
+                device_ids = [self.device] if self.device.type == "cuda" else None
+                self.backbone = DDP(self.backbone, device_ids=device_ids, find_unused_parameters=True)
+                self.decoder = DDP(self.decoder, device_ids=device_ids, find_unused_parameters=True)
+            self.backbone.train()
+            self.decoder.train()
+            self.lr_scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, config["lr.decay_steps"],
+                                                                     gamma=config["lr.decay_gamma"])
+            if self.restored is not None and "global_step" in self.restored:
+                self.global_step = int(self.restored["global_step"])
+                self.current_epoch = int(self.restored["epoch"])
+                self.lr_scheduler.load_state_dict(self.restored["lr_scheduler"])
+
+        H, W = config["data.img_h"], config["data.img_w"]
+        if H % 128 or W % 128:
+            raise ValueError(f"data.img_h x data.img_w = {H}x{W}: both must be multiples of 128 "
+                             "(the decoder's extension branch pools the 1/32 features twice)")
+        self.homography_sampler_list = [HomographySample(H // 2**s, W // 2**s, device=self.device) for s in range(4)]
+        # Nearest-neighbour resizing to the loss scales, as the original (nn.Upsample's default mode).
+        self.upsample_list = [nn.Identity()] + [nn.Upsample(size=(H // 2**s, W // 2**s)) for s in range(1, 4)]
+        self.ssim = SSIM(size_average=True)
+
+        self.train_losses = {k: AverageMeter("train_" + k) for k in ("loss",) + LOSS_KEYS}
+        self.val_losses = {k: AverageMeter("val_" + k) for k in LOSS_KEYS}
+
+    @property
+    def is_bg_depth_inf(self):
+        """The original reads `mpi.render_tgt_rgb_depth` (never set: False); mpi.fix_bg_depth_key reads mpi.is_bg_depth_inf."""
+        key = "mpi.is_bg_depth_inf" if self.config.get("mpi.fix_bg_depth_key", False) else "mpi.render_tgt_rgb_depth"
+        return self.config.get(key, False)
+
+    def set_data(self, items):
+        """Takes a collated (src_items, tgt_items) batch (see NeRFDataset) onto the task's device."""
+        src_items, tgt_items = items
+
+        def to(x):
+            return torch.as_tensor(x).to(self.device, torch.float32)
+
+        self.src_imgs = to(src_items["img"])  # Bx3xHxW
+        self.K_src = to(src_items["K"])  # Bx3x3
+        self.K_src_inv = to(src_items["K_inv"])
+        self.pt3d_src = to(src_items["xyzs"])  # Bx3xN_pt
+        if tgt_items["img"].size(1) != 1:
+            raise ValueError(f"one target view per source is supported, got {tgt_items['img'].size(1)}")
+        self.tgt_imgs = to(tgt_items["img"]).squeeze(1)  # Bx3xHxW
+        self.G_src_tgt = to(tgt_items["G_src_tgt"]).squeeze(1)  # Bx4x4
+        self.K_tgt = to(tgt_items["K"]).squeeze(1)
+        self.K_tgt_inv = to(tgt_items["K_inv"]).squeeze(1)
+        self.pt3d_tgt = to(tgt_items["xyzs"]).squeeze(1)  # Bx3xN_pt
+        self.G_tgt_src = inverse(self.G_src_tgt)
+
+    def compute_scale_factor(self, disparity_syn_pt3dsrc, pt3d_disp_src):
+        """Scale between synthesized and sparse-point disparities, exp(mean log ratio): Bx1xN -> B (paper 3.3.1)."""
+        B = pt3d_disp_src.size(0)
+        if self.config["data.name"] in METRIC_SCALE_DATASETS:
+            return torch.ones(B, dtype=torch.float32, device=pt3d_disp_src.device)
+        return torch.exp(torch.mean(torch.log(disparity_syn_pt3dsrc) - torch.log(pt3d_disp_src), dim=2)).squeeze(1)
+
+    def mpi_predictor(self, src_imgs_BCHW, disparity_BS):
+        """One encoder pass, one decoder pass over B*S planes: -> [4 x BxSx4xH/2^sxW/2^s]."""
+        features = self.backbone(src_imgs_BCHW)
+        outputs = self.decoder(list(features), disparity_BS)
+        return [outputs[("disp", s)] for s in range(4)]
+
+    def _lpips_tgt(self, img_syn, img_gt):
+        """Mean LPIPS-VGG of [0, 1] images passed as [-1, 1] ones, as the original calls lpips.LPIPS; NaN without weights."""
+        if self._lpips is None:
+            from common.metrics import LPIPS
+
+            try:
+                self._lpips = LPIPS("vgg").to(self.device)
+            except FileNotFoundError as e:
+                self.logger.warning("lpips_tgt is NaN: %s", e)
+                self._lpips = False
+        if self._lpips is False:
+            return torch.tensor(float("nan"))
+        # common LPIPS maps [0, 1] to [-1, 1]; (x + 1) / 2 makes it see x itself, as lpips.LPIPS(x) did.
+        return self._lpips(((img_syn + 1) / 2).permute(0, 2, 3, 1), ((img_gt + 1) / 2).permute(0, 2, 3, 1)).mean()
+
+    def loss_fcn_per_scale(self, scale, mpi_all_src, disparity_all_src, scale_factor=None, is_val=False):
+        """Losses of one scale (paper eq. 10-13) -> (loss_dict, visualization_dict, scale_factor)."""
+        src_imgs_scaled = self.upsample_list[scale](self.src_imgs)
+        tgt_imgs_scaled = self.upsample_list[scale](self.tgt_imgs)
+        B, _, H_s, W_s = src_imgs_scaled.size()
+        if mpi_all_src.shape[3:] != (H_s, W_s):
+            raise ValueError(f"MPI {tuple(mpi_all_src.shape)} does not match the {H_s}x{W_s} images of scale {scale}")
+
+        K_src_scaled = self.K_src / (2**scale)
+        K_src_scaled[:, 2, 2] = 1
+        K_tgt_scaled = self.K_tgt / (2**scale)
+        K_tgt_scaled[:, 2, 2] = 1
+        K_src_scaled_inv = torch.inverse(K_src_scaled)
+
+        xyz_src_BS3HW = mpi_rendering.get_src_xyz_from_plane_disparity(
+            self.homography_sampler_list[scale].meshgrid, disparity_all_src, K_src_scaled_inv)
+        mpi_all_rgb_src = mpi_all_src[:, :, 0:3]  # BxSx3xHxW
+        mpi_all_sigma_src = mpi_all_src[:, :, 3:]  # BxSx1xHxW
+        use_alpha = self.config.get("mpi.use_alpha", False)
+        src_imgs_syn, src_depth_syn, blend_weights, weights = mpi_rendering.render(
+            mpi_all_rgb_src, mpi_all_sigma_src, xyz_src_BS3HW, use_alpha=use_alpha,
+            is_bg_depth_inf=self.is_bg_depth_inf)
+        if self.config.get("training.src_rgb_blending", True):
+            # Visible plane content comes from the source image itself (paper Sec. 3.2).
+            mpi_all_rgb_src = blend_weights * src_imgs_scaled.unsqueeze(1) + (1 - blend_weights) * mpi_all_rgb_src
+            src_imgs_syn, src_depth_syn = mpi_rendering.weighted_sum_mpi(
+                mpi_all_rgb_src, xyz_src_BS3HW, weights, is_bg_depth_inf=self.is_bg_depth_inf)
+        src_disparity_syn = torch.reciprocal(src_depth_syn)
+
+        src_pt3d_disp = torch.reciprocal(self.pt3d_src[:, 2:, :])  # Bx1xN_pt
+        src_pt3d_pxpy = torch.matmul(K_src_scaled, self.pt3d_src)
+        src_pt3d_pxpy = src_pt3d_pxpy[:, 0:2] / src_pt3d_pxpy[:, 2:]  # Bx2xN_pt
+        src_pt3d_disp_syn = rendering_utils.gather_pixel_by_pxpy(src_disparity_syn, src_pt3d_pxpy)  # Bx1xN_pt
+        if scale_factor is None:
+            scale_factor = self.compute_scale_factor(src_pt3d_disp_syn, src_pt3d_disp)
+
+        rendered = self.render_novel_view(mpi_all_rgb_src, mpi_all_sigma_src, disparity_all_src, self.G_tgt_src,
+                                          K_src_scaled_inv, K_tgt_scaled, scale=scale, scale_factor=scale_factor)
+        tgt_imgs_syn = rendered["tgt_imgs_syn"]
+        tgt_disparity_syn = rendered["tgt_disparity_syn"]
+        tgt_mask_syn = rendered["tgt_mask_syn"]
+
+        disp_lambda = 0.0 if self.config["data.name"] in METRIC_SCALE_DATASETS else 1.0
+        smoothness_lambda_v1 = self.config.get("loss.smoothness_lambda_v1", 0.5)
+        smoothness_lambda_v2 = self.config.get("loss.smoothness_lambda_v2", 1.0)
+        gmin = self.config["loss.smoothness_gmin"]
+        grad_ratio = self.config.get("loss.smoothness_grad_ratio", 0.1)
+
+        with torch.no_grad():
+            loss_rgb_src = torch.mean(torch.abs(src_imgs_syn - src_imgs_scaled))
+            loss_ssim_src = 1 - self.ssim(src_imgs_syn, src_imgs_scaled)
+            loss_smooth_src = edge_aware_loss(src_imgs_scaled, src_disparity_syn, gmin=gmin, grad_ratio=grad_ratio)
+
+        loss_disp_pt3dsrc = disp_lambda * torch.mean(torch.abs(
+            torch.log(src_pt3d_disp_syn / scale_factor.view(B, 1, 1)) - torch.log(src_pt3d_disp)))
+
+        tgt_pt3d_disp = torch.reciprocal(self.pt3d_tgt[:, 2:, :])
+        tgt_pt3d_pxpy = torch.matmul(K_tgt_scaled, self.pt3d_tgt)
+        tgt_pt3d_pxpy = tgt_pt3d_pxpy[:, 0:2] / tgt_pt3d_pxpy[:, 2:]
+        tgt_pt3d_disp_syn = rendering_utils.gather_pixel_by_pxpy(tgt_disparity_syn, tgt_pt3d_pxpy)
+        loss_disp_pt3dtgt = disp_lambda * torch.mean(torch.abs(
+            torch.log(tgt_pt3d_disp_syn / scale_factor.view(B, 1, 1)) - torch.log(tgt_pt3d_disp)))
+
+        # Target pixels seen by fewer than valid_mask_threshold warped planes lie outside the source view.
+        rgb_tgt_valid_mask = torch.ge(tgt_mask_syn, self.config["mpi.valid_mask_threshold"]).to(torch.float32)
+        loss_rgb_tgt = (torch.abs(tgt_imgs_syn - tgt_imgs_scaled) * rgb_tgt_valid_mask).mean()
+
+        loss_smooth_tgt = smoothness_lambda_v1 * edge_aware_loss(tgt_imgs_scaled, tgt_disparity_syn, gmin=gmin,
+                                                                 grad_ratio=grad_ratio)
+        loss_smooth_tgt_v2 = smoothness_lambda_v2 * edge_aware_loss_v2(tgt_imgs_scaled, tgt_disparity_syn)
+        loss_smooth_src_v2 = smoothness_lambda_v2 * edge_aware_loss_v2(src_imgs_scaled, src_disparity_syn)
+        loss_ssim_tgt = 1 - self.ssim(tgt_imgs_syn, tgt_imgs_scaled)
+
+        with torch.no_grad():
+            lpips_tgt = self._lpips_tgt(tgt_imgs_syn, tgt_imgs_scaled) if is_val and scale == 0 else torch.tensor(0.0)
+            psnr_tgt = psnr(tgt_imgs_syn, tgt_imgs_scaled).mean()
+
+        loss = (loss_disp_pt3dtgt + loss_disp_pt3dsrc + loss_rgb_tgt + loss_ssim_tgt + loss_smooth_tgt
+                + loss_smooth_src_v2 + loss_smooth_tgt_v2)
+        loss_dict = {"loss": loss, "loss_rgb_src": loss_rgb_src, "loss_ssim_src": loss_ssim_src,
+                     "loss_disp_pt3dsrc": loss_disp_pt3dsrc, "loss_smooth_src": loss_smooth_src,
+                     "loss_smooth_tgt": loss_smooth_tgt, "loss_smooth_src_v2": loss_smooth_src_v2,
+                     "loss_smooth_tgt_v2": loss_smooth_tgt_v2, "loss_rgb_tgt": loss_rgb_tgt,
+                     "loss_ssim_tgt": loss_ssim_tgt, "lpips_tgt": lpips_tgt, "psnr_tgt": psnr_tgt,
+                     "loss_disp_pt3dtgt": loss_disp_pt3dtgt}
+        visualization_dict = {"src_disparity_syn": src_disparity_syn, "tgt_disparity_syn": tgt_disparity_syn,
+                              "tgt_imgs_syn": tgt_imgs_syn, "tgt_mask_syn": tgt_mask_syn, "src_imgs_syn": src_imgs_syn}
+        return loss_dict, visualization_dict, scale_factor
+
+    def loss_fcn(self, is_val):
+        """Total loss over the 4 scales (scale 0 in full; rgb/ssim, disparity and v2 smoothness at 1..3)."""
+        endpoints = self.network_forward()
+        scale_factor = None
+        per_scale = []
+        for scale in range(4):
+            loss_dict, visualization_dict, scale_factor = self.loss_fcn_per_scale(
+                scale, endpoints["mpi_all_src_list"][scale], endpoints["disparity_all_src"], scale_factor,
+                is_val=is_val)
+            per_scale.append((loss_dict, visualization_dict))
+        loss_dict, visualization_dict = per_scale[0]
+        for scale_losses, _ in per_scale[1:]:
+            if self.config.get("training.use_multi_scale", True):
+                loss_dict["loss"] = loss_dict["loss"] + scale_losses["loss_rgb_tgt"] + scale_losses["loss_ssim_tgt"]
+            loss_dict["loss"] = (loss_dict["loss"] + scale_losses["loss_disp_pt3dsrc"]
+                                 + scale_losses["loss_disp_pt3dtgt"] + scale_losses["loss_smooth_src_v2"]
+                                 + scale_losses["loss_smooth_tgt_v2"])
+        return loss_dict, visualization_dict
+
+    def network_forward(self):
+        """Samples plane disparities and predicts the MPIs: -> {mpi_all_src_list, disparity_all_src}."""
+        B = self.src_imgs.size(0)
+        disparity_coarse_src = _get_disparity_list(self.config, B, device=self.src_imgs.device)
+        xyz_src_BS3HW_coarse = mpi_rendering.get_src_xyz_from_plane_disparity(
+            self.homography_sampler_list[0].meshgrid, disparity_coarse_src, self.K_src_inv)
+        mpi_all_src_list, disparity_all_src = mpi_rendering.predict_mpi_coarse_to_fine(
+            self.mpi_predictor, self.src_imgs, xyz_src_BS3HW_coarse, disparity_coarse_src,
+            self.config["mpi.num_bins_fine"], is_bg_depth_inf=self.is_bg_depth_inf)
+        return {"mpi_all_src_list": mpi_all_src_list, "disparity_all_src": disparity_all_src}
+
+    def predict_src_mpi(self, src_imgs, K_src_inv):
+        """Scale-0 MPI of source images with source-RGB blending: -> rgb BxSx3xHxW, sigma BxSx1xHxW, disparity BxS."""
+        src_imgs = src_imgs.to(self.device, torch.float32)
+        K_src_inv = K_src_inv.to(self.device, torch.float32)
+        disparity = _get_disparity_list(self.config, src_imgs.size(0), device=self.device)
+        xyz = mpi_rendering.get_src_xyz_from_plane_disparity(self.homography_sampler_list[0].meshgrid, disparity,
+                                                             K_src_inv)
+        mpi_list, disparity = mpi_rendering.predict_mpi_coarse_to_fine(
+            self.mpi_predictor, src_imgs, xyz, disparity, self.config["mpi.num_bins_fine"], self.is_bg_depth_inf)
+        rgb, sigma = mpi_list[0][:, :, 0:3], mpi_list[0][:, :, 3:]
+        xyz = mpi_rendering.get_src_xyz_from_plane_disparity(self.homography_sampler_list[0].meshgrid, disparity,
+                                                             K_src_inv)
+        _, _, blend_weights, _ = mpi_rendering.render(rgb, sigma, xyz, use_alpha=self.config.get("mpi.use_alpha", False),
+                                                      is_bg_depth_inf=self.is_bg_depth_inf)
+        return blend_weights * src_imgs.unsqueeze(1) + (1 - blend_weights) * rgb, sigma, disparity
+
+    def render_novel_view(self, mpi_all_rgb_src, mpi_all_sigma_src, disparity_all_src, G_tgt_src, K_src_inv, K_tgt,
+                          scale=0, scale_factor=None):
+        """Target view of a source MPI; the translation is divided by scale_factor (B): -> rgb, disparity, mask."""
+        if scale_factor is not None:
+            with torch.no_grad():
+                G_tgt_src = torch.clone(G_tgt_src)
+                G_tgt_src[:, 0:3, 3] = G_tgt_src[:, 0:3, 3] / scale_factor.view(-1, 1)
+        sampler = self.homography_sampler_list[scale]
+        xyz_src_BS3HW = mpi_rendering.get_src_xyz_from_plane_disparity(sampler.meshgrid, disparity_all_src, K_src_inv)
+        xyz_tgt_BS3HW = mpi_rendering.get_tgt_xyz_from_plane_disparity(xyz_src_BS3HW, G_tgt_src)
+        tgt_imgs_syn, tgt_depth_syn, tgt_mask_syn = mpi_rendering.render_tgt_rgb_depth(
+            sampler, mpi_all_rgb_src, mpi_all_sigma_src, disparity_all_src, xyz_tgt_BS3HW, G_tgt_src, K_src_inv,
+            K_tgt, use_alpha=self.config.get("mpi.use_alpha", False), is_bg_depth_inf=self.is_bg_depth_inf)
+        return {"tgt_imgs_syn": tgt_imgs_syn, "tgt_disparity_syn": torch.reciprocal(tgt_depth_syn),
+                "tgt_mask_syn": tgt_mask_syn}
+
+    def run_eval(self, val_data_loader):
+        """Averages the validation losses into self.val_losses (and TensorBoard)."""
+        self.logger.info("Start running evaluation on validation set:")
+        self.backbone.eval()
+        self.decoder.eval()
+        for meter in self.val_losses.values():
+            meter.reset()
+        with torch.no_grad():
+            for step, items in enumerate(val_data_loader):
+                if (step + 1) % 20 == 0:
+                    self.logger.info("    Eval progress: %d/%d", step + 1, len(val_data_loader))
+                self.set_data(items)
+                loss_dict, visualization_dict = self.loss_fcn(is_val=True)
+                self.log_val(step, loss_dict, visualization_dict)
+        self.logger.info("Evaluation finished, average losses: ")
+        for meter in self.val_losses.values():
+            self.logger.info("    %s", meter)
+        if self.tb_writer is not None:
+            for key, meter in self.val_losses.items():
+                self.tb_writer.add_scalar(key + "/val", meter.avg, self.global_step)
+        self.backbone.train()
+        self.decoder.train()
+
+    def log_val(self, step, loss_dict, visualization_dict):
+        """Updates the validation meters and writes the synthesized images and disparities to TensorBoard."""
+        B = self.src_imgs.size(0)
+        for key, meter in self.val_losses.items():
+            meter.update(loss_dict[key].item(), n=B)
+        if self.tb_writer is None:
+            return
+        if self.global_step == self.config["training.eval_interval"]:
+            self.tb_writer.add_images("00_src_images", self.src_imgs, step)
+            self.tb_writer.add_images("01_gt_tgt_images", self.tgt_imgs, step)
+        images = {
+            "02_syn_src_images": visualization_dict["src_imgs_syn"],
+            "03_syn_src_disparity_map": disparity_normalization_vis(visualization_dict["src_disparity_syn"]),
+            "04_syn_tgt_images": visualization_dict["tgt_imgs_syn"],
+            "05_syn_tgt_disparity_map": disparity_normalization_vis(visualization_dict["tgt_disparity_syn"]),
+        }
+        for tag, value in images.items():
+            self.tb_writer.add_images(f"{tag}/step_{self.global_step}", value.clamp(0, 1), step)
+
+    def log_training(self, epoch, step, global_step, dataset_length, loss_dict):
+        """Logs the losses to training.log and TensorBoard and updates the training meters."""
+        self.logger.info(
+            "epoch [%.3d] step [%d/%d] global_step = %d total_loss = %.4f encoder_lr = %.7f\n"
+            "        src: rgb = %.4f\n        src: ssim = %.4f\n        src: smooth = %.4f\n"
+            "        src: disp_pt3d = %.4f\n        tgt: rgb = %.4f\n        tgt: ssim = %.4f\n"
+            "        tgt: smooth = %.4f\n        tgt: disp_pt3d = %.4f\n        tgt: psnr = %.2f",
+            epoch, step, dataset_length, global_step, loss_dict["loss"].item(), self.optimizer.param_groups[0]["lr"],
+            *(loss_dict[k].item() for k in ("loss_rgb_src", "loss_ssim_src", "loss_smooth_src", "loss_disp_pt3dsrc",
+                                            "loss_rgb_tgt", "loss_ssim_tgt", "loss_smooth_tgt", "loss_disp_pt3dtgt",
+                                            "psnr_tgt")))
+        for key, meter in self.train_losses.items():
+            if self.tb_writer is not None:
+                self.tb_writer.add_scalar(key + "/train", loss_dict[key].item(), global_step)
+            meter.update(loss_dict[key].item())
+
+    def checkpoint_state(self, with_optimizer=True):
+        """The original's checkpoint dict (`module.`-prefixed backbone/decoder) + resume fields."""
+        state = {"backbone": _with_module_prefix(_unwrap(self.backbone).state_dict()),
+                 "decoder": _with_module_prefix(_unwrap(self.decoder).state_dict())}
+        if with_optimizer:
+            state.update(optimizer=self.optimizer.state_dict(), global_step=self.global_step,
+                         epoch=self.current_epoch, lr_scheduler=self.lr_scheduler.state_dict())
+        return state
+
+    def save_latest(self, completed_epochs):
+        """Writes local_workspace/checkpoint_latest.pth (model, optimizer, step, epochs done, scheduler)."""
+        state = self.checkpoint_state()
+        state["epoch"] = completed_epochs
+        path = save_checkpoint(os.path.join(self.config["local_workspace"], "checkpoint_latest.pth"), state)
+        self.logger.info("Latest checkpoint saved at %s", path)
+
+    def train_epoch(self, train_data_loader, val_data_loader, epoch, bar=None):
+        """One pass over the training set; logs every 10 steps, checkpoints every 5000, evaluates per eval_interval."""
+        is_main = self.config.get("global_rank", 0) == 0
+        if hasattr(train_data_loader, "sampler") and hasattr(train_data_loader.sampler, "set_epoch"):
+            train_data_loader.sampler.set_epoch(epoch)
+        self.backbone.train()
+        self.decoder.train()
+        self.current_epoch = epoch
+        self.config["current_epoch"] = epoch
+        for meter in self.train_losses.values():
+            meter.reset()
+
+        for step, items in enumerate(train_data_loader, start=1):
+            self.global_step += 1
+            self.set_data(items)
+            loss_dict, _ = self.loss_fcn(is_val=False)
+            loss = loss_dict["loss"]
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"loss is {loss.item()} at global step {self.global_step}")
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{loss_dict['psnr_tgt'].item():.2f}")
+
+            if step % 10 == 0 and is_main:
+                self.log_training(epoch, step, self.global_step, len(train_data_loader), loss_dict)
+            if step % 5000 == 0 and is_main:
+                self.save_latest(epoch - 1)
+            if is_main and (self.global_step == 2000 or self.global_step % self.config["training.eval_interval"] == 0):
+                self.run_eval(val_data_loader)
+                path = os.path.join(self.config["local_workspace"], "checkpoint_%012d.pth" % self.global_step)
+                save_checkpoint(path, self.checkpoint_state(with_optimizer=False))
+
+    def train(self, train_data_loader, val_data_loader):
+        """training.epochs epochs (resuming after the checkpoint's); MultiStepLR steps once per epoch."""
+        is_main = self.config.get("global_rank", 0) == 0
+        epochs = self.config["training.epochs"]
+        start = time.time()
+        bar = progress(epochs * len(train_data_loader), initial=self.global_step, disable=not is_main)
+        for epoch in range(self.current_epoch + 1, epochs + 1):
+            self.train_epoch(train_data_loader, val_data_loader, epoch, bar)
+            self.lr_scheduler.step()
+            if is_main:
+                self.logger.info("Epoch finished, average losses: ")
+                for meter in self.train_losses.values():
+                    self.logger.info("    %s", meter)
+        bar.close()
+        if is_main:
+            self.save_latest(epochs)
+            self.logger.info("Training finished: %d steps in %.1f s", self.global_step, time.time() - start)

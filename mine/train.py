@@ -1,0 +1,162 @@
+"""MINE training: `python -m mine.train --config_path mine/configs/params_llff.yaml --workspace W --version V`.
+
+Launched by start_training.sh through torchrun (or torch.distributed.launch): each rank takes its device
+from LOCAL_RANK (`--local_rank` / `--local-rank` are accepted too), CUDA with NCCL or CPU with gloo.
+Rank 0 writes WORKSPACE/VERSION/{params.yaml, training.log, events.out.tfevents.*, checkpoint_*.pth};
+an existing checkpoint_latest.pth there is resumed.
+"""
+
+import argparse
+import gc
+import json
+import logging
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+from torch.utils.tensorboard import SummaryWriter
+
+from common import dist as common_dist
+
+DATASETS = ("llff", "realestate10k", "flowers", "kitti_raw", "dtu")
+SEED = 0
+
+
+def _read_yaml(path):
+    """A yaml file as a dict; a missing file is an error naming it."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path} does not exist")
+    with open(path) as f:
+        return yaml.safe_load(f) or {}
+
+
+def load_config(config_path, extra_config="{}"):
+    """params_default.yaml (next to config_path) <- dataset yaml <- JSON extra config; unknown keys are errors."""
+    config = _read_yaml(os.path.join(os.path.dirname(config_path), "params_default.yaml"))
+    for source, values in ((config_path, _read_yaml(config_path)), ("--extra_config", json.loads(extra_config))):
+        unknown = [k for k in values if k not in config]
+        if unknown:
+            raise ValueError(f"{source}: unknown config key(s) {', '.join(map(repr, unknown))} "
+                           "(not in params_default.yaml)")
+        config.update(values)
+    return config
+
+
+def preprocess_config(config):
+    """Parses the comma strings (training.gpus, lr.decay_steps) and adds the run fields; returns config."""
+    for key in ("training.gpus", "lr.decay_steps"):
+        if not isinstance(config[key], list):
+            config[key] = [int(s) for s in str(config[key]).split(",")]
+    config.setdefault("current_epoch", 0)
+    config.setdefault("global_rank", 0)
+    config.setdefault("local_rank", 0)
+    config.setdefault("world_size", 1)
+    return config
+
+
+def get_dataset(config, logger):
+    """Train loader (DistributedSampler when distributed, drop_last) and val loader of config['data.name']."""
+    name = config["data.name"]
+    if name not in DATASETS:
+        raise ValueError(f"data.name must be one of {DATASETS}, got {name!r}")
+    if name == "llff":
+        from mine.input_pipelines.llff.nerf_dataset import NeRFDataset
+
+        def make(is_validation):
+            return NeRFDataset(config, logger, root=config["data.training_set_path"], is_validation=is_validation,
+                               img_size=(config["data.img_w"], config["data.img_h"]),
+                               supervision_count=config["data.num_tgt_views"],
+                               visible_points_count=config["data.visible_point_count"],
+                               img_pre_downsample_ratio=config["data.img_pre_downsample_ratio"])
+    else:
+        raise NotImplementedError(f"no input pipeline for data.name={name!r}")
+
+    train_dataset, val_dataset = make(False), make(True)
+    sampler = DistributedSampler(train_dataset) if config["world_size"] > 1 else None
+    train_loader = DataLoader(train_dataset, batch_size=config["data.per_gpu_batch_size"], drop_last=True,
+                              num_workers=0, sampler=sampler, shuffle=sampler is None,
+                              collate_fn=train_dataset.collate_fn)
+    val_loader = DataLoader(val_dataset, batch_size=config["data.per_gpu_batch_size"], shuffle=False,
+                            drop_last=False, num_workers=0, collate_fn=val_dataset.collate_fn)
+    return train_loader, val_loader
+
+
+def make_logger(log_file):
+    """The `mine` logger writing to log_file and stdout."""
+    logger = logging.getLogger("mine")
+    formatter = logging.Formatter("[%(asctime)s %(filename)s] %(message)s")
+    handlers = [logging.FileHandler(log_file), logging.StreamHandler(sys.stdout)]
+    for handler in handlers:
+        handler.setFormatter(formatter)
+    logger.handlers = handlers
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+def train(config, workspace, version, info):
+    """Sets up the run folder (rank 0), data, SynthesisTask, and trains; returns the task."""
+    from mine.synthesis_task import SynthesisTask
+
+    run_dir = os.path.join(workspace, version)
+    if info.is_main:
+        if not os.path.isdir(workspace):
+            raise FileNotFoundError(f"workspace {workspace} does not exist")
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, "params.yaml"), "w") as f:
+            yaml.safe_dump(config, f)
+    common_dist.barrier()
+
+    config = preprocess_config(dict(config))
+    config.update(global_rank=info.rank, local_rank=info.local_rank, world_size=info.world_size,
+                  local_workspace=run_dir, device=str(info.device))
+    latest = os.path.join(run_dir, "checkpoint_latest.pth")
+    if os.path.isfile(latest):
+        config["training.pretrained_checkpoint_path"] = latest
+    torch.manual_seed(SEED)
+    random.seed(common_dist.rank_seed(SEED, info.rank))
+    np.random.seed(common_dist.rank_seed(SEED, info.rank))
+
+    logger = logging.getLogger("mine")
+    if info.is_main:
+        config["log_file"] = os.path.join(run_dir, "training.log")
+        logger = make_logger(config["log_file"])
+        logger.info("Training config: %s", config)
+        config["tb_writer"] = SummaryWriter(log_dir=run_dir)
+    else:
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False
+
+    train_loader, val_loader = get_dataset(config, logger)
+    task = SynthesisTask(config=config, logger=logger)
+    task.train(train_loader, val_loader)
+    if config.get("tb_writer") is not None:
+        config["tb_writer"].close()
+    return task
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # torch.distributed.launch passes --local_rank / --local-rank; torchrun sets LOCAL_RANK.
+    info = common_dist.init_distributed(argv=argv)
+    parser = argparse.ArgumentParser(description="MINE training")
+    parser.add_argument("--config_path", default="./params.yaml", type=str)
+    parser.add_argument("--workspace", type=str, required=True)
+    parser.add_argument("--version", type=str, required=True)
+    parser.add_argument("--extra_config", type=str, default="{}")
+    args = parser.parse_args(argv)
+    config = load_config(args.config_path, args.extra_config or "{}")
+    task = train(config, args.workspace, args.version, info)
+    # DDP reducers hold gloo threads: drop them before leaving the process group.
+    del task
+    gc.collect()
+    common_dist.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""MINE helpers: disparity visualisation, checkpoint restore/save, batched inverse, NeRF encoding."""
+
+import logging
+import os
+
+import torch
+
+from common import checkpoints
+
+
+def disparity_normalization_vis(disparity):
+    """Min-max normalises each disparity map to [0, 1]: Bx1xHxW -> Bx1xHxW."""
+    if disparity.dim() != 4 or disparity.size(1) != 1:
+        raise ValueError(f"disparity must be Bx1xHxW, got {tuple(disparity.shape)}")
+    disp_min = torch.amin(disparity, (1, 2, 3), keepdim=True)
+    disp_max = torch.amax(disparity, (1, 2, 3), keepdim=True)
+    return torch.clip((disparity - disp_min) / (disp_max - disp_min), 0.0, 1.0)
+
+
+def _strip_module(state_dict):
+    """Removes the `module.` prefix that DDP / DataParallel put on every key."""
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
+
+
+def restore_model(model_path, backbone, decoder, optimizer=None, logger=None):
+    """Loads `backbone`, `decoder` (strict=False) and `optimizer` from a MINE checkpoint, if given.
+
+    The checkpoint is a dict with keys `backbone`, `decoder` and optionally `optimizer` (the
+    original's format; keys may carry DDP's `module.` prefix). Missing entries are skipped and
+    key mismatches are logged, as in the original.
+
+    Returns:
+        The loaded checkpoint dict (None when model_path is None).
+    """
+    logger = logger or logging.getLogger("mine")
+    if model_path is None:
+        logger.info("Not using pre-trained model...")
+        return None
+    if not os.path.isfile(model_path):
+        raise FileNotFoundError(f"checkpoint {model_path} does not exist")
+    state = checkpoints.load_checkpoint(model_path)
+    for key, model in (("backbone", backbone), ("decoder", decoder), ("optimizer", optimizer)):
+        if key not in state or model is None:
+            continue
+        loaded = _strip_module(state[key]) if key != "optimizer" else state[key]
+        if key == "optimizer":
+            model.load_state_dict(loaded)
+            continue
+        target = model.module if hasattr(model, "module") else model
+        own = set(target.state_dict().keys())
+        logger.info("[MODEL_RESTORE] missing keys in %s checkpoint: %s", key, own - set(loaded))
+        logger.info("[MODEL_RESTORE] missing keys in %s model: %s", key, set(loaded) - own)
+        target.load_state_dict(loaded, strict=False)
+    return state
+
+
+def save_checkpoint(path, state):
+    """Writes `state` to `path` atomically (temp file in the same folder, then rename)."""
+    tmp_path = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp_path, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+    return path
+
+
+def inverse(matrices):
+    """torch.inverse with the original's retry on NaN (pytorch issue 47272): ...xNxN -> ...xNxN."""
+    # Batched CUDA inverses of torch 1.8 sometimes returned NaN; the original retries up to 5 times.
+    for _ in range(5):
+        result = torch.inverse(matrices)
+        if not torch.isnan(result).any():
+            return result
+    raise FloatingPointError("Matrix inverse contains nan!")
+
+
+class AverageMeter:
+    """Running value and average of a scalar, printed as `name val (avg)`."""
+
+    def __init__(self, name, fmt=":f"):
+        self.name = name
+        self.fmt = fmt
+        self.reset()
+
+    def reset(self):
+        self.val = 0
+        self.avg = 0
+        self.sum = 0
+        self.count = 0
+
+    def update(self, val, n=1):
+        self.val = val
+        self.sum += val * n
+        self.count += n
+        self.avg = self.sum / self.count
+
+    def __str__(self):
+        return ("{name} {val" + self.fmt + "} ({avg" + self.fmt + "})").format(**self.__dict__)
+
+
+def get_embedder(multires, i=0):
+    """NeRF positional encoding of a scalar: returns (embed, out_dim), embed: [..., 1] -> [..., 1 + 2 multires].
+
+    Layout [x, sin(x f_0), cos(x f_0), sin(x f_1), ...] with f_k = 2^k, k = 0 .. multires - 1
+    (the original's Embedder with include_input and log sampling; `i` is unused, as there).
+    """
+    freqs = 2.0 ** torch.linspace(0.0, multires - 1, steps=multires)
+
+    def embed(x):
+        xf = x[..., None, :] * freqs.to(x)[:, None]  # [..., F, d]
+        periodic = torch.stack((torch.sin(xf), torch.cos(xf)), dim=-2)  # [..., F, 2, d]
+        return torch.cat((x, periodic.flatten(-3)), dim=-1)
+
+    return embed, 1 + 2 * multires

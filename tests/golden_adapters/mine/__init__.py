@@ -1,0 +1,1 @@
+"""Golden-case adapters for the mine package."""

@@ -81,6 +81,8 @@ class MSELoss(nn.Module):
             # acc == 0 divides by 1: the ray rendered nothing and its depth sum is 0 already.
             depth = depth / torch.where(results['acc'] > 0, results['acc'], torch.ones_like(depth))
         depth_loss = nn.functional.mse_loss(depth[~dmask], targets['depth'][~dmask])
+        if not (~dmask).any():
+            depth_loss = torch.zeros_like(depth_loss)  # No ray with depth: the mean of nothing is NaN.
         if self.mlp_normals:
             normal_loss = (norm_loss_func(results['mlp_normals'], results['density_normals'], results['weights'], True)
                            + norm_loss_func(results['mlp_normals'], targets['normal'], results['weights'])) / 2
@@ -102,9 +104,12 @@ class MSELoss(nn.Module):
             rgb_loss = rgb_loss + self.coarse_mult_loss * calc_mse(rgb_coarse, rgb_gt)
         with torch.no_grad():
             psnr = calc_psnr(rgb_fine, rgb_gt)
-        total = (rgb_loss + self.lambda_depth * depth_loss + self.lambda_normal * normal_loss
-                 + self.lambda_orientation * orientation_loss + self.lambda_distortion * distortion_loss
-                 + self.lambda_near_loss * results['near_loss'] + self.lambda_empty_loss * results['empty_loss'])
+        weighted = [(self.lambda_depth, depth_loss), (self.lambda_normal, normal_loss),
+                    (self.lambda_orientation, orientation_loss), (self.lambda_distortion, distortion_loss),
+                    (self.lambda_near_loss, results['near_loss']), (self.lambda_empty_loss, results['empty_loss'])]
+        # Terms of weight 0 are left out of the sum: on a batch without GT normals (or depth) they are
+        # 0/0 = NaN, and 0 * NaN would poison the total (the fork's data always had both).
+        total = rgb_loss + sum(lam * term for lam, term in weighted if lam != 0)
         losses = {'total': total, 'rgb': rgb_loss, 'depth': depth_loss, 'normal': normal_loss, 'psnr': psnr,
                   'orientation': orientation_loss, 'distortion': distortion_loss, 'empty': results['empty_loss'],
                   'near': results['near_loss'], 'chord': chord_loss}
@@ -112,5 +117,5 @@ class MSELoss(nn.Module):
             losses['envelope'] = results['envelope_loss'].mean()
             losses['total'] = losses['total'] + self.lambda_prop_loss * losses['envelope']
         else:
-            losses['envelope'] = torch.zeros(())
+            losses['envelope'] = torch.zeros_like(rgb_loss)
         return losses

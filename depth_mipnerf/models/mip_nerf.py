@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from common import device as device_utils
 from depth_mipnerf.models import mip
 
 _EPS16 = torch.finfo(torch.float16).eps
@@ -104,6 +105,7 @@ class MipNerf(nn.Module):
       depth_loss: which ray-weight depth loss forward() returns as (empty_loss, near_loss).
       cdf_beta: the bounded-CDF loss' offset of the two CDFs (the write-up's beta * eps).
       cdf_sigma_from_eps: the CDF's std is forward's `eps` (the write-up) instead of 0.03 (the code).
+      urf_fix_sigma: the URF target's std is eps / 3 instead of (eps / 3)^2.
       ds_nerf_sigma: the std of DS-NeRF's Gaussian around the depth.
     """
 
@@ -116,7 +118,8 @@ class MipNerf(nn.Module):
                  mlp_num_rgb_channels=3, mlp_num_density_channels=1, mlp_net_activation='relu',
                  prop_mlp=False, num_glo_embeddings=18, num_glo_features=4, mlp_normals=True,
                  num_fine_samples=32, prop_net_depth=4, prop_net_width=256, encode_glo=False,
-                 depth_loss='cdf', cdf_beta=0., cdf_sigma_from_eps=False, ds_nerf_sigma=0.03):
+                 depth_loss='cdf', cdf_beta=0., cdf_sigma_from_eps=False, urf_fix_sigma=False,
+                 ds_nerf_sigma=0.03):
         super().__init__()
         if density_activation != 'softplus' or rgb_activation != 'sigmoid':
             raise ValueError('the fork supports density_activation softplus and rgb_activation sigmoid only')
@@ -132,6 +135,7 @@ class MipNerf(nn.Module):
         self.num_glo_embeddings, self.num_glo_features, self.encode_glo = num_glo_embeddings, num_glo_features, encode_glo
         self.depth_loss, self.cdf_beta = depth_loss, cdf_beta
         self.cdf_sigma_from_eps, self.ds_nerf_sigma = cdf_sigma_from_eps, ds_nerf_sigma
+        self.urf_fix_sigma = urf_fix_sigma
         self.mlp_normals = mlp_normals
         xyz_dim = (max_deg_point - min_deg_point) * 3 * 2
         view_dim = (deg_view * 3 * 2 + (3 if append_identity else 0)) if use_viewdirs else 0
@@ -148,6 +152,8 @@ class MipNerf(nn.Module):
         self.depth_network = DepthVarianceNetwork(init_val=3.0)
         if num_glo_features > 0:
             self.glo_vecs = nn.Embedding(num_glo_embeddings, num_glo_features)
+        # Set by nerf_system.use_mlp_autocast (Config.precision 16 on a GPU): bf16 MLPs, fp32 rendering.
+        self.mlp_autocast = False
 
     def glo_vector(self, rays, zero_glo):
         """[B, G] GLO code of each ray's camera (rays.cam_idx), zeros when zero_glo (eval); None if off."""
@@ -167,6 +173,13 @@ class MipNerf(nn.Module):
 
     def _field(self, means_covs, rays, glo_vec, last, compute_normals):
         """(raw_rgb or None, raw_density [B, N, 1], mlp_normals or None, density_normals or None) of one level."""
+        device = means_covs[0].device
+        with device_utils.autocast(device, enabled=self.mlp_autocast):
+            out = self._field_raw(means_covs, rays, glo_vec, last, compute_normals)
+        return tuple(None if x is None else x.float() for x in out)
+
+    def _field_raw(self, means_covs, rays, glo_vec, last, compute_normals):
+        """_field without the autocast and the cast back to float32."""
         if not last and self.use_prop_mlp:
             return None, self.prop_mlp(mip.integrated_pos_enc(means_covs, self.min_deg_point, self.max_deg_point)), None, None
         viewdirs_enc = mip.pos_enc(rays.viewdirs, 0, self.deg_view, self.append_identity) if self.use_viewdirs else None
@@ -246,7 +259,7 @@ class MipNerf(nn.Module):
             return lossfun_depth_weight_CDF(rays, t_samples, weights, eps, beta=self.cdf_beta,
                                             sigma_from_eps=self.cdf_sigma_from_eps)
         if self.depth_loss == 'urf':
-            return lossfun_depth_weight(rays, t_samples, weights, eps)
+            return lossfun_depth_weight(rays, t_samples, weights, eps, fix_sigma=self.urf_fix_sigma)
         if self.depth_loss == 'cdf_test':
             return lossfun_depth_weight_CDF_test(rays, t_samples, weights, eps)
         if self.depth_loss == 'ds_nerf':
@@ -269,15 +282,17 @@ def lossfun_distortion(t, w):
     return loss_inter + loss_intra
 
 
-def lossfun_depth_weight(rays, tvals_, w, eps):
+def lossfun_depth_weight(rays, tvals_, w, eps, *, fix_sigma=False):
     """URF-style line-of-sight loss: (empty, near) [1] for depth [B, 1], t [B, N+1], w [B, N].
 
     Near window |t - D| < eps: w pulled to a Gaussian of "std" (eps / 3)^2 (sic) normalised by its
     maximum over the batch; empty (t < D - eps): sum w^2. Each is a mean over its window's samples.
+    The squared std is far narrower than a sample interval, so the target is ~0 and the loss mostly
+    pushes the weights out of the window; fix_sigma uses the std eps / 3 (URF's window).
     """
     depth = rays.depth
     tvals = 0.5 * (tvals_[..., :-1] + tvals_[..., 1:])
-    sigma = (eps / 3.) ** 2
+    sigma = eps / 3. if fix_sigma else (eps / 3.) ** 2
     mask_near = ((tvals > depth - eps) & (tvals < depth + eps)).to(w.dtype)
     mask_empty = (tvals < depth - eps).to(w.dtype)
     dist = mask_near * (tvals - depth)

@@ -1,0 +1,1 @@
+"""pixelNeRF training (python -m inerf.train.train)."""

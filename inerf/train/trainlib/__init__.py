@@ -1,0 +1,3 @@
+"""Generic epoch/batch training loop with eval, visualisation and resumable state (pixelNeRF's trainlib)."""
+
+from .trainer import Trainer  # noqa: F401

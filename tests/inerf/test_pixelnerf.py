@@ -258,3 +258,29 @@ def test_eval_real_on_shipped_inputs(trained, monkeypatch, tmp_path):
     assert len(vids) == 3
     assert len(imageio.mimread(vids[0])) == 2
     assert sorted(p.name for p in (tmp_path / "police_normalize_frames").iterdir()) == ["0000.png", "0001.png"]
+
+
+class _Ball(torch.nn.Module):
+    """sigma = 50 + 100 (0.5 - |x|): the sigma = 50 level set is the sphere of radius 0.5."""
+
+    use_viewdirs = False
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, coarse=True):
+        return torch.cat([x, 50 + 100 * (0.5 - x.norm(dim=-1, keepdim=True))], -1)
+
+
+def test_marching_cubes_and_obj(tmp_path):
+    """The level set is found; vertices are scaled by (c2 - c1) / reso as released (not reso - 1)."""
+    from inerf.src.util import recon
+
+    vertices, triangles = recon.marching_cubes(_Ball(), reso=[33, 33, 33])
+    index_radii = np.linalg.norm((vertices + 1) * 33 / 2 - 16, axis=1)  # back to grid indices, centre 16
+    assert np.allclose(index_radii, 8.0, atol=0.3)  # radius 0.5 = 8 grid steps of 2 / 32
+    recon.save_obj(vertices, triangles, tmp_path / "ball.obj")
+    lines = (tmp_path / "ball.obj").read_text().splitlines()
+    assert sum(line.startswith("v ") for line in lines) == len(vertices)
+    assert sum(line.startswith("f ") for line in lines) == len(triangles)

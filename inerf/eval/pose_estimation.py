@@ -83,7 +83,7 @@ def load_rgb(path, size):
     if not path or not os.path.isfile(path):
         raise FileNotFoundError(f"image {path!r} not found")
     image = Image.open(path).convert("RGB")
-    return util.util._resize_shorter_side(image, size)
+    return util.resize_shorter_side(image, size)
 
 
 def create_image(patch):

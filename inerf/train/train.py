@@ -180,6 +180,9 @@ class PixelNeRFTrainer(trainlib.Trainer):
 
 def main(argv=None):
     """Builds data, net and renderer from the command line and trains; returns the trainer."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RuntimeError("pixelNeRF trains in one process, on several GPUs through DataParallel "
+                           "(--gpu_id '0 1 ...') as released; do not launch it with torchrun")
     args, conf = util.args.parse_args(extra_args, training=True, default_ray_batch_size=128, argv=argv)
     device = util.get_cuda(args.gpu_id[0])
     dset, val_dset, _ = get_split_dataset(args.dataset_format, args.datadir)

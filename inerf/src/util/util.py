@@ -51,7 +51,7 @@ def _pil_to_tensor(image):
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
-def _resize_shorter_side(image, size):
+def resize_shorter_side(image, size):
     """PIL image with its shorter side resized to `size` (bilinear), as torchvision's Resize(int)."""
     w, h = image.size
     if w <= h:
@@ -66,7 +66,7 @@ def get_image_to_tensor_balanced(image_size=0):
 
     def transform(image):
         if image_size > 0:
-            image = _resize_shorter_side(image, image_size)
+            image = resize_shorter_side(image, image_size)
         return _pil_to_tensor(image) * 2.0 - 1.0
 
     return transform

@@ -35,7 +35,6 @@ class Config:
     save_every: int = 5000  # Steps between checkpoints.
     print_every: int = 100  # Steps between TensorBoard scalars.
     checkpoint_keep: int = 3
-    render_path: bool = False  # render_video: render the camera path (the Makefile's binding).
 
 
 @gin.configurable('train')
@@ -158,8 +157,9 @@ def resolve_config_path(path):
 
 def parse(gin_configs, gin_bindings):
     """Parses gin files + bindings into (Config, {section name: section dataclass})."""
+    # Not finalized (locked): eval and render_video parse a run's config.gin after the command line's.
     gin.parse_config_files_and_bindings([resolve_config_path(p) for p in gin_configs or []],
-                                        list(gin_bindings or []))
+                                        list(gin_bindings or []), finalize_config=False)
     return Config(), {name: cls() for name, cls in SECTIONS.items()}
 
 

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 REPO = pathlib.Path(__file__).parents[2]
-# Sized for the 2-core CI budget: both runs together take about a minute.
-CLAIM_BINDINGS = ['optimizer.max_steps = 100', 'train.batch_size = 512', 'nerf.num_samples = 24',
+# Sized for the 2-core CI budget; measured here: 14.90 dB with the CDF loss, 12.03 dB without depth
+# (90 steps of 256 rays at lr 1e-2: 11.95 vs 9.57).
+CLAIM_BINDINGS = ['optimizer.max_steps = 150', 'train.batch_size = 512', 'nerf.num_samples = 24',
                   'nerf.num_fine_samples = 24']
 NO_DEPTH = ["loss.depth_loss = 'none'", 'loss.lambda_near_loss = 0.', 'loss.lambda_empty_loss = 0.']
 

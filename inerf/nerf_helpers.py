@@ -138,6 +138,7 @@ def create_nerf(args, device='cpu'):
         'N_importance': args.N_importance, 'network_fine': model_fine, 'N_samples': args.N_samples,
         'network_fn': model, 'use_viewdirs': args.use_viewdirs, 'white_bkgd': args.white_bkgd,
         'raw_noise_std': args.raw_noise_std, 'lindisp': args.lindisp,
+        'pixel_center': args.pixel_center,
         # NDC only for forward-facing LLFF scenes.
         'ndc': args.dataset_type == 'llff' and not args.no_ndc,
     }

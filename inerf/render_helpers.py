@@ -1,7 +1,9 @@
 """Rays, hierarchical sampling and volume rendering of nerf-pytorch (salykovaa/inerf's render_helpers).
 
 Cameras are OpenGL/Blender: x right, y up, the camera looks down -z; pixel (i, j) has its ray through
-the pixel corner ((i - W/2) / focal, -(j - H/2) / focal, -1), as in nerf-pytorch (no +0.5).
+the pixel corner ((i - W/2) / focal, -(j - H/2) / focal, -1), as in nerf-pytorch. pixel_center=True
+(Config.pixel_center) shifts it to the pixel centre (i + 0.5, j + 0.5), where Blender and
+data_tools.synth render it; the half-pixel shift costs a lot on tiny images.
 """
 
 import os
@@ -18,22 +20,24 @@ def to8b(x):
     return (255 * np.clip(x, 0, 1)).astype(np.uint8)
 
 
-def _pixel_dirs(i, j, H, W, focal):
+def _pixel_dirs(i, j, H, W, focal, pixel_center=False):
     """Camera-frame ray directions [..., 3] of pixel columns i and rows j (z = -1)."""
+    if pixel_center:
+        i, j = i + .5, j + .5
     return torch.stack([(i - W * .5) / focal, -(j - H * .5) / focal, -torch.ones_like(i)], -1)
 
 
-def get_rays(H, W, focal, c2w):
+def get_rays(H, W, focal, c2w, pixel_center=False):
     """Rays of every pixel: (rays_o, rays_d), each [H, W, 3], for c2w [3 or 4, 4]."""
     i, j = torch.meshgrid(torch.arange(W, dtype=c2w.dtype, device=c2w.device),
                           torch.arange(H, dtype=c2w.dtype, device=c2w.device), indexing='xy')
-    return rays_from_dirs(_pixel_dirs(i, j, H, W, focal), c2w)
+    return rays_from_dirs(_pixel_dirs(i, j, H, W, focal, pixel_center), c2w)
 
 
-def get_rays_at(H, W, focal, c2w, coords):
+def get_rays_at(H, W, focal, c2w, coords, pixel_center=False):
     """Rays of the pixels coords [N, 2] = (x, y) integer: (rays_o, rays_d), each [N, 3]."""
     coords = coords.to(device=c2w.device, dtype=c2w.dtype)
-    return rays_from_dirs(_pixel_dirs(coords[:, 0], coords[:, 1], H, W, focal), c2w)
+    return rays_from_dirs(_pixel_dirs(coords[:, 0], coords[:, 1], H, W, focal, pixel_center), c2w)
 
 
 def rays_from_dirs(dirs, c2w):
@@ -177,19 +181,19 @@ def batchify_rays(rays_flat, chunk=1024 * 32, **kwargs):
 
 
 def render(H, W, focal, chunk=1024 * 32, rays=None, c2w=None, ndc=True, near=0., far=1.,
-           use_viewdirs=False, c2w_staticcam=None, **kwargs):
+           use_viewdirs=False, c2w_staticcam=None, pixel_center=False, **kwargs):
     """Renders rays = (rays_o, rays_d) [2, ..., 3], or a whole image when c2w [3, 4] is given.
 
     Returns [rgb_map [..., 3], disp_map [...], acc_map [...], extras dict].
     """
     if c2w is not None:
-        rays_o, rays_d = get_rays(H, W, focal, c2w)
+        rays_o, rays_d = get_rays(H, W, focal, c2w, pixel_center)
     else:
         rays_o, rays_d = rays
     if use_viewdirs:
         viewdirs = rays_d
         if c2w_staticcam is not None:
-            rays_o, rays_d = get_rays(H, W, focal, c2w_staticcam)
+            rays_o, rays_d = get_rays(H, W, focal, c2w_staticcam, pixel_center)
         viewdirs = viewdirs / torch.norm(viewdirs, dim=-1, keepdim=True)
         viewdirs = torch.reshape(viewdirs, [-1, 3]).float()
     sh = rays_d.shape

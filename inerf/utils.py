@@ -34,6 +34,7 @@ class Config:
     no_ndc: bool = False  # LLFF: render in world space instead of NDC.
     lindisp: bool = False  # Sample linearly in disparity.
     spherify: bool = False  # LLFF: 360-degree capture.
+    pixel_center: bool = False  # Rays through pixel centres (+0.5); False: corners, as nerf-pytorch.
     near: float = 2.  # Blender near bound (LLFF: 0 in NDC, else from the bounds).
     far: float = 6.  # Blender far bound.
 
@@ -105,6 +106,10 @@ class Config:
     overlay: bool = False  # Write rendered-over-observed overlays of the first trial.
     overlay_every: int = 20  # Steps between overlays.
     video: bool = False  # Also an mp4 of the overlays.
+
+
+# `include 'inerf/configs/x.gin'` resolves from the repository root wherever the command runs.
+gin.add_config_file_search_path(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def parse_config(gin_configs=(), gin_bindings=()):

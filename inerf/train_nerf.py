@@ -1,0 +1,168 @@
+"""NeRF training for the pose-estimation experiments, as nerf-pytorch's run_nerf.py trains.
+
+    python -m inerf.train_nerf --gin_configs=inerf/configs/nerf_blender.gin \
+        --gin_bindings="Config.data_dir='data/synthetic/object360'" --gin_bindings="Config.model_name='object360'"
+
+Rays are drawn at random from all training pixels (nerf-pytorch's batching); the loss is the MSE of
+the fine and the coarse colours; Adam at lrate_train decayed to 0.1x every lrate_decay*1000 steps.
+Checkpoints (nerf-pytorch's keys: global_step, network_fn_state_dict, network_fine_state_dict,
+optimizer_state_dict) go to <ckpt_dir>/<model_name>/checkpoint_<step>.pt, which run.py loads; a run
+restarts from its newest one. The held-out test PSNR is written to metrics.json at the end.
+"""
+
+import argparse
+import json
+import os
+
+import numpy as np
+import torch
+
+from common import checkpoints, logger
+from common import device as device_utils
+from inerf import nerf_helpers, render_helpers, utils
+
+
+def load_scene(config):
+    """(images [N, H, W, 3], poses [N, 4, 4], hwf, i_train, i_test, near, far) of config's scene."""
+    if config.dataset_type == 'blender':
+        images, poses, hwf, i_split = utils.load_blender_data(
+            config.data_dir, config.half_res, config.testskip, config.white_bkgd)
+        return images, poses, hwf, i_split[0], i_split[2], config.near, config.far
+    if config.dataset_type == 'llff':
+        images, poses, bds, hwf = utils.load_llff_data(
+            config.data_dir, config.factor, recenter=True, bd_factor=.75, spherify=config.spherify)
+        i_test = np.arange(images.shape[0])[::config.llffhold]
+        i_train = np.array([i for i in range(images.shape[0]) if i not in i_test])
+        if config.no_ndc:
+            near, far = float(bds.min()) * .9, float(bds.max())
+        else:
+            near, far = 0., 1.
+        return images, poses, hwf, i_train, i_test, near, far
+    raise ValueError(f"Config.dataset_type must be 'blender' or 'llff', got {config.dataset_type!r}")
+
+
+def all_rays(poses, hwf, device, pixel_center=False):
+    """(rays_o, rays_d) [N, H, W, 3] of every pose [N, 4, 4]."""
+    H, W, focal = hwf
+    rays = [render_helpers.get_rays(H, W, focal, torch.as_tensor(p, device=device), pixel_center)
+            for p in poses]
+    return torch.stack([r[0] for r in rays]), torch.stack([r[1] for r in rays])
+
+
+def precrop_mask(H, W, frac):
+    """Boolean [H, W]: the central frac x frac box (nerf-pytorch's precrop)."""
+    dh, dw = int(H // 2 * frac), int(W // 2 * frac)
+    mask = np.zeros((H, W), bool)
+    mask[H // 2 - dh:H // 2 + dh, W // 2 - dw:W // 2 + dw] = True
+    return mask
+
+
+def evaluate(render_kwargs, images, poses, hwf, chunk, near, far):
+    """Mean PSNR (dB) of the renders of poses [N, 4, 4] against images [N, H, W, 3]."""
+    kwargs = dict(render_kwargs, perturb=0., raw_noise_std=0.)
+    rgbs, _ = render_helpers.render_path(torch.as_tensor(poses), hwf, chunk,
+                                         dict(kwargs, near=near, far=far))
+    mse = np.mean((rgbs - images) ** 2, axis=(1, 2, 3))
+    return float(np.mean(-10. * np.log10(mse)))
+
+
+def train(config, pose_overrides=None, device='cpu'):
+    """Trains (or resumes) the NeRF of config; returns {'test_psnr', 'steps', 'run_dir'}.
+
+    pose_overrides: {image index: pose [4, 4]} used instead of the dataset's poses (the LLFF
+    self-supervision experiment adds images with iNeRF's poses this way).
+    """
+    images, poses, hwf, i_train, i_test, near, far = load_scene(config)
+    if config.train_views:
+        i_train = np.asarray(config.train_views)
+    poses = poses.copy()
+    for index, pose in (pose_overrides or {}).items():
+        poses[index] = pose
+    H, W, focal = hwf
+    run_dir = os.path.join(config.ckpt_dir, config.model_name)
+    os.makedirs(run_dir, exist_ok=True)
+    render_kwargs, models = nerf_helpers.create_nerf(config, device)
+    params = [p for m in models.values() if m is not None for p in m.parameters()]
+    optimizer = torch.optim.Adam(params, lr=config.lrate_train, betas=(0.9, 0.999))
+    state, _ = checkpoints.restore_latest(run_dir, map_location=device)
+    start = 0
+    if state is not None:
+        start = state['global_step']
+        models['network_fn'].load_state_dict(state['network_fn_state_dict'])
+        if models['network_fine'] is not None:
+            models['network_fine'].load_state_dict(state['network_fine_state_dict'])
+        optimizer.load_state_dict(state['optimizer_state_dict'])
+        checkpoints.restore_rng_state(state['rng'])
+
+    rays_o, rays_d = all_rays(poses[i_train], hwf, device, config.pixel_center)
+    target = torch.as_tensor(images[i_train], device=device)
+    crop = torch.as_tensor(precrop_mask(H, W, config.precrop_frac), device=device)
+    train_kwargs = dict(render_kwargs, perturb=config.train_perturb,
+                        raw_noise_std=config.train_raw_noise_std, near=near, far=far)
+    log = logger.Logger(os.path.join(run_dir, 'logs'), is_main=True)
+    bar = logger.progress(config.N_iters, initial=start, desc='train_nerf')
+    n_all = len(i_train) * H * W
+    # Flat indices of the central crop of every training image (nerf-pytorch's precrop).
+    crop_flat = torch.nonzero(crop.expand(len(i_train), H, W).reshape(-1)).squeeze(-1)
+    for step in range(start + 1, config.N_iters + 1):
+        if step <= config.precrop_iters:
+            flat = crop_flat[torch.randint(crop_flat.shape[0], (config.N_rand,), device=device)]
+        else:
+            flat = torch.randint(n_all, (config.N_rand,), device=device)
+        img, rows, cols = flat // (H * W), flat % (H * W) // W, flat % W
+        batch = (rays_o[img, rows, cols], rays_d[img, rows, cols])
+        rgb, _, _, extras = render_helpers.render(H, W, focal, chunk=config.chunk, rays=batch,
+                                                  **train_kwargs)
+        target_s = target[img, rows, cols]
+        img_loss = utils.img2mse(rgb, target_s)
+        loss = img_loss + (utils.img2mse(extras['rgb0'], target_s) if 'rgb0' in extras else 0.)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        new_lrate = config.lrate_train * 0.1 ** (step / (config.lrate_decay * 1000))
+        for group in optimizer.param_groups:
+            group['lr'] = new_lrate
+        bar.update(1)
+        if step % config.i_print == 0:
+            psnr = float(utils.mse2psnr(img_loss.detach()))
+            bar.set_postfix(loss=f'{loss.item():.4f}', psnr=f'{psnr:.2f}')
+            log.scalars({'loss': loss.item(), 'psnr': psnr, 'lr': new_lrate}, step, prefix='train/')
+        if step % config.i_weights == 0 or step == config.N_iters:
+            fine = models['network_fine']
+            checkpoints.save_checkpoint(run_dir, step, {
+                'global_step': step,
+                'network_fn_state_dict': models['network_fn'].state_dict(),
+                'network_fine_state_dict': None if fine is None else fine.state_dict(),
+                'optimizer_state_dict': optimizer.state_dict(),
+                'rng': checkpoints.capture_rng_state()}, keep=3)
+    bar.close()
+    for model in models.values():
+        if model is not None:
+            model.eval()
+    with torch.no_grad():
+        test_psnr = evaluate(render_kwargs, images[i_test], poses[i_test], hwf, config.chunk, near, far)
+    log.scalar('test/psnr', test_psnr, config.N_iters)
+    log.close()
+    metrics = {'test_psnr': test_psnr, 'steps': config.N_iters, 'run_dir': run_dir,
+               'train_views': [int(i) for i in i_train], 'test_views': [int(i) for i in i_test]}
+    with open(os.path.join(run_dir, 'metrics.json'), 'w') as f:
+        json.dump(metrics, f, indent=1)
+    return metrics
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--gin_configs', action='append', default=[], help='gin config files')
+    parser.add_argument('--gin_bindings', action='append', default=[], help='gin bindings')
+    parser.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
+    args = parser.parse_args(argv)
+    config = utils.parse_config(args.gin_configs, args.gin_bindings)
+    device = args.device or device_utils.pick_device()
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    metrics = train(config, device=device)
+    print(json.dumps(metrics))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,6 +1,6 @@
 """iNeRF as released: pose of a target image by gradient descent through pixelNeRF (iNeRF-public).
 
-    python -m inerf.eval.pose_estimation -n srn_car -I input/1.png -T input/2.png [--lrate 1e-3]
+    python -m inerf.eval.pose_estimation -n srn_car -I inerf/input/1.png -T inerf/input/2.png [--lrate 1e-3]
         [--sampling random|center|patch] [--focal 131.25] [--radius 1.3] [--gpu_id 0]
 
 The source image -I is encoded with the camera at (0, 0, radius) looking at the origin; the pose
@@ -8,9 +8,10 @@ starts there too. Each step re-encodes the source, renders n_rays = 1024 pixels 
 (drawn with replacement; `center`: from the central 50% box; `patch`: the fixed central 25%
 box, 32x32 at 128 px), and Adam updates all 16 entries of the raw 4x4 camera-to-world matrix
 with an MSE loss (the rotation is not kept orthonormal). As released: 101 steps whatever
---n_steps says (pass --use_n_steps to honour it), the pose and a fine rgb patch logged every 20
-steps, frames of the logged poses written to <output>/<input name>_frames/, overlays (and
-pred/gt patches for `patch`) to the working directory, and a video to <output>.
+--n_steps says (pass --use_n_steps to honour it); the pose and a fine rgb patch are logged every
+20 steps (--log_every); frames of the logged poses go to <output>/<input name>_frames/, overlays
+(and pred/gt patches for `patch`) to the working directory, and a video to <output>.
+The notebook's settings: --sampling center --lrate 1e-2 --log_every 10.
 """
 
 import os
@@ -28,7 +29,6 @@ from inerf.src.render import NeRFRenderer
 ROOT_DIR = util.args.PROJECT_ROOT
 N_STEPS_RELEASED = 100 + 1
 N_RAYS = 1024
-LOG_EVERY = 20
 
 
 def extra_args(parser):
@@ -52,6 +52,8 @@ def extra_args(parser):
                         help="Number of steps for pose optimization (ignored as released; see --use_n_steps).")
     parser.add_argument("--use_n_steps", action="store_true",
                         help="Fix: run --n_steps steps instead of the released fixed 101.")
+    parser.add_argument("--log_every", type=int, default=20,
+                        help="Steps between logged poses/frames (the script's 20; the notebook's 10).")
     parser.add_argument("--sampling", type=str, default="random", choices=("random", "center", "patch"),
                         help="Pixel sampling (the script's hard-coded 'random'; the notebook used 'center').")
     return parser
@@ -94,8 +96,8 @@ def create_image(patch):
 
 
 def estimate_pose(render_par, net, input_image, input_pose, target_flat, focal, W, H, z_near, z_far,
-                  lrate, n_steps, sampling):
-    """Adam on the raw (1, 4, 4) pose; returns (poses, rgb patches, gt patches, losses) every LOG_EVERY steps."""
+                  lrate, n_steps, sampling, log_every=20):
+    """Adam on the raw (1, 4, 4) pose; returns (poses, rgb patches, gt patches, losses) every log_every steps."""
     cam_pose = torch.clone(input_pose.detach()).unsqueeze(0)
     cam_pose.requires_grad = True
     optimizer = torch.optim.Adam(params=[cam_pose], lr=lrate)
@@ -109,7 +111,7 @@ def estimate_pose(render_par, net, input_image, input_pose, target_flat, focal, 
         loss = mse_loss(rgb, target_flat[idxs_sampled][None])
         optimizer.zero_grad()
         loss.backward()
-        if i_step % LOG_EVERY == 0:
+        if i_step % log_every == 0:
             print(f"{i_step} step, Loss: {loss.item()}.")
             print(cam_pose[0])
             predicted_poses.append(cam_pose[0].detach().cpu().clone().numpy())
@@ -155,7 +157,7 @@ def main(argv=None):
     n_steps = args.n_steps if args.use_n_steps else N_STEPS_RELEASED
     predicted_poses, fine_patches, gt_patches, losses = estimate_pose(
         render_par, net, input_image, input_pose, target_flat, focal, W, H, z_near, z_far,
-        args.lrate, n_steps, args.sampling)
+        args.lrate, n_steps, args.sampling, args.log_every)
 
     n_poses = len(predicted_poses)
     render_poses = torch.from_numpy(np.array(predicted_poses)).to(device=device)

@@ -81,12 +81,19 @@ def test_missing_checkpoint_only_warns(tmp_path):
         net.load_weights(args)
 
 
-def test_resnet34_has_torchvisions_layout():
+def test_resnet34_has_torchvisions_layout(tmp_path, monkeypatch):
     """21,797,672 parameters and torchvision's names; ImageNet weights are read from torch.hub's cache."""
     model = resnet.resnet34()
     assert sum(p.numel() for p in model.parameters()) == 21797672
     assert model.state_dict()["layer3.0.downsample.1.running_mean"].shape == (256,)
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1000)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.warns(UserWarning, match="no ImageNet weights"):
+        resnet.resnet34(pretrained=True)
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(model.state_dict(), tmp_path / "hub" / "checkpoints" / "resnet34-b627a593.pth")
+    loaded = resnet.resnet34(pretrained=True)
+    assert torch.equal(loaded.layer4[2].conv2.weight, model.layer4[2].conv2.weight)
 
 
 def _write_dvr_shapenet(root, n_views=3, size=32):

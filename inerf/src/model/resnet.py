@@ -10,6 +10,8 @@ import warnings
 import torch
 from torch import nn
 
+from common import checkpoints
+
 # torchvision's file names for the ImageNet (V1) weights, newest first.
 _WEIGHT_FILES = {
     "resnet18": ("resnet18-f37072fd.pth", "resnet18-5c106cde.pth"),
@@ -124,7 +126,7 @@ def load_imagenet_weights(model, arch):
     for name in _WEIGHT_FILES[arch]:
         path = os.path.join(folder, name)
         if os.path.exists(path):
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            model.load_state_dict(checkpoints.load_checkpoint(path))
             return True
     warnings.warn(
         f"{arch}: no ImageNet weights in {folder} (expected one of {_WEIGHT_FILES[arch]}); "

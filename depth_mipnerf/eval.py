@@ -41,11 +41,13 @@ def to8b(x):
     return (np.clip(np.nan_to_num(x), 0, 1) * 255).astype(np.uint8)
 
 
-def evaluate(checkpoint_dir, data_dir, out_dir=None, device='cpu', write_images=True, split='test'):
-    """Renders every image of `split` and writes metrics.json; returns {'psnr', 'ssim', 'depth_abs_err', per-image lists}."""
+def evaluate(checkpoint_dir, data_dir, out_dir=None, device='cpu', write_images=True, split='test',
+             gin_bindings=()):
+    """Renders every image of `split` (the run's config.gin + gin_bindings) and writes metrics.json;
+    returns {'psnr', 'ssim', 'depth_abs_err', per-image lists}."""
     device = device_utils.pick_device(device)
     config, sections, model, step = nerf_system.load_run(checkpoint_dir, device=device,
-                                                   gin_bindings=[f'Config.data_dir = {data_dir!r}'])
+                                                   gin_bindings=[*gin_bindings, f'Config.data_dir = {data_dir!r}'])
     dataset = nerf_system.build_dataset(config, sections, split)
     out_dir = out_dir or os.path.join(checkpoint_dir, 'eval')
     os.makedirs(out_dir, exist_ok=True)
@@ -79,7 +81,8 @@ def main(argv=None):
     config, _ = config_lib.parse(args.gin_configs, args.gin_bindings)
     gin.clear_config()
     try:
-        result = evaluate(config.checkpoint_dir, config.data_dir, args.out_dir, args.device, not args.no_images)
+        result = evaluate(config.checkpoint_dir, config.data_dir, args.out_dir, args.device, not args.no_images,
+                          gin_bindings=args.gin_bindings)
     except (FileNotFoundError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)

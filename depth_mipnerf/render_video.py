@@ -83,11 +83,11 @@ def camera_path(config, train_set, n_frames):
     return orbit_path(train_set.camtoworlds, n_frames)
 
 
-def render_video(checkpoint_dir, data_dir, out_dir=None, n_frames=120, fps=30, device='cpu'):
-    """Renders the path; returns the list of frame file names written."""
+def render_video(checkpoint_dir, data_dir, out_dir=None, n_frames=120, fps=30, device='cpu', gin_bindings=()):
+    """Renders the path (the run's config.gin + gin_bindings); returns the frame file names written."""
     device = device_utils.pick_device(device)
     config, sections, model, _ = nerf_system.load_run(checkpoint_dir, device=device,
-                                                      gin_bindings=[f'Config.data_dir = {data_dir!r}'])
+                                                      gin_bindings=[*gin_bindings, f'Config.data_dir = {data_dir!r}'])
     train_set = nerf_system.build_dataset(config, sections, 'train')
     test_set = nerf_system.build_dataset(config, sections, 'test')
     out_dir = out_dir or os.path.join(checkpoint_dir, 'video')
@@ -119,7 +119,8 @@ def main(argv=None):
     config, _ = config_lib.parse(args.gin_configs, args.gin_bindings)
     gin.clear_config()
     try:
-        names = render_video(config.checkpoint_dir, config.data_dir, args.out_dir, args.n_frames, args.fps, args.device)
+        names = render_video(config.checkpoint_dir, config.data_dir, args.out_dir, args.n_frames, args.fps,
+                             args.device, args.gin_bindings)
     except (FileNotFoundError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)

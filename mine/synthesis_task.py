@@ -394,6 +394,20 @@ class SynthesisTask:
         path = save_checkpoint(os.path.join(self.config["local_workspace"], "checkpoint_latest.pth"), state)
         self.logger.info("Latest checkpoint saved at %s", path)
 
+    def replica_checksums(self):
+        """Per-rank float64 sum of every backbone/decoder parameter, gathered: [world_size].
+
+        Parameters only: without SyncBatchNorm (CPU ranks) each rank's BatchNorm running statistics follow
+        its own last batch; DDP re-broadcasts rank 0's before every forward and rank 0 saves the checkpoints.
+        """
+        params = [*_unwrap(self.backbone).parameters(), *_unwrap(self.decoder).parameters()]
+        checksum = torch.stack([p.detach().double().sum() for p in params]).sum()
+        if not (dist.is_available() and dist.is_initialized()):
+            return [checksum.item()]
+        gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, checksum.to(self.device))
+        return [g.item() for g in gathered]
+
     def train_epoch(self, train_data_loader, val_data_loader, epoch, bar=None):
         """One pass over the training set; logs every 10 steps, checkpoints every 5000, evaluates per eval_interval."""
         is_main = self.config.get("global_rank", 0) == 0
@@ -443,6 +457,8 @@ class SynthesisTask:
                 for meter in self.train_losses.values():
                     self.logger.info("    %s", meter)
         bar.close()
+        checksums = self.replica_checksums()
         if is_main:
+            self.logger.info("Replica parameter checksums (one per rank): %s", checksums)
             self.save_latest(epochs)
             self.logger.info("Training finished: %d steps in %.1f s", self.global_step, time.time() - start)

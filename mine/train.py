@@ -8,6 +8,7 @@ an existing checkpoint_latest.pth there is resumed.
 
 import argparse
 import gc
+import importlib
 import json
 import logging
 import os
@@ -24,6 +25,12 @@ from torch.utils.tensorboard import SummaryWriter
 from common import dist as common_dist
 
 DATASETS = ("llff", "realestate10k", "flowers", "kitti_raw", "dtu")
+# data.name -> (module, Dataset class) of the pipelines the original did not release (dtu has none).
+_PIPELINES = {
+    "realestate10k": ("mine.input_pipelines.realestate10k.realestate10k_dataset", "RealEstate10KDataset"),
+    "kitti_raw": ("mine.input_pipelines.kitti_raw.kitti_raw_dataset", "KittiRawDataset"),
+    "flowers": ("mine.input_pipelines.flowers.flowers_dataset", "FlowersDataset"),
+}
 SEED = 0
 
 
@@ -64,17 +71,25 @@ def get_dataset(config, logger):
     name = config["data.name"]
     if name not in DATASETS:
         raise ValueError(f"data.name must be one of {DATASETS}, got {name!r}")
+    common = {"img_size": (config["data.img_w"], config["data.img_h"]),
+              "supervision_count": config["data.num_tgt_views"],
+              "visible_points_count": config["data.visible_point_count"]}
     if name == "llff":
         from mine.input_pipelines.llff.nerf_dataset import NeRFDataset
 
         def make(is_validation):
+            # The original validates on the training scenes (their `images_*_val` folders).
             return NeRFDataset(config, logger, root=config["data.training_set_path"], is_validation=is_validation,
-                               img_size=(config["data.img_w"], config["data.img_h"]),
-                               supervision_count=config["data.num_tgt_views"],
-                               visible_points_count=config["data.visible_point_count"],
-                               img_pre_downsample_ratio=config["data.img_pre_downsample_ratio"])
+                               img_pre_downsample_ratio=config["data.img_pre_downsample_ratio"], **common)
+    elif name in _PIPELINES:
+        module_name, class_name = _PIPELINES[name]
+        dataset_class = getattr(importlib.import_module(module_name), class_name)
+
+        def make(is_validation):
+            root = config["data.val_set_path" if is_validation else "data.training_set_path"]
+            return dataset_class(config, logger, root=root, is_validation=is_validation, **common)
     else:
-        raise NotImplementedError(f"no input pipeline for data.name={name!r}")
+        raise NotImplementedError(f"no input pipeline for data.name={name!r} (the original released none)")
 
     train_dataset, val_dataset = make(False), make(True)
     sampler = DistributedSampler(train_dataset) if config["world_size"] > 1 else None

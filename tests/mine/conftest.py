@@ -17,6 +17,9 @@ from common import dist
 
 REPO = pathlib.Path(__file__).parents[2]
 
+# One intra-op thread: on a busy 2-core machine a second OpenMP thread spins and makes steps ~5x slower.
+torch.set_num_threads(1)
+
 # Smallest configuration MINE runs at: 128x128 (multiple of 128), batch 2 (BatchNorm of the 1x1 bottleneck
 # needs two values per channel), ResNet-18, 4 planes, a 4-frequency disparity encoding.
 SMALL_CONFIG = {

@@ -291,3 +291,40 @@ def test_marching_cubes_and_obj(tmp_path):
     lines = (tmp_path / "ball.obj").read_text().splitlines()
     assert sum(line.startswith("v ") for line in lines) == len(vertices)
     assert sum(line.startswith("f ") for line in lines) == len(triangles)
+
+
+VARIANT_CONF = """
+use_encoder = True
+use_xyz = {use_xyz}
+use_code = True
+code {{ num_freqs = 2, freq_factor = 1.5 }}
+use_viewdirs = True
+use_code_viewdirs = {code_viewdirs}
+use_global_encoder = {use_global}
+global_encoder {{ backbone = resnet18, pretrained = False, latent_size = 8 }}
+encoder {{ backbone = resnet18, pretrained = False, num_layers = 2, use_first_pool = False }}
+mlp_coarse {{ type = {mlp}, n_blocks = 2, d_hidden = 8, combine_layer = {combine_layer}, dims = [8, 8], skip_in = [1],
+              dim_excludes_skip = True, combine_type = max }}
+mlp_fine {{ type = empty }}
+"""
+
+
+@pytest.mark.parametrize("use_xyz,code_viewdirs,use_global,mlp,d_in", [
+    (True, False, False, "resnet", 3 * 5 + 3), (False, True, True, "resnet", 4 * 5), (True, True, False, "mlp", 6 * 5)])
+def test_model_config_variants(use_xyz, code_viewdirs, use_global, mlp, d_in):
+    """The config switches of the release build and run: z-only input, encoded viewdirs, a global
+    image feature, IGR's MLP (its skip input joins before the views are combined); no fine MLP
+    (`type = empty`) falls back to the coarse one."""
+    conf = ConfigFactory.parse_string(VARIANT_CONF.format(use_xyz=use_xyz, code_viewdirs=code_viewdirs,
+                                                          use_global=use_global, mlp=mlp,
+                                                          combine_layer=2 if mlp == "mlp" else 1))
+    net = make_model(conf).eval()
+    assert net.mlp_fine is None
+    assert net.d_in == d_in  # (xyz or z [+ viewdirs]) x (1 + 2 num_freqs) [+ raw viewdirs]
+    images = torch.rand(2, 2, 3, 32, 32) * 2 - 1  # 2 objects x 2 source views
+    poses = torch.stack([util.pose_spherical(a, -20.0, 1.3) for a in (0.0, 60.0, 120.0, 180.0)]).reshape(2, 2, 4, 4)
+    with torch.no_grad():
+        net.encode(images, poses, torch.tensor([35.0, 40.0]))  # one focal per object
+        out = net(torch.rand(2, 7, 3) - 0.5, coarse=False, viewdirs=torch.nn.functional.normalize(torch.randn(2, 7, 3), dim=-1))
+    assert out.shape == (2, 7, 4) and torch.isfinite(out).all()
+    assert net.encoder.latent.shape == (4, 128, 16, 16)  # no first pool: 32 px -> 16

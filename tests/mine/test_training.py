@@ -116,3 +116,26 @@ def test_unknown_config_keys_are_rejected_by_name(tmp_path):
     with pytest.raises(ValueError, match="model.decoder_type"):
         train.load_config(str(REPO / "mine/configs/params_dtu.yaml"))
     assert not (tmp_path / "v").exists()
+
+
+def test_llff_loader_with_resized_folder_and_clear_errors(forward_root, tmp_path):
+    from mine.input_pipelines.llff.misc import resize_nerf_llff_images
+    from mine.input_pipelines.llff.nerf_dataset import NeRFDataset
+
+    root = tmp_path / "llff"
+    shutil.copytree(forward_root / "forward" / "sparse", root / "forward" / "sparse")
+    shutil.copytree(forward_root / "forward" / "images", root / "forward" / "images")
+    resize_nerf_llff_images.main(["--dataset_path", str(root), "--downsample_ratio", "2"])
+    assert len(list((root / "forward" / "images_2").iterdir())) == 20
+    dataset = NeRFDataset({}, None, str(root), False, (128, 128), supervision_count=1, visible_points_count=16,
+                          img_pre_downsample_ratio=2)
+    src, tgt = dataset[0]
+    # K refers to the 128x128 output whatever folder it was read from: the synthetic camera is f=110, c=64.
+    np.testing.assert_allclose(src["K"], [[110, 0, 64], [0, 110, 64], [0, 0, 1]], rtol=1e-5)
+    assert src["xyzs"].shape == (3, 16) and np.all(src["xyzs"][2] > 0)
+    assert tgt["G_src_tgt"][0].shape == (4, 4)
+    with pytest.raises(FileNotFoundError, match="images_2_val"):
+        NeRFDataset({}, None, str(root), True, (128, 128), visible_points_count=16, img_pre_downsample_ratio=2)
+    shutil.rmtree(root / "forward" / "sparse")
+    with pytest.raises(FileNotFoundError, match="sparse/0"):
+        NeRFDataset({}, None, str(root), False, (128, 128), visible_points_count=16, img_pre_downsample_ratio=2)

@@ -1,0 +1,1 @@
+"""LLFF preparation scripts."""

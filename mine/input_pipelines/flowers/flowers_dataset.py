@@ -25,8 +25,8 @@ import random
 import numpy as np
 import torch.utils.data as data
 
+from mine.input_pipelines.llff.nerf_dataset import _collate_fn
 from mine.input_pipelines.realestate10k.realestate10k_dataset import (
-    _collate_fn,
     make_pair,
     normalised_intrinsics_to_K,
     placeholder_points,

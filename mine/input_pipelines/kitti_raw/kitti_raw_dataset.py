@@ -23,8 +23,8 @@ import random
 import numpy as np
 import torch.utils.data as data
 
+from mine.input_pipelines.llff.nerf_dataset import _collate_fn
 from mine.input_pipelines.realestate10k.realestate10k_dataset import (
-    _collate_fn,
     load_image,
     make_pair,
     placeholder_points,

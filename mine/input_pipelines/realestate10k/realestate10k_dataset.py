@@ -31,20 +31,12 @@ import cv2
 import numpy as np
 import torch
 import torch.utils.data as data
-from torch.utils.data.dataloader import default_collate
 
 from common import colmap
+from mine.input_pipelines.llff.nerf_dataset import _collate_fn
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 PAIR_KEYS = {"5": "tgt_img_obj_5_frames", "10": "tgt_img_obj_10_frames", "random": "tgt_img_obj_random"}
-
-
-def _collate_fn(batch):
-    """Stacks (src_item, tgt_items) pairs: src [B, ...] without G_cam_world, tgt [B, L, ...]."""
-    src_items, tgt_items = zip(*batch)
-    tgt = {k: torch.stack([default_collate(item[k]) for item in tgt_items]) for k in tgt_items[0]}
-    src = default_collate([{k: v for k, v in item.items() if k != "G_cam_world"} for item in src_items])
-    return src, tgt
 
 
 def read_image(path):

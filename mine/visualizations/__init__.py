@@ -1,0 +1,1 @@
+"""Rendering MINE MPIs to videos."""

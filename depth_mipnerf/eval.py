@@ -51,7 +51,8 @@ def evaluate(checkpoint_dir, data_dir, out_dir=None, device='cpu', write_images=
     dataset = nerf_system.build_dataset(config, sections, split)
     out_dir = out_dir or os.path.join(checkpoint_dir, 'eval')
     os.makedirs(out_dir, exist_ok=True)
-    per_image = {'psnr': [], 'ssim': [], 'depth_abs_err': []}
+    per_image = {'psnr': [], 'ssim': [], 'lpips_vgg': [], 'lpips_alex': [], 'depth_abs_err': []}
+    lpips_ok = os.path.isfile(metrics.default_lpips_weights_path())
     for i in range(dataset.n_examples):
         rays, gt = dataset[i]
         out = nerf_system.render_image(model, datasets.namedtuple_map(lambda r: r.to(device), rays),
@@ -60,6 +61,10 @@ def evaluate(checkpoint_dir, data_dir, out_dir=None, device='cpu', write_images=
         rgb, depth = out['rgb_fine'].cpu().clamp(0, 1), out['depth'].cpu()
         per_image['psnr'].append(float(loss_lib.calc_psnr(rgb, gt)))
         per_image['ssim'].append(float(metrics.ssim(rgb, gt)) if min(gt.shape[:2]) >= 11 else float('nan'))
+        for net in ('vgg', 'alex'):
+            # LPIPS needs the weights file of data_tools.lpips_weights and 32 pixels (AlexNet's stride).
+            ok = lpips_ok and min(gt.shape[:2]) >= 32
+            per_image[f'lpips_{net}'].append(float(metrics.lpips(rgb, gt, net)) if ok else float('nan'))
         valid = rays.depth[..., 0] > 0
         per_image['depth_abs_err'].append(float((depth - rays.depth[..., 0]).abs()[valid].mean())
                                           if valid.any() else float('nan'))
@@ -67,9 +72,13 @@ def evaluate(checkpoint_dir, data_dir, out_dir=None, device='cpu', write_images=
             iio.imwrite(os.path.join(out_dir, f'color_{i:03d}.png'), to8b(rgb.numpy()))
             iio.imwrite(os.path.join(out_dir, f'depth_{i:03d}.png'),
                         to8b((depth / max(float(depth.max()), 1e-6)).numpy()))
-    result = {k: float(np.nanmean(v)) for k, v in per_image.items()}
+    # None (JSON null) where no image has the value (no depth map, images below the SSIM window).
+    result = {k: float(np.nanmean(v)) if not np.isnan(v).all() else None for k, v in per_image.items()}
     result.update({'per_image': per_image, 'split': split, 'n_images': dataset.n_examples,
                    'ssim_variant': 'mip-NeRF (11-tap Gaussian sigma 1.5, valid filtering)',
+                   'lpips_variant': 'LPIPS v0.1 linear heads, VGG16 and AlexNet' if lpips_ok else
+                   f'null: no weights at {metrics.default_lpips_weights_path()} (python -m data_tools.lpips_weights)',
+                   'depth_error_variant': 'mean |sum(w t) - depth| over pixels with depth > 0',
                    'step': step})
     with open(os.path.join(out_dir, 'metrics.json'), 'w') as f:
         json.dump(result, f, indent=1)
@@ -86,7 +95,7 @@ def main(argv=None):
     except (FileNotFoundError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)
-    print(f"PSNR {result['psnr']:.3f}  SSIM {result['ssim']:.4f}  depth abs err {result['depth_abs_err']:.4f} "
+    print(f"PSNR {result['psnr']:.3f}  SSIM {result['ssim']}  depth abs err {result['depth_abs_err']} "
           f"over {result['n_images']} test images")
 
 

@@ -35,9 +35,10 @@ class MLP(nn.Module):
         self.prop_mlp = prop_mlp
         self.skip_index = skip_index
         self.mlp_normals = mlp_normals and not prop_mlp
+        # Sequential(Linear, ReLU) as the fork: its state-dict names (layers.<i>.0.weight) are ours.
         self.layers = nn.ModuleList(
-            _xavier_linear(net_width + xyz_dim if (i - 1) % skip_index == 0 and i > 1 else
-                           (xyz_dim if i == 0 else net_width), net_width)
+            nn.Sequential(_xavier_linear(net_width + xyz_dim if (i - 1) % skip_index == 0 and i > 1 else
+                                         (xyz_dim if i == 0 else net_width), net_width), nn.ReLU())
             for i in range(net_depth))
         self.density_layer = _xavier_linear(net_width, num_density_channels)
         if prop_mlp:
@@ -60,7 +61,7 @@ class MLP(nn.Module):
         raw_density [B, N, 1] (prop_mlp) or (raw_rgb [B, N, 3], raw_density[, normals [B, N, 3]])."""
         inputs = x
         for i, layer in enumerate(self.layers):
-            x = torch.relu(layer(x))
+            x = layer(x)
             if i % self.skip_index == 0 and i > 0:
                 x = torch.cat([x, inputs], dim=-1)
         raw_density = self.density_layer(x)

@@ -174,6 +174,30 @@ def test_configs_carry_the_forks_values_and_build(name, checks):
         assert getattr(sections[section], key) == value, (name, section, key)
     model = nerf_system.build_model(sections)
     assert len(model.mlp.layers) == sections['nerf.mlp'].net_depth
-    assert model.use_prop_mlp and len(model.prop_mlp.layers) == 4 and model.prop_mlp.layers[0].out_features == 256
+    assert model.use_prop_mlp and len(model.prop_mlp.layers) == 4 and model.prop_mlp.layers[0][0].out_features == 256
     assert config_lib.hparams(config, sections)['loss.lambda_near_loss'] == sections['loss'].lambda_near_loss
+    gin.clear_config()
+
+
+def test_convert_lightning_checkpoint(tmp_path):
+    from depth_mipnerf.scripts import convert_lightning_checkpoint as convert
+
+    gin.clear_config()
+    config, sections = config_lib.parse(['configs/demo.gin'], ["nerf.mlp.num_glo_features = 2",
+                                                               "nerf.mlp.num_glo_embeddings = 3"])
+    torch.manual_seed(3)
+    model = nerf_system.build_model(sections).eval()
+    flat = config_lib.hparams(config, sections)
+    hparams = {('data_path' if k == 'data_dir' else k): v for k, v in flat.items() if k != 'checkpoint_dir'}
+    hparams.update({'out_dir': 'OUT/new', 'opts': [], 'train.num_images': 'None'})
+    torch.save({'state_dict': {f'mip_nerf.{k}': v for k, v in model.state_dict().items()},
+                'hyper_parameters': hparams, 'global_step': 7}, tmp_path / 'last.ckpt')
+    gin.clear_config()
+    path, skipped = convert.convert(str(tmp_path / 'last.ckpt'), str(tmp_path / 'run'))
+    assert sorted(skipped) == ['opts', 'out_dir'] and path.endswith('checkpoint_00000007.pt')
+    _, loaded_sections, loaded, step = nerf_system.load_run(str(tmp_path / 'run'))
+    assert step == 7 and loaded_sections['nerf.mlp'].num_glo_features == 2
+    assert loaded_sections['train'].num_images is None and loaded_sections['nerf'].num_samples == 32
+    rays = _rays()
+    torch.testing.assert_close(loaded(rays, False, True)['rgb_fine'], model(rays, False, True)['rgb_fine'])
     gin.clear_config()

@@ -2,31 +2,8 @@
 
 import torch
 
+from common.gaussians import cylinder_to_gaussian, lift_gaussian
 from mipnerf360.internal import stepfun
-
-
-def lift_gaussian(d, t_mean, t_var, r_var, diag):
-    """3D Gaussian of a 1D Gaussian along direction d [..., 3]: t_mean, t_var, r_var [..., n].
-
-    Returns mean [..., n, 3] and cov [..., n, 3] (diag) or [..., n, 3, 3].
-    """
-    mean = d[..., None, :] * t_mean[..., None]
-    # Clamp |d|^2: a zero direction would otherwise divide 0 by 0 in the null-space projector.
-    d_mag_sq = torch.clamp_min(torch.sum(d**2, dim=-1, keepdim=True), 1e-10)
-
-    if diag:
-        d_outer_diag = d**2
-        null_outer_diag = 1 - d_outer_diag / d_mag_sq
-        t_cov_diag = t_var[..., None] * d_outer_diag[..., None, :]
-        xy_cov_diag = r_var[..., None] * null_outer_diag[..., None, :]
-        return mean, t_cov_diag + xy_cov_diag
-
-    d_outer = d[..., :, None] * d[..., None, :]
-    eye = torch.eye(d.shape[-1], dtype=d.dtype, device=d.device)
-    null_outer = eye - d[..., :, None] * (d / d_mag_sq)[..., None, :]
-    t_cov = t_var[..., None, None] * d_outer[..., None, :, :]
-    xy_cov = r_var[..., None, None] * null_outer[..., None, :, :]
-    return mean, t_cov + xy_cov
 
 
 def conical_frustum_to_gaussian(d, t0, t1, base_radius, diag, stable=True):
@@ -58,14 +35,6 @@ def conical_frustum_to_gaussian(d, t0, t1, base_radius, diag, stable=True):
         t_mosq = 3 / 5 * (t1**5 - t0**5) / (t1**3 - t0**3)
         t_var = t_mosq - t_mean**2
     r_var = r_var * base_radius**2
-    return lift_gaussian(d, t_mean, t_var, r_var, diag)
-
-
-def cylinder_to_gaussian(d, t0, t1, radius, diag):
-    """Gaussian of the cylinder segment t in [t0, t1] of radius radius around axis d [..., 3]."""
-    t_mean = (t0 + t1) / 2
-    r_var = radius**2 / 4
-    t_var = (t1 - t0) ** 2 / 12
     return lift_gaussian(d, t_mean, t_var, r_var, diag)
 
 

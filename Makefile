@@ -127,9 +127,9 @@ render-mipnerf: $(STAMP)
 DATASET ?= llff
 train-mine: $(STAMP)
 	@$(MAKE) --no-print-directory check-ported PKG=mine
-	bash mine/start_training.sh MASTER_ADDR=localhost MASTER_PORT=$${MASTER_PORT:-8888} N_NODES=1 \
+	PYTHON=$(PY) bash mine/start_training.sh MASTER_ADDR=localhost MASTER_PORT=$${MASTER_PORT:-8888} N_NODES=1 \
 	  GPUS_PER_NODE=$(NPROC) NODE_RANK=0 WORKSPACE=$(RUNS_DIR)/mine DATASET=$(DATASET) VERSION=$(if $(SCENE),$(SCENE),default) \
-	  EXTRA_CONFIG='$(if $(CONFIG),$(CONFIG),{})' $(ARGS)
+	  EXTRA_CONFIG='$(if $(CONFIG),$(CONFIG),$(if $(DATA_DIR),{"data.training_set_path": "$(DATA_DIR)"},{}))' $(ARGS)
 eval-mine: $(STAMP)
 	@$(MAKE) --no-print-directory check-ported PKG=mine
 	$(PY) -m mine.eval $(ARGS)
@@ -137,10 +137,11 @@ render-mine: $(STAMP)
 	@$(MAKE) --no-print-directory check-ported PKG=mine
 	$(PY) -m mine.visualizations.image_to_video $(ARGS)
 
-# inerf: CONFIG= a pixelNeRF .conf (pose estimation) or GIN= the paper protocol.
+# inerf: CONFIG= a pixelNeRF .conf (pose estimation) or GIN= the paper protocol. The release's
+# pixelNeRF trainer uses DataParallel over --gpu_id, not torchrun.
 train-inerf: $(STAMP)
 	@$(MAKE) --no-print-directory check-ported PKG=inerf
-	$(call launch) -m inerf.train.train $(if $(CONFIG),-c $(CONFIG)) $(ARGS)
+	$(PY) -m inerf.train.train $(if $(CONFIG),-c $(CONFIG)) $(ARGS)
 eval-inerf: $(STAMP)
 	@$(MAKE) --no-print-directory check-ported PKG=inerf
 	$(PY) -m inerf.run $(if $(GIN),--gin_configs=$(GIN)) $(ARGS)

@@ -69,16 +69,17 @@ def read_exr(path):
     n_blocks = (height + lines - 1) // lines
     offsets = struct.unpack_from(f'<{n_blocks}Q', data, pos)
     out = {name: np.empty((height, width), np.float32) for name, _ in channels}
+    # One scanline = every channel's row in turn: a structured record per line.
+    line = np.dtype([(name, dtype, (width,)) for name, dtype in channels])
     for offset in offsets:
         y, size = struct.unpack_from('<ii', data, offset)
         rows = min(lines, ymax + 1 - y)
-        expected = rows * width * sum(dtype.itemsize for _, dtype in channels)
         raw = data[offset + 8:offset + 8 + size]
-        block = raw if size == expected else _unzip(raw, expected)
-        p = 0
-        for r in range(rows):
-            for name, dtype in channels:
-                n = width * dtype.itemsize
-                out[name][y - ymin + r] = np.frombuffer(block, dtype, width, p)
-                p += n
+        try:
+            block = raw if size == rows * line.itemsize else _unzip(raw, rows * line.itemsize)
+        except (zlib.error, ValueError) as error:
+            raise ValueError(f'{path}: corrupt scanline block at y = {y}: {error}') from error
+        records = np.frombuffer(block, line, rows)
+        for name, _ in channels:
+            out[name][y - ymin:y - ymin + rows] = records[name]
     return out

@@ -1,0 +1,1 @@
+"""MINE (vincentfung13/MINE): continuous-depth MPI from a single image, in device-agnostic PyTorch."""

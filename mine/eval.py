@@ -21,6 +21,7 @@ import argparse
 import json
 import logging
 import os
+import random
 import sys
 
 import numpy as np
@@ -122,7 +123,7 @@ def main(argv=None):
     parser.add_argument("--gpus", type=str, default=None)
     parser.add_argument("--extra_config", type=str, default="{}")
     parser.add_argument("--batch_size", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0, help="seeds the per-bin plane draws")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the per-bin plane draws (and the LLFF validation points)")
     args = parser.parse_args(argv)
 
     config = load_params(args.checkpoint_path, args.extra_config)
@@ -155,6 +156,7 @@ def main(argv=None):
                "protocols": {}, "per_item": {}}
     for protocol, dataset in datasets.items():
         torch.manual_seed(args.seed)
+        random.seed(args.seed)  # the LLFF loader samples its validation points with `random`
         means, per_item = evaluate(task, dataset, lpips_model, args.batch_size, desc=protocol)
         results["protocols"][protocol] = means
         results["per_item"][protocol] = per_item

@@ -109,3 +109,20 @@ def test_realestate10k_protocols(tmp_path):
         mine_eval.main(["--checkpoint_path", str(ckpt), "--data_path", str(tmp_path / "nowhere"),
                         "--output_dir", str(tmp_path / "none")])
     assert not (tmp_path / "none").exists()
+
+
+def test_kitti_raw_left_to_right(tmp_path):
+    """KITTI raw: each right image is scored against the rendering of its left image."""
+    drive = tmp_path / "data" / "2011_09_26" / "2011_09_26_drive_0001_sync"
+    colours = {"02": (51, 102, 153), "03": (153, 51, 26)}
+    for cam, colour in colours.items():
+        (drive / f"image_{cam}" / "data").mkdir(parents=True)
+        cv2.imwrite(str(drive / f"image_{cam}" / "data" / "0000000000.png"), np.full((40, 120, 3), colour[::-1], np.uint8))
+    p = "7.2e+02 0 6.0e+02 {t} 0 7.2e+02 1.8e+02 0 0 0 1 0"
+    (tmp_path / "data" / "2011_09_26" / "calib_cam_to_cam.txt").write_text(
+        f"calib_time: 09-Jan-2012 13:57:47\nP_rect_02: {p.format(t=45.0)}\nP_rect_03: {p.format(t=-340.0)}\n")
+    ckpt = opaque_checkpoint(tmp_path / "run", "params_kitti_raw.yaml", **{"data.img_w": 256})
+    results = mine_eval.main(["--checkpoint_path", str(ckpt), "--data_path", str(tmp_path / "data")])
+    expected_psnr, _ = flat_scores(np.array(colours["02"]) / 255, np.array(colours["03"]) / 255)
+    assert results["protocols"]["stereo"]["count"] == 1
+    assert results["protocols"]["stereo"]["psnr"] == pytest.approx(expected_psnr, abs=0.05)

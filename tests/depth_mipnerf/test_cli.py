@@ -5,6 +5,7 @@ import os
 
 import gin
 import pytest
+import torch
 
 from depth_mipnerf import eval as dm_eval
 from depth_mipnerf import render_video, train
@@ -74,3 +75,23 @@ def test_reproduce_writes_the_table_beside_the_published_one(scene, tmp_path):
     mtime = (runs / "ours_3" / "checkpoint_00000002.pt").stat().st_mtime
     reproduce.main(args + [x for b in tiny for x in ("--bind", b)])
     assert (runs / "ours_3" / "checkpoint_00000002.pt").stat().st_mtime == mtime and out.read_text() == text
+
+
+def test_scannet_config_trains_with_glo_and_renders_a_loop(scene, tmp_path):
+    from tests.depth_mipnerf.test_datasets import _scannet_layout
+
+    room = _scannet_layout(scene, tmp_path / "room")
+    run = tmp_path / "run"
+    small = ["optimizer.max_steps = 3", "train.batch_size = 64", "nerf.num_samples = 8", "nerf.num_fine_samples = 8",
+             "nerf.mlp.net_depth = 2", "nerf.mlp.net_width = 16", "nerf.mlp.prop_net_depth = 1",
+             "nerf.mlp.prop_net_width = 8", "val.sample_num = 0", "Config.depth_source = 'mono_colmap'"]
+    train.main(["--device", "cpu", "--gin_configs=configs/scannet.gin", f"--gin_bindings=Config.data_dir='{room}'",
+                f"--gin_bindings=Config.checkpoint_dir='{run}'", *[f"--gin_bindings={b}" for b in small]])
+    state = torch.load(run / "checkpoint_00000003.pt", weights_only=True)
+    glo = state["model"]["glo_vecs.weight"]
+    assert glo.shape == (18, 4)
+    gin.clear_config()
+    # The room has no test split: render the loop through its 3 training cameras from the train split.
+    os.symlink(room / "transforms_train.json", room / "transforms_test.json")
+    names = render_video.render_video(str(run), str(room), str(tmp_path / "video"), n_frames=2)
+    assert len(names) == 2 and (tmp_path / "video" / "video_color.mp4").exists()

@@ -164,3 +164,15 @@ def test_scannet_image_not_in_colmap_model(scene, tmp_path):
     colmap.write_model(cameras, images, points3D, str(room / "sparse" / "0"))
     with pytest.raises(ValueError, match=r"sparse/0: the COLMAP model has no image named 1\.png"):
         ScanNet(str(pathlib.Path(room)), "train", white_bkgd=False, depth_source="mono_colmap")
+
+
+def test_blender_half_resolution_and_normals(scene, scene_copy):
+    normal = np.zeros((64, 64, 3), np.float32)
+    normal[..., 2] = 2.0  # not unit length: the loader normalises
+    write_exr(scene_copy / "train" / "r_0_normal_0001.exr", {c: normal[..., i] for i, c in enumerate("RGB")})
+    full = Blender(str(scene), "train", num_images=1)
+    half = Blender(str(scene_copy), "train", num_images=1, factor=2)
+    assert (half.h, half.w) == (32, 32) and half.focal == pytest.approx(full.focal / 2)
+    np.testing.assert_array_equal(half.rays.depth.numpy().reshape(32, 32), _true_depth(scene, "train", "r_0")[::2, ::2])
+    np.testing.assert_allclose(half.rays.normal.numpy(), np.tile([0., 0., 1.], (32 * 32, 1)))
+    assert not full.rays.normal.any()  # no normal file: zeros (no normal supervision)

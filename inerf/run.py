@@ -166,16 +166,21 @@ def success_rates(trials, config):
 
 
 def run_trials(config, render_kwargs, images, poses, hwf, views, near, far, rng, frames_dir=None):
-    """Every (view, trial) of the protocol: a list of per-trial dicts (errors at eval_steps)."""
+    """Every (view, trial) of the protocol: a list of per-trial dicts (errors at eval_steps).
+
+    Start poses and observation corruptions come from a generator seeded by config.seed alone, so
+    every sampling strategy sees the same trials; rng draws the pixel batches.
+    """
+    trial_rng = np.random.default_rng(config.seed)
     trials = []
     total = len(views) * config.n_trials
     bar = tqdm.tqdm(total=total, desc=f'iNeRF {config.sampling_strategy}', unit='trial')
     for view in views:
-        obs_img = utils.corrupt_observation(images[view], config, rng)
+        obs_img = utils.corrupt_observation(images[view], config, trial_rng)
         sampler = PixelSampler(config.sampling_strategy, render_helpers.to8b(obs_img),
                                config.kernel_size, config.dil_iter, config.detector)
         for trial in range(config.n_trials):
-            start = start_pose_for(poses[view], config, rng)
+            start = start_pose_for(poses[view], config, trial_rng)
             frames = [] if (frames_dir and config.overlay and not trials) else None
             out = estimate_pose(render_kwargs, obs_img, start, hwf, config, rng, near, far,
                                 gt_pose=poses[view].astype(np.float64), sampler=sampler, frames=frames)

@@ -1,0 +1,76 @@
+"""Session fixtures of the paper-part tests: a 32x32 object360 scene, the demo NeRF trained on it
+once, and the sampling ablation (interest regions vs random) run on the same trials."""
+
+import dataclasses
+import pathlib
+import subprocess
+import sys
+
+import gin
+import numpy as np
+import pytest
+import torch
+
+REPO = pathlib.Path(__file__).parents[2]
+DEMO_GIN = REPO / "inerf" / "configs" / "demo.gin"
+
+
+def demo_config(scene, ckpt_dir, *bindings):
+    """demo.gin for `scene` with checkpoints in ckpt_dir (+ bindings): a utils.Config."""
+    from inerf import utils
+
+    gin.clear_config()
+    try:
+        return utils.parse_config([str(DEMO_GIN)], [
+            f"Config.data_dir = '{scene}'", f"Config.ckpt_dir = '{ckpt_dir}'",
+            "Config.model_name = 'object360'", f"Config.output_dir = '{ckpt_dir}/out'", *bindings])
+    finally:
+        gin.clear_config()
+
+
+@pytest.fixture(scope="session")
+def scene(tmp_path_factory):
+    """object360 at 32x32: 40 training views on a spiral, 8 test views at 30 degrees elevation."""
+    out = tmp_path_factory.mktemp("inerf_scene") / "object360"
+    subprocess.run([sys.executable, "-m", "data_tools.synth", "--scene", "object360", "--res", "32x32",
+                    "--views", "40", "--out", str(out)], check=True, capture_output=True, cwd=REPO)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def trained(scene, tmp_path_factory):
+    """demo.gin's NeRF trained on the scene: (config, train_nerf metrics)."""
+    from inerf import train_nerf
+
+    config = demo_config(scene, tmp_path_factory.mktemp("inerf_ckpt"))
+    torch.manual_seed(0)
+    return config, train_nerf.train(config)
+
+
+def run_ablation(config, n_trials):
+    """{strategy: trials} of interest-region and random sampling from the same start poses."""
+    from inerf import nerf_helpers, run
+
+    config = dataclasses.replace(config, n_trials=n_trials)
+    render_kwargs = nerf_helpers.load_nerf(config)
+    images, poses, hwf, i_test, near, far = run.load_observations(config)
+    out = {}
+    for strategy in ("interest_regions", "random"):
+        cfg = dataclasses.replace(config, sampling_strategy=strategy)
+        torch.manual_seed(cfg.seed)
+        out[strategy] = run.run_trials(cfg, render_kwargs, images, poses, hwf,
+                                       i_test[:cfg.n_test_images], near, far,
+                                       np.random.default_rng(cfg.seed))
+    return config, out
+
+
+@pytest.fixture(scope="session")
+def ablation(trained):
+    """The ablation on one start pose per test view (8 trials): the default run's version."""
+    return run_ablation(trained[0], n_trials=1)
+
+
+@pytest.fixture(scope="session")
+def ablation_full(trained):
+    """demo.gin's full ablation (8 views x 2 start poses): the slow test's version."""
+    return run_ablation(trained[0], n_trials=trained[0].n_trials)

@@ -12,7 +12,6 @@ dtype and threads with every figure.
 import argparse
 import os
 import sys
-import time
 
 # This file shares its name with the package: keep bench/ off the import path, the repository first.
 _BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -53,17 +52,6 @@ class FixedBatches:
         return self.batch
 
 
-def timed(fn, steps, device):
-    """Seconds per call of fn, after one warm-up call."""
-    fn()
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps
 
 
 def bench(gin_file, args, device):
@@ -77,10 +65,14 @@ def bench(gin_file, args, device):
     loss_fn = nerf_system.build_loss(config, sections)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     batches = FixedBatches(rays, torch.rand(args.batch, 3, generator=generator).to(device))
-    train_s = timed(lambda: train.train_step(model, loss_fn, optimizer, batches, 1, config, sections), args.steps, device)
+    train_s = device_utils.timed(
+        lambda: train.train_step(model, loss_fn, optimizer, batches, 1, config, sections),
+        args.steps, device)
     model.eval()
     image = Rays(*[x[None] for x in random_rays(args.render_rays, generator, device)])
-    render_s = timed(lambda: nerf_system.render_image(model, image, sections['val'].chunk_size), max(1, args.steps // 2), device)
+    render_s = device_utils.timed(
+        lambda: nerf_system.render_image(model, image, sections['val'].chunk_size),
+        max(1, args.steps // 2), device)
     params = sum(p.numel() for p in model.parameters())
     name = device.type if device.type == 'cpu' else torch.cuda.get_device_name(device)
     amp = '; bf16 MLP autocast' if model.mlp_autocast else ''

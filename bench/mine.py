@@ -11,7 +11,6 @@ source-RGB blending) on one image; rendering is one render_novel_view of that MP
 import argparse
 import os
 import sys
-import time
 
 # This file shares its name with the package: keep bench/ off the import path so that `import mine`
 # finds the package; the repository root goes first instead.
@@ -29,17 +28,6 @@ from mine.visualizations.image_to_video import VideoGenerator  # noqa: E402
 CONFIGS = os.path.join(os.path.dirname(_BENCH_DIR), "mine", "configs")
 
 
-def timed(fn, steps, device):
-    """Seconds per call of fn, after one warm-up call."""
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps
 
 
 def bench(width, height, planes, args, device):
@@ -63,7 +51,7 @@ def bench(width, height, planes, args, device):
         rgb, sigma, disparity = predict()
         render = lambda: task.render_novel_view(rgb, sigma, disparity, G_tgt_src, K_inv, K,
                                                 scale_factor=torch.ones(1, device=device))
-        return timed(predict, args.steps, device), timed(render, args.steps, device)
+        return device_utils.timed(predict, args.steps, device), device_utils.timed(render, args.steps, device)
 
 
 def main():

@@ -13,7 +13,6 @@ import argparse
 import functools
 import os
 import sys
-import time
 
 # This file shares its name with the package: keep bench/ off the import path so that
 # `import mipnerf` finds the package, not this script; the repository root goes first instead, for
@@ -46,17 +45,6 @@ def random_rays(num_rays, generator, device):
     return rays.map(lambda x: x.to(device))
 
 
-def timed(fn, steps, device):
-    """Seconds per call of fn, after one warm-up call."""
-    fn()
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps
 
 
 def bench(gin_file, args, device):
@@ -72,13 +60,13 @@ def bench(gin_file, args, device):
     batch = {'rays': rays, 'pixels': torch.rand(args.batch, 3, generator=generator).to(device)}
     rng = torch.Generator(device=device).manual_seed(0)
     step = functools.partial(train.train_step, model, config, rng, state.optimizer, batch, 1e-4)
-    train_s = timed(step, args.steps, device)
+    train_s = device_utils.timed(step, args.steps, device)
 
     # render_image takes an image of rays: [1, render_rays, ...].
     render_rays = random_rays(args.render_rays, generator, device).map(lambda x: x[None])
     render = functools.partial(
         models.render_image, train.render_eval_fn(model, config), render_rays, None, args.chunk)
-    render_s = timed(render, max(1, args.steps // 2), device)
+    render_s = device_utils.timed(render, max(1, args.steps // 2), device)
 
     params = sum(p.numel() for p in model.parameters())
     name = device.type if device.type == 'cpu' else torch.cuda.get_device_name(device)

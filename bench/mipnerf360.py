@@ -12,7 +12,6 @@ import argparse
 import functools
 import os
 import sys
-import time
 
 # This file shares its name with the package: keep bench/ off the import path so that
 # `import mipnerf360` finds the package, not this script.
@@ -52,17 +51,6 @@ def load(gin_file, bindings):
     return configs.load_config(save_config=False)
 
 
-def timed(fn, steps, device):
-    """Seconds per call of fn, after one warm-up call."""
-    fn()
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps
 
 
 def main():
@@ -91,14 +79,14 @@ def main():
     batch = utils.Batch(rays=rays, rgb=torch.rand(args.batch, 3, generator=generator).to(device))
     rng = torch.Generator(device=device).manual_seed(0)
     step = functools.partial(train_step, rng, state, batch, None, 0.5)
-    train_s = timed(step, args.steps, device)
+    train_s = device_utils.timed(step, args.steps, device)
 
     # render_image takes an image of rays: [1, render_rays, ...].
     render_rays = random_rays(args.render_rays, generator, device).map(lambda x: x[None])
     render = functools.partial(
         models.render_image, functools.partial(render_eval_fn, 1.0), render_rays, None, config,
         verbose=False)
-    render_s = timed(render, max(1, args.steps // 2), device)
+    render_s = device_utils.timed(render, max(1, args.steps // 2), device)
 
     params = sum(p.numel() for p in model.parameters())
     name = device.type if device.type == 'cpu' else torch.cuda.get_device_name(device)

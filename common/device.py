@@ -1,6 +1,7 @@
 """Device choice and the opt-in GPU speed-ups: TF32, bf16 autocast, torch.compile."""
 
 import contextlib
+import time
 
 import torch
 
@@ -40,3 +41,16 @@ def autocast(device, enabled=True, dtype=torch.bfloat16, on_cpu=False):
 def maybe_compile(module_or_fn, enabled, **compile_kwargs):
     """torch.compile(module_or_fn) when enabled, else module_or_fn unchanged (opt-in: slower on CPU)."""
     return torch.compile(module_or_fn, **compile_kwargs) if enabled else module_or_fn
+
+
+def timed(fn, steps, device):
+    """Seconds per call of fn() over `steps` calls, after one warm-up call; waits for CUDA work."""
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps

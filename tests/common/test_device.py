@@ -45,3 +45,9 @@ def test_maybe_compile_enabled_wraps():
     module = torch.nn.Linear(2, 2)
     compiled = device.maybe_compile(module, enabled=True)  # compiles lazily, on the first call
     assert compiled is not module and compiled._orig_mod is module
+
+
+def test_timed_warms_up_once_then_averages_over_the_steps():
+    calls = []
+    seconds = device.timed(lambda: calls.append(1), 4, torch.device("cpu"))
+    assert len(calls) == 5 and seconds >= 0

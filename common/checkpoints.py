@@ -62,9 +62,23 @@ def save_checkpoint(run_dir, step, state, keep=3):
         raise ValueError(f"keep must be None or at least 1, got {keep}")
     os.makedirs(run_dir, exist_ok=True)
     path = checkpoint_path(run_dir, step)
+    save_atomic(path, state)
+    if keep is not None:
+        for old in list_checkpoints(run_dir)[:-keep]:
+            os.remove(old)
+    return path
+
+
+def save_atomic(path, state):
+    """torch.save(state) to path atomically: a reader sees the old file or the whole new one.
+
+    For the fixed file names of the originals (MINE's checkpoint_latest.pth, pixelNeRF's
+    pixel_nerf_latest); save_checkpoint names files by step and prunes old ones.
+    """
+    folder = os.path.dirname(path) or "."
     # The temp file sits in the same directory because os.replace is atomic only within one
     # file system; its name never matches list_checkpoints, so a crash mid-write is ignored.
-    tmp_path = os.path.join(run_dir, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    tmp_path = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     try:
         with open(tmp_path, "wb") as f:
             torch.save(state, f)
@@ -75,10 +89,7 @@ def save_checkpoint(run_dir, step, state, keep=3):
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
         raise
-    _fsync_dir(run_dir)
-    if keep is not None:
-        for old in list_checkpoints(run_dir)[:-keep]:
-            os.remove(old)
+    _fsync_dir(folder)
     return path
 
 

@@ -10,6 +10,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from common import checkpoints
 from common.logger import progress
 from mine.network.layers import edge_aware_loss, edge_aware_loss_v2, psnr
 from mine.network.monodepth2.depth_decoder import DepthDecoder
@@ -23,7 +24,6 @@ from mine.utils import (
     get_embedder,
     inverse,
     restore_model,
-    save_checkpoint,
 )
 
 # Datasets with metric poses: no scale calibration and no sparse-point disparity loss.
@@ -391,7 +391,8 @@ class SynthesisTask:
         """Writes local_workspace/checkpoint_latest.pth (model, optimizer, step, epochs done, scheduler)."""
         state = self.checkpoint_state()
         state["epoch"] = completed_epochs
-        path = save_checkpoint(os.path.join(self.config["local_workspace"], "checkpoint_latest.pth"), state)
+        path = os.path.join(self.config["local_workspace"], "checkpoint_latest.pth")
+        checkpoints.save_atomic(path, state)
         self.logger.info("Latest checkpoint saved at %s", path)
 
     def replica_checksums(self):
@@ -441,7 +442,7 @@ class SynthesisTask:
             if is_main and (self.global_step == 2000 or self.global_step % self.config["training.eval_interval"] == 0):
                 self.run_eval(val_data_loader)
                 path = os.path.join(self.config["local_workspace"], "checkpoint_%012d.pth" % self.global_step)
-                save_checkpoint(path, self.checkpoint_state(with_optimizer=False))
+                checkpoints.save_atomic(path, self.checkpoint_state(with_optimizer=False))
 
     def train(self, train_data_loader, val_data_loader):
         """training.epochs epochs (resuming after the checkpoint's); MultiStepLR steps once per epoch."""

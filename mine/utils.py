@@ -54,22 +54,6 @@ def restore_model(model_path, backbone, decoder, optimizer=None, logger=None):
     return state
 
 
-def save_checkpoint(path, state):
-    """Writes `state` to `path` atomically (temp file in the same folder, then rename)."""
-    tmp_path = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp_path, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-    return path
-
-
 def inverse(matrices):
     """torch.inverse with the original's retry on NaN (pytorch issue 47272): ...xNxN -> ...xNxN."""
     # Batched CUDA inverses of torch 1.8 sometimes returned NaN; the original retries up to 5 times.

@@ -20,7 +20,6 @@ from common import checkpoints
 from inerf.src import util
 from inerf.src.data import get_split_dataset
 from inerf.src.model import loss, make_model
-from inerf.src.model.models import save_state_dict_atomic
 from inerf.src.render import NeRFRenderer
 from inerf.src.render.nerf import as_dotmap
 from inerf.train import trainlib
@@ -65,7 +64,7 @@ class PixelNeRFTrainer(trainlib.Trainer):
         self.renderer.sched_step(self.args.batch_size)
 
     def extra_save_state(self):
-        save_state_dict_atomic(self.renderer.state_dict(), self.renderer_state_path)
+        checkpoints.save_atomic(self.renderer_state_path, self.renderer.state_dict())
 
     def sample_rays(self, data, is_train, global_step):
         """(rays (SB, R, 8), rgb_gt (SB, R, 3)): R = ray_batch_size pixels of each object's views."""

@@ -163,3 +163,15 @@ def test_load_is_weights_only(tmp_path):
 
 class ArbitraryObject:
     pass
+
+
+def test_save_atomic_replaces_a_fixed_name_and_leaves_no_temp_file(tmp_path):
+    path = tmp_path / "checkpoint_latest.pth"
+    checkpoints.save_atomic(str(path), {"step": 1})
+    checkpoints.save_atomic(str(path), {"step": 2, "w": torch.ones(2)})
+    assert os.listdir(tmp_path) == ["checkpoint_latest.pth"]
+    assert checkpoints.load_checkpoint(str(path))["step"] == 2
+    with pytest.raises(Exception):
+        checkpoints.save_atomic(str(path), {"bad": lambda: None})  # not picklable
+    assert os.listdir(tmp_path) == ["checkpoint_latest.pth"]
+    assert checkpoints.load_checkpoint(str(path))["step"] == 2

@@ -13,17 +13,6 @@ from inerf.src.model.model_util import make_encoder, make_mlp
 from inerf.src.util import repeat_interleave
 
 
-def save_state_dict_atomic(state_dict, path):
-    """torch.save(state_dict) to path through a temporary file and an atomic rename."""
-    tmp_path = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        torch.save(state_dict, tmp_path)
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-
-
 class PixelNeRFNet(torch.nn.Module):
     """pixelNeRF: encode(source images, poses, focal) once, then forward(xyz) -> (rgb, sigma).
 
@@ -194,5 +183,5 @@ class PixelNeRFNet(torch.nn.Module):
         ckpt_path = os.path.join(args.checkpoints_path, args.name, ckpt_name)
         if os.path.exists(ckpt_path):
             shutil.copyfile(ckpt_path, os.path.join(args.checkpoints_path, args.name, backup_name))
-        save_state_dict_atomic(self.state_dict(), ckpt_path)
+        checkpoints.save_atomic(ckpt_path, self.state_dict())
         return self

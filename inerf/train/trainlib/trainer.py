@@ -14,7 +14,6 @@ import torch
 
 from common import checkpoints
 from common.logger import Logger, progress
-from inerf.src.model.models import save_state_dict_atomic
 
 
 def data_loop(dl):
@@ -110,11 +109,11 @@ class Trainer:
         if self.managed_weight_saving:
             self.net.save_weights(self.args)
         else:
-            save_state_dict_atomic(self.net.state_dict(), self.default_net_state_path)
-        save_state_dict_atomic(self.optim.state_dict(), self.optim_state_path)
+            checkpoints.save_atomic(self.default_net_state_path, self.net.state_dict())
+        checkpoints.save_atomic(self.optim_state_path, self.optim.state_dict())
         if self.lr_scheduler is not None:
-            save_state_dict_atomic(self.lr_scheduler.state_dict(), self.lrsched_state_path)
-        save_state_dict_atomic({"iter": step_id + 1}, self.iter_state_path)
+            checkpoints.save_atomic(self.lrsched_state_path, self.lr_scheduler.state_dict())
+        checkpoints.save_atomic(self.iter_state_path, {"iter": step_id + 1})
         self.extra_save_state()
 
     def start(self):

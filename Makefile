@@ -19,6 +19,7 @@ RUNS_DIR ?= runs
 
 help:
 	@echo "make demo          set up, make the embedded scene, train briefly, evaluate, render"
+	@echo "make demo-mine     MINE: a few CPU minutes on the synthetic forward scene, videos of a photo"
 	@echo "make test          the test suite (what CI runs)"
 	@echo "make install       create $(VENV) and install the project (editable) with its test extra"
 	@echo "make data          render the procedural scenes into $(SYNTH_DIR)/"
@@ -150,6 +151,11 @@ eval-mine: $(STAMP)
 render-mine: $(STAMP)
 	@$(MAKE) --no-print-directory check-ported PKG=mine
 	$(PY) -m mine.visualizations.image_to_video $(ARGS)
+# A small MINE trained for a few CPU minutes on the synthetic forward scene, evaluated, and videos
+# of scikit-image's astronaut photo.
+demo-mine: $(STAMP)
+	@$(MAKE) --no-print-directory check-ported PKG=mine
+	$(PY) -m mine.scripts.demo --out $(RUNS_DIR)/mine/demo $(ARGS)
 
 # inerf: CONFIG= a pixelNeRF .conf (pose estimation) or GIN= the paper protocol. The release's
 # pixelNeRF trainer uses DataParallel over --gpu_id, not torchrun.
@@ -162,7 +168,7 @@ eval-inerf: $(STAMP)
 render-inerf: $(STAMP)
 	@$(MAKE) --no-print-directory check-ported PKG=inerf
 	$(PY) -m inerf.eval.gen_video $(ARGS)
-.PHONY: train-mine eval-mine render-mine train-inerf eval-inerf render-inerf check-ported
+.PHONY: train-mine eval-mine render-mine demo-mine train-inerf eval-inerf render-inerf check-ported
 
 check-ported:
 	@test -f $(PKG)/__init__.py || { echo "error: the $(PKG) package is not ported yet (see its issue: 'issues list')"; exit 2; }

@@ -13,7 +13,7 @@ from pyhocon import ConfigFactory
 
 from inerf.src import util
 from inerf.src.data import DVRDataset, MultiObjectDataset
-from inerf.src.model import make_model, resnet
+from inerf.src.model import make_model
 from tests.inerf import test_release_synth as srn_synth
 
 CONF_DIR = pathlib.Path(__file__).parents[2] / "inerf" / "conf"
@@ -79,21 +79,6 @@ def test_missing_checkpoint_only_warns(tmp_path):
     args = types.SimpleNamespace(checkpoints_path=str(tmp_path), name="none", resume=True)
     with pytest.warns(UserWarning, match="pixel_nerf_latest does not exist"):
         net.load_weights(args)
-
-
-def test_resnet34_has_torchvisions_layout(tmp_path, monkeypatch):
-    """21,797,672 parameters and torchvision's names; ImageNet weights are read from torch.hub's cache."""
-    model = resnet.resnet34()
-    assert sum(p.numel() for p in model.parameters()) == 21797672
-    assert model.state_dict()["layer3.0.downsample.1.running_mean"].shape == (256,)
-    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1000)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.warns(UserWarning, match="no ImageNet weights"):
-        resnet.resnet34(pretrained=True)
-    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
-    torch.save(model.state_dict(), tmp_path / "hub" / "checkpoints" / "resnet34-b627a593.pth")
-    loaded = resnet.resnet34(pretrained=True)
-    assert torch.equal(loaded.layer4[2].conv2.weight, model.layer4[2].conv2.weight)
 
 
 def _write_dvr_shapenet(root, n_views=3, size=32):

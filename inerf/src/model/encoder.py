@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common import resnet
 from inerf.src import util
-from inerf.src.model import resnet
 from inerf.src.model.custom_encoder import ConvEncoder
 
 

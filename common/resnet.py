@@ -1,7 +1,8 @@
-"""torchvision's ResNets (18, 34, 50) in plain torch, with its parameter names and initialisation.
+"""torchvision's ResNets (18 to 152) in plain torch, with its parameter names and initialisation.
 
-ImageNet weights are read from torchvision's cache file names in torch.hub's checkpoint folder;
-nothing is downloaded.
+State dicts of torchvision's models load strictly. pretrained=True reads torchvision's ImageNet
+weights from a local file, an explicit weights_path or else torchvision's own cache file under
+torch.hub.get_dir()/checkpoints; nothing is downloaded, a missing file is a warning.
 """
 
 import os
@@ -12,11 +13,14 @@ from torch import nn
 
 from common import checkpoints
 
-# torchvision's file names for the ImageNet (V1) weights, newest first.
-_WEIGHT_FILES = {
+# torchvision's cache file names of the weights `pretrained=True` loads (IMAGENET1K_V1), newest first:
+# the current name, then the one older torchvision releases used.
+WEIGHT_FILES = {
     "resnet18": ("resnet18-f37072fd.pth", "resnet18-5c106cde.pth"),
     "resnet34": ("resnet34-b627a593.pth", "resnet34-333f7ec4.pth"),
     "resnet50": ("resnet50-0676ba61.pth", "resnet50-19c8e357.pth"),
+    "resnet101": ("resnet101-63fe2227.pth", "resnet101-5d3b4d8f.pth"),
+    "resnet152": ("resnet152-394f9c45.pth", "resnet152-b121ed2d.pth"),
 }
 
 
@@ -31,7 +35,7 @@ def conv1x1(in_planes, out_planes, stride=1):
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions plus the (optionally downsampled) input."""
+    """Two 3x3 convolutions plus the (optionally downsampled) input (ResNet-18/34)."""
 
     expansion = 1
 
@@ -53,7 +57,7 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3 (strided), 1x1 expand (x4), plus the (optionally downsampled) input."""
+    """1x1 reduce, 3x3 (strided, v1.5), 1x1 expand (x4), plus the (optionally downsampled) input."""
 
     expansion = 4
 
@@ -120,43 +124,67 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-def load_imagenet_weights(model, arch):
-    """Loads torchvision's ImageNet weights for arch from torch.hub's cache; warns if absent."""
+def imagenet_weight_paths(arch, weights_path=None):
+    """Where the ImageNet weights of arch are looked for, in order: [weights_path] if given, else the hub cache."""
+    if weights_path is not None:
+        return [os.path.expanduser(os.fspath(weights_path))]
     folder = os.path.join(torch.hub.get_dir(), "checkpoints")
-    for name in _WEIGHT_FILES[arch]:
-        path = os.path.join(folder, name)
-        if os.path.exists(path):
+    return [os.path.join(folder, name) for name in WEIGHT_FILES[arch]]
+
+
+def load_imagenet_weights(model, arch, weights_path=None):
+    """Loads torchvision's ImageNet weights of arch into model (strict); warns and returns False if absent."""
+    paths = imagenet_weight_paths(arch, weights_path)
+    for path in paths:
+        if os.path.isfile(path):
             model.load_state_dict(checkpoints.load_checkpoint(path))
             return True
+    folder = os.path.join(torch.hub.get_dir(), "checkpoints")
     warnings.warn(
-        f"{arch}: no ImageNet weights in {folder} (expected one of {_WEIGHT_FILES[arch]}); "
-        "the encoder starts from a random init (fine when a pixelNeRF checkpoint is loaded next)")
+        f"{arch}: no ImageNet weights found (looked for {', '.join(paths)}); the network keeps its random "
+        f"initialisation. Nothing is downloaded: put torchvision's {WEIGHT_FILES[arch][0]} into {folder}, "
+        "or pass the file's path as weights_path.")
     return False
 
 
-_ARCHS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet34": (BasicBlock, [3, 4, 6, 3]),
-          "resnet50": (Bottleneck, [3, 4, 6, 3])}
+_ARCHS = {
+    "resnet18": (BasicBlock, [2, 2, 2, 2]),
+    "resnet34": (BasicBlock, [3, 4, 6, 3]),
+    "resnet50": (Bottleneck, [3, 4, 6, 3]),
+    "resnet101": (Bottleneck, [3, 4, 23, 3]),
+    "resnet152": (Bottleneck, [3, 8, 36, 3]),
+}
 
 
-def _make(arch, pretrained, **kwargs):
-    """ResNet `arch`, with torchvision's ImageNet weights when pretrained and cached."""
+def _resnet(arch, pretrained, weights_path, **kwargs):
+    """ResNet `arch`; with pretrained, torchvision's ImageNet weights when a local file has them."""
     block, layers = _ARCHS[arch]
     model = ResNet(block, layers, **kwargs)
     if pretrained:
-        load_imagenet_weights(model, arch)
+        load_imagenet_weights(model, arch, weights_path)
     return model
 
 
-def resnet18(pretrained=False, **kwargs):
+def resnet18(pretrained=False, weights_path=None, **kwargs):
     """torchvision.models.resnet18."""
-    return _make("resnet18", pretrained, **kwargs)
+    return _resnet("resnet18", pretrained, weights_path, **kwargs)
 
 
-def resnet34(pretrained=False, **kwargs):
+def resnet34(pretrained=False, weights_path=None, **kwargs):
     """torchvision.models.resnet34."""
-    return _make("resnet34", pretrained, **kwargs)
+    return _resnet("resnet34", pretrained, weights_path, **kwargs)
 
 
-def resnet50(pretrained=False, **kwargs):
+def resnet50(pretrained=False, weights_path=None, **kwargs):
     """torchvision.models.resnet50."""
-    return _make("resnet50", pretrained, **kwargs)
+    return _resnet("resnet50", pretrained, weights_path, **kwargs)
+
+
+def resnet101(pretrained=False, weights_path=None, **kwargs):
+    """torchvision.models.resnet101."""
+    return _resnet("resnet101", pretrained, weights_path, **kwargs)
+
+
+def resnet152(pretrained=False, weights_path=None, **kwargs):
+    """torchvision.models.resnet152."""
+    return _resnet("resnet152", pretrained, weights_path, **kwargs)

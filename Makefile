@@ -99,15 +99,13 @@ gin_flags = --gin_configs=$(if $(GIN),$(GIN),$(GIN_DEFAULT_$(1))) \
   $(extra_bindings_$(1))
 launch = $(if $(filter-out 1,$(NPROC)),$(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC),$(PY))
 
-# depth_mipnerf trains in one process (NPROC is ignored); its video module is render_video.
-LAUNCH_mipnerf360 = $(launch)
-LAUNCH_depth_mipnerf = $(PY)
+# depth_mipnerf's video module is render_video.
 RENDER_MODULE_mipnerf360 := render
 RENDER_MODULE_depth_mipnerf := render_video
 render_bindings_mipnerf360 := --gin_bindings="Config.render_path=True"
 
 define gin_targets
-train-$(1): $(STAMP) ; @$(MAKE) --no-print-directory check-ported PKG=$(1) && $(LAUNCH_$(1)) -m $(1).train $(call gin_flags,$(1)) $(ARGS)
+train-$(1): $(STAMP) ; @$(MAKE) --no-print-directory check-ported PKG=$(1) && $(call launch) -m $(1).train $(call gin_flags,$(1)) $(ARGS)
 eval-$(1): $(STAMP) ; @$(MAKE) --no-print-directory check-ported PKG=$(1) && $(PY) -m $(1).eval $(call gin_flags,$(1)) $(ARGS)
 render-$(1): $(STAMP) ; @$(MAKE) --no-print-directory check-ported PKG=$(1) && $(PY) -m $(1).$(RENDER_MODULE_$(1)) $(call gin_flags,$(1)) $(render_bindings_$(1)) $(ARGS)
 .PHONY: train-$(1) eval-$(1) render-$(1)

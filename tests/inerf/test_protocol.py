@@ -1,0 +1,70 @@
+"""The paper's protocol at small scale on object360 (demo.gin): pose recovery from perturbed starts,
+the sampling ablation, and what `python -m inerf.run` writes."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from inerf import run
+from tests.inerf.conftest import DEMO_GIN
+
+
+def check_recovery(config, trials):
+    """At least 70% of the interest-region trials end within 5 deg / 5% of the distance; orthonormal."""
+    region = trials["interest_regions"]
+    assert len(region) == config.n_test_images * config.n_trials >= 8
+    # The start poses really are perturbed (by up to 15 degrees about a random axis).
+    starts = np.array([t["start_error"] for t in region])
+    assert starts[:, 0].max() <= 15. and np.mean(starts[:, 0]) > 5.
+    # Success: rotation < 5 degrees and translation < 5% of the camera distance (4 units).
+    assert config.rotation_threshold_deg == 5. and config.translation_threshold == 0.2
+    rate = run.success_rates(region, config)[config.n_steps]
+    assert rate >= 0.7, f"interest regions: {rate:.0%} of the trials under 5 deg / 0.2"
+    # The unit-axis screw keeps every estimate a rotation.
+    assert max(e[2] for t in region for e in t["errors"].values()) < 1e-4
+
+
+def check_ablation(config, trials):
+    """Interest-region sampling succeeds at least as often as random sampling on the same trials."""
+    region = run.success_rates(trials["interest_regions"], config)[config.n_steps]
+    random = run.success_rates(trials["random"], config)[config.n_steps]
+    assert [t["start_error"] for t in trials["random"]] == [t["start_error"] for t in trials["interest_regions"]]
+    assert region >= random, f"interest regions {region:.0%} < random {random:.0%}"
+
+
+def test_interest_regions_recover_most_perturbed_poses(ablation):
+    check_recovery(*ablation)
+
+
+def test_interest_regions_succeed_at_least_as_often_as_random(ablation):
+    check_ablation(*ablation)
+
+
+@pytest.mark.slow
+def test_full_ablation_on_two_starts_per_view(ablation_full):
+    check_recovery(*ablation_full)
+    check_ablation(*ablation_full)
+
+
+def test_run_writes_results_table_overlays_and_video(trained):
+    config, _ = trained
+    out = f"{config.ckpt_dir}/run_out"
+    run.main(["--gin_configs", str(DEMO_GIN), "--device", "cpu",
+              "--gin_bindings", f"Config.data_dir = '{config.data_dir}'",
+              "--gin_bindings", f"Config.ckpt_dir = '{config.ckpt_dir}'",
+              "--gin_bindings", "Config.model_name = 'object360'",
+              "--gin_bindings", f"Config.output_dir = '{out}'",
+              "--gin_bindings", "Config.n_test_images = 2", "--gin_bindings", "Config.n_trials = 1",
+              "--gin_bindings", "Config.n_steps = 6", "--gin_bindings", "Config.eval_steps = (0, 3, 6)",
+              "--gin_bindings", "Config.overlay = True", "--gin_bindings", "Config.overlay_every = 2",
+              "--gin_bindings", "Config.video = True"])
+    summary = json.load(open(f"{out}/results/inerf_object360.json"))
+    assert summary["n_trials"] == 2 and set(summary["success_rate"]) == {"0", "3", "6"}
+    trial = summary["trials"][0]
+    assert set(trial["errors"]["6"]) == {"rotation_deg", "translation", "orthonormality"}
+    table = open(f"{out}/results/inerf_object360.md").read()
+    assert "| 6 |" in table and "median rot" in table
+    frames = f"{out}/object360/view048_trial0"
+    assert sorted(os.listdir(frames)) == ["0000.png", "0001.png", "0002.png", "0003.png", "video.mp4"]

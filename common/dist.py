@@ -55,17 +55,19 @@ def init_distributed(backend=None, argv=None):
     this is a single process and no process group is created.
 
     Args:
-        backend: process-group backend; default nccl with CUDA, gloo without.
+        backend: process-group backend; default nccl with CUDA, gloo without. Asking for gloo
+            keeps the process on the CPU, also on a machine with GPUs.
         argv: command line to take `--local_rank` from, modified in place.
 
     Returns:
-        DistInfo of this process; its device is cuda:local_rank when CUDA is available.
+        DistInfo of this process; its device is cuda:local_rank when CUDA is available and the
+        backend is not gloo.
     """
     flag_local_rank = parse_local_rank_arg(sys.argv if argv is None else argv)
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
     local_rank = int(os.environ.get("LOCAL_RANK", flag_local_rank or 0))
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and backend != "gloo":
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
     else:

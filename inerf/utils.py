@@ -238,8 +238,6 @@ def corrupt_observation(obs_img, config, rng):
     As released, the brightness branch divides the image by 255 a second time (it turns almost
     black); fix_brightness=True shifts the V channel of the image itself.
     """
-    import skimage.util
-
     if config.delta_brightness != 0:
         img = obs_img if config.fix_brightness else obs_img / 255.
         hsv = cv2.cvtColor(img.astype(np.float32), cv2.COLOR_RGB2HSV)
@@ -254,6 +252,9 @@ def corrupt_observation(obs_img, config, rng):
              'salt': dict(mode='salt', amount=config.amount),
              'poisson': dict(mode='poisson')}
     if config.noise in modes:
+        # scikit-image is needed only for the noise options.
+        import skimage.util
+
         obs_img = skimage.util.random_noise(obs_img, rng=seed, **modes[config.noise])
     elif config.noise not in ('None', None, ''):
         raise ValueError(f"Config.noise must be one of {sorted(modes)} or 'None', got {config.noise!r}")

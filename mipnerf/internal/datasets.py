@@ -4,15 +4,13 @@ import dataclasses
 import json
 import math
 import os
-import queue
-import threading
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image
 
-from common import cameras, dist, llff
+from common import cameras, dist, llff, prefetch
 from mipnerf.internal import utils
 
 # Camera axes of NeRF (OpenGL: y up, z backward) from OpenCV's (y down, z forward).
@@ -119,7 +117,7 @@ def _composite(image, white_bkgd):
     return image[..., :3]
 
 
-class Dataset(threading.Thread):
+class Dataset(prefetch.PrefetchThread):
     """Images and rays of one split, served by a prefetch thread.
 
     Subclasses load images and cameras in `_load_renderings` and make `self.rays` in
@@ -129,13 +127,7 @@ class Dataset(threading.Thread):
     """
 
     def __init__(self, split, data_dir, config, device=None):
-        # Not a daemon: a daemon thread killed inside a torch op at exit aborts the process. The
-        # thread ends by itself once the main thread has finished, or on close().
-        super().__init__()
-        self._stop_event = threading.Event()
-        if config.prefetch_batches < 1:
-            raise ValueError(f'Config.prefetch_batches must be >= 1, got {config.prefetch_batches}')
-        self.queue = queue.Queue(config.prefetch_batches)
+        super().__init__(config.prefetch_batches)
         # Batches draw from a generator seeded from numpy's global state, as the original's
         # np.random draws, so np.random.seed set before loading fixes them.
         self._rng = np.random.default_rng(np.random.randint(2**31))
@@ -157,63 +149,13 @@ class Dataset(threading.Thread):
         else:
             raise ValueError(f"the split argument should be either 'train' or 'test', set to "
                              f'{split!r} here.')
-        self._next_fn = self._next_train if split == 'train' else self._next_test
+        next_fn = self._next_train if split == 'train' else self._next_test
         # The first batch is made here, so a bad dataset fails in the constructor.
-        self.queue.put(self._prepare(self._next_fn()))
-        self.start()
+        self.start_prefetch(lambda: self._prepare(next_fn()))
 
     def _hint(self):
         """How to make a synthetic stand-in for this dataset."""
         return 'to make a synthetic stand-in, run `' + _SYNTH_OBJECT.format(raw=self.data_dir) + '`'
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        """The next training batch or test example: a dict with 'pixels' and 'rays'."""
-        batch = self.queue.get()
-        if isinstance(batch, Exception):
-            # Leave the error for later calls too: the thread that raised it has ended.
-            self.queue.put(batch)
-            raise batch
-        return batch
-
-    def peek(self):
-        """The batch next(self) would return, without taking it off the queue."""
-        with self.queue.not_empty:
-            while not self.queue.queue:
-                self.queue.not_empty.wait()
-            batch = self.queue.queue[0]
-        if isinstance(batch, Exception):
-            raise batch
-        return batch
-
-    def run(self):
-        try:
-            while not self._should_stop():
-                self._put(self._prepare(self._next_fn()))
-        except Exception as error:
-            # Hand the error to the consumer, which would otherwise wait for a batch forever.
-            self._put(error)
-
-    def _should_stop(self):
-        return self._stop_event.is_set() or not threading.main_thread().is_alive()
-
-    def _put(self, item):
-        """Queues item once there is room, unless the thread should stop meanwhile."""
-        while not self._should_stop():
-            try:
-                # Wake up now and then to notice close() or the end of the main thread.
-                self.queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                pass
-
-    def close(self):
-        """Stops the prefetch thread (the loaded data stays available)."""
-        self._stop_event.set()
-        if self.is_alive():
-            self.join()
 
     def _prepare(self, batch):
         """Moves a training batch to self.device; test examples (whole images) stay on the CPU."""

@@ -3,14 +3,12 @@
 import abc
 import json
 import os
-import queue
-import threading
 import warnings
 
 import numpy as np
 import torch
 
-from common import colmap, dist, llff
+from common import colmap, dist, llff, prefetch
 from mipnerf360.internal import camera_utils, utils
 from mipnerf360.internal import image as lib_image
 
@@ -160,7 +158,7 @@ def _check_image_size(path, image, factor, size):
             f'about {full_w / factor:g}x{full_h / factor:g}')
 
 
-class Dataset(threading.Thread, metaclass=abc.ABCMeta):
+class Dataset(prefetch.PrefetchThread, metaclass=abc.ABCMeta):
     """Images and cameras of one split, served as ray batches by a prefetch thread.
 
     Subclasses load the data in `_load_renderings`. The constructor loads everything, queues the
@@ -181,13 +179,7 @@ class Dataset(threading.Thread, metaclass=abc.ABCMeta):
     """
 
     def __init__(self, split, data_dir, config, device=None):
-        # Not a daemon: a daemon thread killed inside a torch op at exit aborts the process. The
-        # thread ends by itself once the main thread has finished, or on close().
-        super().__init__()
-        self._stop_event = threading.Event()
-        if config.prefetch_batches < 1:
-            raise ValueError(f'Config.prefetch_batches must be >= 1, got {config.prefetch_batches}')
-        self._queue = queue.Queue(config.prefetch_batches)
+        super().__init__(config.prefetch_batches)
         self._patch_size = max(config.patch_size, 1)
         # Each process of a distributed job draws its share of the batch.
         self._batch_size = config.batch_size // dist.get_world_size()
@@ -257,9 +249,8 @@ class Dataset(threading.Thread, metaclass=abc.ABCMeta):
         self._ray_cameras = self._camera_tensors(torch.float64)
         self.cameras = self._camera_tensors(torch.float32)
 
-        self._next_fn = self._next_train if self.split == utils.DataSplit.TRAIN else self._next_test
-        self._queue.put(self._prepare(self._next_fn()))
-        self.start()
+        next_fn = self._next_train if self.split == utils.DataSplit.TRAIN else self._next_test
+        self.start_prefetch(lambda: self._prepare(next_fn()))
 
     def _synth_scene(self, config):
         """The data_tools.synth scene with this loader's layout."""
@@ -271,55 +262,6 @@ class Dataset(threading.Thread, metaclass=abc.ABCMeta):
             return None if x is None else torch.tensor(np.asarray(x), dtype=dtype)
         return (to_tensor(self.pixtocams), to_tensor(self.camtoworlds), self.distortion_params,
                 to_tensor(self.pixtocam_ndc))
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        """The next training batch or test image (a utils.Batch)."""
-        batch = self._queue.get()
-        if isinstance(batch, Exception):
-            # Leave the error for later calls too: the thread that raised it has ended.
-            self._queue.put(batch)
-            raise batch
-        return batch
-
-    def peek(self):
-        """The batch next(self) would return, without taking it off the queue."""
-        with self._queue.not_empty:
-            while not self._queue.queue:
-                self._queue.not_empty.wait()
-            batch = self._queue.queue[0]
-        if isinstance(batch, Exception):
-            raise batch
-        return batch
-
-    def run(self):
-        try:
-            while not self._should_stop():
-                self._put(self._prepare(self._next_fn()))
-        except Exception as error:
-            # Hand the error to the consumer, which would otherwise wait for a batch forever.
-            self._put(error)
-
-    def _should_stop(self):
-        return self._stop_event.is_set() or not threading.main_thread().is_alive()
-
-    def _put(self, item):
-        """Queues item once there is room, unless the thread should stop meanwhile."""
-        while not self._should_stop():
-            try:
-                # Wake up now and then to notice close() or the end of the main thread.
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                pass
-
-    def close(self):
-        """Stops the prefetch thread (the loaded data stays available)."""
-        self._stop_event.set()
-        if self.is_alive():
-            self.join()
 
     def _prepare(self, batch):
         """Moves a training batch to self.device; test batches (whole images) stay on the CPU."""

@@ -282,7 +282,7 @@ def test_errors_in_the_thread_reach_the_consumer(scenes, load):
     def broken():
         raise RuntimeError("broken batch")
 
-    dataset._next_fn = broken
+    dataset._make_item = broken
     with pytest.raises(RuntimeError, match="broken batch"):
         for _ in range(5):
             next(dataset)

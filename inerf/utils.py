@@ -108,10 +108,6 @@ class Config:
     video: bool = False  # Also an mp4 of the overlays.
 
 
-# `include 'inerf/configs/x.gin'` resolves from the repository root wherever the command runs.
-gin.add_config_file_search_path(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
 def parse_config(gin_configs=(), gin_bindings=()):
     """Config from gin files and bindings."""
     gin.parse_config_files_and_bindings(list(gin_configs), list(gin_bindings))

@@ -85,3 +85,22 @@ def test_unknown_noise_is_a_clear_error():
     with pytest.raises(ValueError, match="Config.noise"):
         utils.corrupt_observation(np.zeros((2, 2, 3), np.float32), utils.Config(noise='speckle'),
                                   np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("name", ["blender", "llff", "nerf_blender", "nerf_llff", "salykovaa_lego", "demo"])
+def test_every_config_parses_and_the_protocol_has_the_paper_defaults(name):
+    import pathlib
+
+    import gin
+
+    path = pathlib.Path(__file__).parents[2] / "inerf" / "configs" / f"{name}.gin"
+    gin.clear_config()
+    try:
+        config = utils.parse_config([str(path)])
+    finally:
+        gin.clear_config()
+    assert config.lrate == 0.01 and config.lrate_decay_rate == 0.8 and config.lrate_decay_steps == 100
+    if name in ("blender", "llff"):
+        assert (config.batch_size, config.n_steps, config.sampling_strategy) == (2048, 300, "interest_regions")
+        assert (config.max_rotation_deg, config.max_translation, config.unit_axis) == (40., 0.2, True)
+        assert (config.n_test_images, config.n_trials) == (5, 5)

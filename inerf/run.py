@@ -15,6 +15,7 @@ LLFF experiment (train NeRF on a subset, pose the other images with iNeRF, retra
 """
 
 import argparse
+import dataclasses
 import json
 import os
 
@@ -260,8 +261,6 @@ def self_supervision(config, device='cpu'):
 
     Writes results/inerf_selfsup_<model_name>.json.
     """
-    import dataclasses
-
     rng = np.random.default_rng(config.seed)
     images, poses, hwf, i_train, i_test, near, far = train_nerf.load_scene(config)
     subset = list(config.train_views) or list(i_train[::2])
@@ -307,18 +306,16 @@ def main(argv=None):
         print(json.dumps(self_supervision(config, device)))
         return
     if args.obs_img_num is not None:
-        import dataclasses
         config = dataclasses.replace(config, n_test_images=1, n_trials=1, overlay=True)
         images, poses, hwf, i_test, near, far = load_observations(config)
         if not 0 <= args.obs_img_num < len(i_test):
             raise ValueError(f'--obs_img_num must be in [0, {len(i_test)}): the test split has '
                              f'{len(i_test)} images')
         config = dataclasses.replace(config, seed=config.seed + args.obs_img_num)
-        i_test = i_test[args.obs_img_num:]
-        config_views = i_test[:1]
         rng = np.random.default_rng(config.seed)
         render_kwargs = nerf_helpers.load_nerf(config, device)
-        trials = run_trials(config, render_kwargs, images, poses, hwf, config_views, near, far, rng,
+        views = i_test[args.obs_img_num:args.obs_img_num + 1]
+        trials = run_trials(config, render_kwargs, images, poses, hwf, views, near, far, rng,
                             frames_dir=os.path.join(config.output_dir, config.model_name))
         print(json.dumps(summarize(trials, config)['trials'][0]['errors']))
         return

@@ -155,14 +155,16 @@ demo-mine: $(STAMP)
 	@$(MAKE) --no-print-directory check-ported PKG=mine
 	$(PY) -m mine.scripts.demo --out $(RUNS_DIR)/mine/demo $(ARGS)
 
-# inerf: CONFIG= a pixelNeRF .conf (pose estimation) or GIN= the paper protocol. The release's
-# pixelNeRF trainer uses DataParallel over --gpu_id, not torchrun.
+# inerf: GIN= the paper's NeRF trainer and pose protocol (inerf/configs/*.gin; DATA_DIR, SCENE become
+# Config bindings), else CONFIG= a pixelNeRF .conf for the release's trainer (DataParallel over
+# --gpu_id, not torchrun).
+inerf_bindings = $(if $(DATA_DIR),--gin_bindings="Config.data_dir='$(DATA_DIR)'") $(if $(SCENE),--gin_bindings="Config.model_name='$(SCENE)'")
 train-inerf: $(STAMP)
 	@$(MAKE) --no-print-directory check-ported PKG=inerf
-	$(PY) -m inerf.train.train $(if $(CONFIG),-c $(CONFIG)) $(ARGS)
+	$(if $(GIN),$(PY) -m inerf.train_nerf --gin_configs=$(GIN) $(inerf_bindings),$(PY) -m inerf.train.train $(if $(CONFIG),-c $(CONFIG))) $(ARGS)
 eval-inerf: $(STAMP)
 	@$(MAKE) --no-print-directory check-ported PKG=inerf
-	$(PY) -m inerf.run $(if $(GIN),--gin_configs=$(GIN)) $(ARGS)
+	$(PY) -m inerf.run $(if $(GIN),--gin_configs=$(GIN)) $(inerf_bindings) $(ARGS)
 render-inerf: $(STAMP)
 	@$(MAKE) --no-print-directory check-ported PKG=inerf
 	$(PY) -m inerf.eval.gen_video $(ARGS)

@@ -5,7 +5,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 
 from inerf import run
 from tests.inerf.conftest import DEMO_GIN
@@ -35,9 +34,8 @@ def check_ablation(config, trials):
 
 
 def test_estimates_improve_on_the_start_and_stay_rotations(ablation):
-    """The default run's smaller version (a 600-step NeRF, 23.7 dB): both samplers reduce the median
-    rotation error of the start poses and every estimate stays orthonormal. (With this weaker NeRF
-    interest regions do worse than random: 25% vs 62.5% under 5 deg / 0.2; see the README.)"""
+    """Both samplers reduce the median rotation error of the start poses; every estimate stays
+    orthonormal."""
     config, trials = ablation
     for strategy, runs in trials.items():
         start = np.median([t["errors"][0][0] for t in runs])
@@ -47,15 +45,13 @@ def test_estimates_improve_on_the_start_and_stay_rotations(ablation):
     assert [t["start_error"] for t in trials["random"]] == [t["start_error"] for t in trials["interest_regions"]]
 
 
-@pytest.mark.slow
-def test_interest_regions_recover_most_perturbed_poses(ablation_full):
+def test_interest_regions_recover_most_perturbed_poses(ablation):
     """demo.gin's NeRF (25.1 dB), 8 views x 2 starts: >= 70% within 5 deg / 5% of the distance."""
-    check_recovery(*ablation_full)
+    check_recovery(*ablation)
 
 
-@pytest.mark.slow
-def test_interest_regions_succeed_at_least_as_often_as_random(ablation_full):
-    check_ablation(*ablation_full)
+def test_interest_regions_succeed_at_least_as_often_as_random(ablation):
+    check_ablation(*ablation)
 
 
 def test_run_writes_results_table_overlays_and_video(trained):

@@ -6,14 +6,13 @@
 Without --gin it measures the paper's config (blender.gin: 8x256 coarse and fine NeRF, 64 + 128
 samples, batch 2048, interest regions) and demo.gin. The NeRF has random weights and the observed
 image is random noise at the config's resolution (400x400 for half-res Blender; demo: 32x32):
-only time is measured. --steps steps are timed after one warm-up step and scaled to n_steps.
+only time is measured. One estimate of --steps steps is timed after a warm-up one and scaled to n_steps.
 """
 
 import argparse
 import dataclasses
 import os
 import sys
-import time
 
 # bench/ shares its file name with the package: keep it off the import path, the repository root first.
 _BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -49,13 +48,8 @@ def bench(gin_file, size, args, device):
         cfg = dataclasses.replace(config, n_steps=n, eval_steps=())
         run.estimate_pose(render_kwargs, obs, pose, [size, size, focal], cfg, rng, config.near,
                           config.far)
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
 
-    steps(1)
-    start = time.perf_counter()
-    steps(args.steps)
-    per_step = (time.perf_counter() - start) / args.steps
+    per_step = device_utils.timed(lambda: steps(args.steps), 1, device) / args.steps
     name = device.type if device.type == 'cpu' else torch.cuda.get_device_name(device)
     print(f'config {gin_file} {" ".join(args.bind)}: {size}x{size} image, batch {config.batch_size}, '
           f'{config.N_samples}+{config.N_importance} samples, {config.sampling_strategy}; device {name}; '

@@ -1,6 +1,7 @@
 """Distributed launch: torchrun / torch.distributed.launch environment, DDP, rank helpers."""
 
 import dataclasses
+import gc
 import os
 import re
 import sys
@@ -104,12 +105,14 @@ def barrier():
 
 
 def cleanup():
-    """Leaves and destroys the process group, if any.
+    """Frees unreachable DDP wrappers, then leaves and destroys the process group, if any.
 
-    Delete DDP-wrapped models (then gc.collect()) before calling this: a live DDP reducer keeps
-    the group's gloo threads running into interpreter shutdown, where torch 2.13 sometimes
-    aborts ("terminate called without an active exception").
+    Drop the references to DDP-wrapped models before calling this: a live DDP reducer keeps the
+    group's gloo threads running into interpreter shutdown, where torch 2.13 sometimes aborts
+    ("terminate called without an active exception").
     """
+    # A DDP wrapper sits in reference cycles: only a collection frees its reducer.
+    gc.collect()
     if _initialized():
         dist.destroy_process_group()
 

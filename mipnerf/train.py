@@ -337,8 +337,6 @@ def main(unused_argv, info):
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)
     finally:
-        # Free the DDP wrapper before the process group goes (gloo threads abort otherwise).
-        gc.collect()
         dist.cleanup()
     if info.is_main:
         print(f'trained to step {state.step}; checkpoints in {train_dir}')

@@ -6,7 +6,6 @@ Config.checkpoint_dir.
 """
 
 import functools
-import gc
 import sys
 import time
 
@@ -147,9 +146,6 @@ def main(unused_argv, info):
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)
     finally:
-        # Free the DDP wrapper before the process group goes: gloo's threads may otherwise still
-        # hold its buckets at interpreter exit and abort the process.
-        gc.collect()
         dist.cleanup()
     if info.is_main:
         print(f'trained to step {state.step}; checkpoints in {config.checkpoint_dir}')

@@ -23,10 +23,9 @@ import os
 import random
 
 import numpy as np
-import torch.utils.data as data
 
-from mine.input_pipelines.llff.nerf_dataset import _collate_fn
 from mine.input_pipelines.realestate10k.realestate10k_dataset import (
+    PairDataset,
     make_pair,
     normalised_intrinsics_to_K,
     placeholder_points,
@@ -67,18 +66,12 @@ def sub_aperture_view(eslf, i, j):
     return lf[:, OFFSET + j, :, OFFSET + i]
 
 
-class FlowersDataset(data.Dataset):
+class FlowersDataset(PairDataset):
     """Pairs of sub-aperture views of the Flowers light fields."""
 
     def __init__(self, config, logger, root, is_validation, img_size,
                  supervision_count=1, visible_points_count=256):
-        self.config = config
-        self.logger = logger
-        self.img_size = tuple(img_size)  # (W, H)
-        self.is_validation = is_validation
-        self.supervision_count = supervision_count
-        self.visible_points_count = visible_points_count
-        self.collate_fn = _collate_fn
+        super().__init__(config, logger, is_validation, img_size, supervision_count, visible_points_count)
         if not os.path.isdir(root):
             raise FileNotFoundError(f"Flowers root not found: {root}")
         cam_params = os.path.join(root, "cam_params.txt")

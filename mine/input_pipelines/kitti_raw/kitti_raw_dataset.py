@@ -21,10 +21,9 @@ import os
 import random
 
 import numpy as np
-import torch.utils.data as data
 
-from mine.input_pipelines.llff.nerf_dataset import _collate_fn
 from mine.input_pipelines.realestate10k.realestate10k_dataset import (
+    PairDataset,
     load_image,
     make_pair,
     placeholder_points,
@@ -64,19 +63,14 @@ def rectified_camera(calib, camera, path):
     return K, G
 
 
-class KittiRawDataset(data.Dataset):
+class KittiRawDataset(PairDataset):
     """Stereo pairs of KITTI raw drives: source and target are the two rectified colour cameras."""
 
     def __init__(self, config, logger, root, is_validation, img_size,
                  supervision_count=1, visible_points_count=256):
         if supervision_count != 1:
             raise ValueError(f"KITTI stereo pairs have one target view, got supervision_count={supervision_count}")
-        self.config = config
-        self.logger = logger
-        self.img_size = tuple(img_size)  # (W, H)
-        self.is_validation = is_validation
-        self.visible_points_count = visible_points_count
-        self.collate_fn = _collate_fn
+        super().__init__(config, logger, is_validation, img_size, supervision_count, visible_points_count)
         self.frames = []  # (left path, right path, calib file)
         for drive_dir in self._drive_dirs(root):
             date_dir = os.path.dirname(drive_dir)

@@ -176,19 +176,26 @@ class SparsePoints:
         return self.models[seq][timestamp]
 
 
-class RealEstate10KDataset(data.Dataset):
-    """Source/target frame pairs of RealEstate10K sequences (training) or of an evaluation pairs file."""
+class PairDataset(data.Dataset):
+    """Attributes shared by the RealEstate10K, KITTI and Flowers source/target pair datasets."""
 
-    def __init__(self, config, logger, root, is_validation, img_size,
-                 supervision_count=1, visible_points_count=256):
+    def __init__(self, config, logger, is_validation, img_size, supervision_count, visible_points_count):
         self.config = config
         self.logger = logger
         self.img_size = tuple(img_size)  # (W, H)
         self.is_validation = is_validation
         self.supervision_count = supervision_count
         self.visible_points_count = visible_points_count
-        self.sample_interval = int(config.get("training.sample_interval", 30))
         self.collate_fn = _collate_fn
+
+
+class RealEstate10KDataset(PairDataset):
+    """Source/target frame pairs of RealEstate10K sequences (training) or of an evaluation pairs file."""
+
+    def __init__(self, config, logger, root, is_validation, img_size,
+                 supervision_count=1, visible_points_count=256):
+        super().__init__(config, logger, is_validation, img_size, supervision_count, visible_points_count)
+        self.sample_interval = int(config.get("training.sample_interval", 30))
         if not os.path.exists(root):
             raise FileNotFoundError(f"RealEstate10K root not found: {root}")
         if os.path.isfile(root):

@@ -114,6 +114,24 @@ def test_training_resumes_from_the_step_it_stopped_at(scene, tmp_path):
     assert any(p.name.startswith("events.out.tfevents") for p in run_dir.iterdir())
 
 
+def test_torchrun_two_processes_train_one_model(scene, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "mipnerf.train", "--gin_file=configs/demo.gin", f"--data_dir={scene}",
+         f"--train_dir={tmp_path}", "--gin_param=Config.max_steps = 2"]
+        + [f"--gin_param={b}" for b in TINY],
+        capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # 64 rays per step split over the two ranks; only rank 0 writes the checkpoint.
+    assert "64 rays per step over 2 process(es)" in result.stdout
+    assert [os.path.basename(p) for p in checkpoints.list_checkpoints(tmp_path)] == [
+        "checkpoint_00000002.pt"]
+    saved = checkpoints.load_checkpoint(checkpoints.latest_checkpoint(tmp_path))
+    assert saved["step"] == 2 and all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
 def test_nan_loss_stops_naming_the_step(scene, tmp_path, monkeypatch):
     gin.clear_config()
     config = train.parse_config(["configs/demo.gin"], TINY + [

@@ -22,6 +22,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from common import device as devices
 from mine.synthesis_task import SynthesisTask
 from mine.utils import disparity_normalization_vis
 
@@ -174,9 +175,7 @@ def load_params(checkpoint_path, extra_config="{}"):
 
 def pick_device(gpus):
     """cuda:<first of --gpus> when given and available, else the CPU."""
-    if gpus is not None and torch.cuda.is_available():
-        return torch.device("cuda", int(str(gpus).split(",")[0]))
-    return torch.device("cpu")
+    return devices.pick_device("cpu" if gpus is None else f"cuda:{int(str(gpus).split(',')[0])}")
 
 
 def main(argv=None):

@@ -14,6 +14,7 @@ import torch
 
 REPO = pathlib.Path(__file__).parents[2]
 DEMO_GIN = REPO / "inerf" / "configs" / "demo.gin"
+SRN_CONF = REPO / "inerf" / "conf" / "exp" / "srn.conf"
 
 
 def demo_config(scene, ckpt_dir, *bindings):
@@ -27,6 +28,20 @@ def demo_config(scene, ckpt_dir, *bindings):
             "Config.model_name = 'object360'", f"Config.output_dir = '{ckpt_dir}/out'", *bindings])
     finally:
         gin.clear_config()
+
+
+@pytest.fixture(scope="session")
+def tiny_conf():
+    """srn.conf with a small encoder and MLP (HOCON text), so that 101 pose steps take seconds on a CPU."""
+    return f"""
+include required("{SRN_CONF}")
+model {{
+    encoder {{ backbone = resnet18, pretrained = False, num_layers = 1 }}
+    mlp_coarse {{ n_blocks = 3, d_hidden = 16, combine_layer = 2 }}
+    mlp_fine {{ n_blocks = 3, d_hidden = 16, combine_layer = 2 }}
+}}
+renderer {{ n_coarse = 8, n_fine = 4, n_fine_depth = 2 }}
+"""
 
 
 @pytest.fixture(scope="session")

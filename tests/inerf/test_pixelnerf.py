@@ -17,16 +17,7 @@ from inerf.src.model import make_model
 from tests.inerf import test_release_synth as srn_synth
 
 CONF_DIR = pathlib.Path(__file__).parents[2] / "inerf" / "conf"
-TINY_CONF = """
-include required("{srn}")
-model {{
-    encoder {{ backbone = resnet18, pretrained = False, num_layers = 1 }}
-    mlp_coarse {{ n_blocks = 3, d_hidden = 16, combine_layer = 2 }}
-    mlp_fine {{ n_blocks = 3, d_hidden = 16, combine_layer = 2 }}
-}}
-renderer {{ n_coarse = 8, n_fine = 4, n_fine_depth = 2 }}
-train {{ print_interval = 1, save_interval = 1, vis_interval = 3, eval_interval = 2 }}
-"""
+TRAIN_INTERVALS = "train { print_interval = 1, save_interval = 1, vis_interval = 3, eval_interval = 2 }\n"
 
 
 def _srn_model():
@@ -73,9 +64,9 @@ def test_release_checkpoint_loads_unchanged_and_runs_on_cpu(tmp_path):
     assert net.encoder.latent.shape == (2, 512, 64, 64)  # features at half the input resolution
 
 
-def test_missing_checkpoint_only_warns(tmp_path):
+def test_missing_checkpoint_only_warns(tmp_path, tiny_conf):
     """As in the release, an absent pixel_nerf_latest leaves the model as initialised, with a warning."""
-    net = make_model(ConfigFactory.parse_string(TINY_CONF.format(srn=CONF_DIR / "exp" / "srn.conf"))["model"])
+    net = make_model(ConfigFactory.parse_string(tiny_conf)["model"])
     args = types.SimpleNamespace(checkpoints_path=str(tmp_path), name="none", resume=True)
     with pytest.warns(UserWarning, match="pixel_nerf_latest does not exist"):
         net.load_weights(args)
@@ -164,7 +155,7 @@ def test_multi_object_layout_and_split(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, tiny_conf):
     """Tiny pixelNeRF trained 2 epochs on a 2-object SRN split (resumed after the first)."""
     from inerf.train import train
 
@@ -173,7 +164,7 @@ def trained(tmp_path_factory):
         for k in range(2):
             srn_synth.write_srn_object(root / "data" / f"cars_{split}" / f"obj{k}", n_views=4, size=32, seed=k)
     conf = root / "tiny.conf"
-    conf.write_text(TINY_CONF.format(srn=CONF_DIR / "exp" / "srn.conf"))
+    conf.write_text(tiny_conf + TRAIN_INTERVALS)
     common = ["-n", "tiny", "-c", str(conf), "-D", str(root / "data" / "cars"), "-B", "1", "-R", "64",
               "--num_workers", "0", "--logs_path", str(root / "logs"), "--checkpoints_path", str(root / "checkpoints"),
               "--visual_path", str(root / "visuals")]

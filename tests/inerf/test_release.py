@@ -15,27 +15,14 @@ from inerf.src.data import get_split_dataset
 from inerf.src.model import make_model
 from tests.inerf import test_release_synth as srn_synth
 
-CONF_DIR = pathlib.Path(__file__).parents[2] / "inerf" / "conf"
-
-# srn.conf with a small encoder and MLP, so that 101 pose steps take seconds on a CPU.
-TINY_CONF = """
-include required("{srn}")
-model {{
-    encoder {{ backbone = resnet18, pretrained = False, num_layers = 1 }}
-    mlp_coarse {{ n_blocks = 3, d_hidden = 16, combine_layer = 2 }}
-    mlp_fine {{ n_blocks = 3, d_hidden = 16, combine_layer = 2 }}
-}}
-renderer {{ n_coarse = 8, n_fine = 4, n_fine_depth = 2 }}
-"""
-
 
 @pytest.fixture(scope="module")
-def release_dir(tmp_path_factory):
+def release_dir(tmp_path_factory, tiny_conf):
     """Working directory with data/cars_test (2 objects x 105 views), tiny.conf and its checkpoint."""
     root = tmp_path_factory.mktemp("release")
     datadir = srn_synth.write_srn_split(root / "data", "test", n_objs=2, n_views=105)
     conf_path = root / "tiny.conf"
-    conf_path.write_text(TINY_CONF.format(srn=CONF_DIR / "exp" / "srn.conf"))
+    conf_path.write_text(tiny_conf)
     torch.manual_seed(0)
     net = make_model(ConfigFactory.parse_file(str(conf_path))["model"])
     (root / "checkpoints" / "srn_car").mkdir(parents=True)

@@ -20,6 +20,7 @@ from mine.operations import mpi_rendering, rendering_utils
 from mine.operations.homography_sampler import HomographySample
 from mine.utils import (
     AverageMeter,
+    _unwrap,
     disparity_normalization_vis,
     get_embedder,
     inverse,
@@ -46,11 +47,6 @@ def _get_disparity_list(config, B, device=torch.device("cpu")):
         return rendering_utils.uniformly_sample_disparity_from_bins(batch_size=B, disparity_np=bins, device=device)
     return rendering_utils.uniformly_sample_disparity_from_linspace_bins(
         batch_size=B, num_bins=S_coarse, start=start, end=end, device=device)
-
-
-def _unwrap(module):
-    """The model inside DDP / DataParallel, or the module itself."""
-    return module.module if hasattr(module, "module") else module
 
 
 def _with_module_prefix(state_dict):

@@ -17,6 +17,11 @@ def disparity_normalization_vis(disparity):
     return torch.clip((disparity - disp_min) / (disp_max - disp_min), 0.0, 1.0)
 
 
+def _unwrap(module):
+    """The model inside DDP / DataParallel, or the module itself."""
+    return module.module if hasattr(module, "module") else module
+
+
 def _strip_module(state_dict):
     """Removes the `module.` prefix that DDP / DataParallel put on every key."""
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
@@ -46,7 +51,7 @@ def restore_model(model_path, backbone, decoder, optimizer=None, logger=None):
         if key == "optimizer":
             model.load_state_dict(loaded)
             continue
-        target = model.module if hasattr(model, "module") else model
+        target = _unwrap(model)
         own = set(target.state_dict().keys())
         logger.info("[MODEL_RESTORE] missing keys in %s checkpoint: %s", key, own - set(loaded))
         logger.info("[MODEL_RESTORE] missing keys in %s model: %s", key, set(loaded) - own)

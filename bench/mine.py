@@ -28,8 +28,6 @@ from mine.visualizations.image_to_video import VideoGenerator  # noqa: E402
 CONFIGS = os.path.join(os.path.dirname(_BENCH_DIR), "mine", "configs")
 
 
-
-
 def bench(width, height, planes, args, device):
     """(prediction s, rendering s) per image for an N-plane model at width x height."""
     with open(os.path.join(CONFIGS, "params_default.yaml")) as f:

@@ -110,21 +110,20 @@ def estimate_pose(render_kwargs, obs_img, start_pose, hwf, config, rng, near, fa
     losses, errors = [], {}
 
     def record(step, pose):
+        """Errors and overlay of pose [4, 4] (a device tensor, copied to the host only when used)."""
         if gt_pose is not None and step in eval_steps:
-            errors[step] = pose_errors(pose, gt_pose)
+            errors[step] = pose_errors(pose.detach().cpu().numpy(), gt_pose)
         if frames is not None and step % config.overlay_every == 0:
-            frames.append(overlay(render_kwargs, torch.as_tensor(pose, device=device), obs_img, hwf,
-                                  config.chunk, near, far))
+            frames.append(overlay(render_kwargs, pose.detach(), obs_img, hwf, config.chunk, near, far))
 
     for k in range(config.n_steps):
-        batch = sampler.sample(rng, config.batch_size)
+        coords = torch.as_tensor(sampler.sample(rng, config.batch_size), device=device)
         pose = cam_transf(start)
-        record(k, pose.detach().cpu().numpy())
-        rays_o, rays_d = render_helpers.get_rays_at(H, W, focal, pose, torch.as_tensor(batch),
-                                                    config.pixel_center)
+        record(k, pose)
+        rays_o, rays_d = render_helpers.get_rays_at(H, W, focal, pose, coords, config.pixel_center)
         rgb, _, _, _ = render_helpers.render(H, W, focal, chunk=config.chunk, rays=(rays_o, rays_d),
                                              near=near, far=far, **render_kwargs)
-        target_s = target[batch[:, 1], batch[:, 0]]
+        target_s = target[coords[:, 1], coords[:, 0]]
         loss = utils.img2mse(rgb, target_s)
         optimizer.zero_grad()
         loss.backward()
@@ -132,11 +131,12 @@ def estimate_pose(render_kwargs, obs_img, start_pose, hwf, config, rng, near, fa
         new_lrate = config.lrate * config.lrate_decay_rate ** ((k + 1) / config.lrate_decay_steps)
         for group in optimizer.param_groups:
             group['lr'] = new_lrate
-        losses.append(loss.item())
+        losses.append(loss.detach())
     with torch.no_grad():
-        final = cam_transf(start).cpu().numpy()
+        final = cam_transf(start)
     record(config.n_steps, final)
-    return {'pose': final, 'losses': losses, 'errors': errors}
+    losses = torch.stack(losses).tolist() if losses else []
+    return {'pose': final.cpu().numpy(), 'losses': losses, 'errors': errors}
 
 
 def load_observations(config):

@@ -79,7 +79,7 @@ class DepthDecoder(nn.Module):
         x = self.conv_down2(self.downsample(x))
         x = self.conv_up1(self.upsample(x))
         x = per_plane(self.conv_up2(self.upsample(x)))
-        skips = [per_plane(feat) for feat in input_features]
+        skips = [per_plane(feat) for feat in input_features[:-1]]  # the 1/32 map enters through x
 
         outputs = {}
         for i in range(4, -1, -1):

@@ -145,6 +145,12 @@ def align_mono_to_points(mono, xy, z, camera_size, name):
     return scale * mono + shift
 
 
+def unit_normals(normal):
+    """normal / |normal| along the last axis, zero vectors (no normal) kept zero: [H, W, 3]."""
+    norm = np.linalg.norm(normal, axis=-1, keepdims=True)
+    return np.where(norm > 0, normal / np.maximum(norm, 1e-6), 0.)
+
+
 def generate_rays(camtoworlds, h, w, focal, near, far, depth, normal, depth_vars):
     """Pinhole rays of every pixel (centres at +0.5, -z forward, y up) of camtoworlds [N, 4, 4].
 
@@ -251,9 +257,8 @@ class Blender(BaseDataset):
             normal_path = os.path.splitext(fname)[0] + '_normal_0001.exr'
             if os.path.isfile(normal_path):
                 channels = read_exr(normal_path)
-                normal = resize_nearest(np.stack([channels[c] for c in ('R', 'G', 'B')], -1), self.factor)
-                norm = np.linalg.norm(normal, axis=-1, keepdims=True)
-                normal = np.where(norm > 0, normal / np.maximum(norm, 1e-6), 0.)
+                normal = unit_normals(resize_nearest(np.stack([channels[c] for c in ('R', 'G', 'B')], -1),
+                                                     self.factor))
             else:
                 normal = np.zeros(image.shape[:2] + (3,), np.float32)
             images.append(image)
@@ -310,9 +315,8 @@ class ScanNet(BaseDataset):
                 depth = depth_var = np.zeros(image.shape[:2], np.float32)
             normal_path = self._companion(rel, 'omni', '_normal.png')
             if os.path.isfile(normal_path):
-                normal = resize_nearest(iio.imread(normal_path)[..., :3].astype(np.float32) / 255 * 2 - 1, self.factor)
-                normal = np.where(np.any(normal != 0, -1, keepdims=True),
-                                  normal / np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-6), 0.)
+                normal = unit_normals(resize_nearest(
+                    iio.imread(normal_path)[..., :3].astype(np.float32) / 255 * 2 - 1, self.factor))
             else:
                 normal = np.zeros(image.shape[:2] + (3,), np.float32)
             images.append(image)

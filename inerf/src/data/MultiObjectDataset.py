@@ -74,7 +74,7 @@ class MultiObjectDataset(torch.utils.data.Dataset):
         permute = np.random.permutation(num_objs)
         np.random.set_state(state)
         if not osp.isfile(permute_file):
-            torch.save(torch.from_numpy(permute), permute_file)
+            checkpoints.save_atomic(permute_file, torch.from_numpy(permute))
             print("Created dataset split in {}".format(permute_file))
         return permute
 

@@ -19,8 +19,10 @@ import sys
 import gin
 import imageio.v2 as imageio
 import numpy as np
+import torch
 import tqdm
 
+from common import cameras
 from common import device as device_utils
 from depth_mipnerf.configs import config as config_lib
 from depth_mipnerf.datasets import datasets
@@ -39,26 +41,17 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def look_at_origin(position):
-    """OpenGL camera-to-world [4, 4] at `position` looking at the origin, z up."""
-    back = position / np.linalg.norm(position)
-    right = np.cross([0., 0., 1.], back)
-    right = right / max(np.linalg.norm(right), 1e-9)
-    c2w = np.eye(4)
-    c2w[:3, :3] = np.stack([right, np.cross(back, right), back], -1)
-    c2w[:3, 3] = position
-    return c2w
-
-
 def orbit_path(camtoworlds, n_frames):
-    """[n_frames, 4, 4] orbit at the training cameras' mean radius and elevation."""
+    """[n_frames, 4, 4] OpenGL orbit at the training cameras' mean radius and elevation, looking at the origin, z up."""
     centres = camtoworlds[:, :3, 3]
     radius = np.linalg.norm(centres, axis=-1).mean()
     elevation = np.arcsin(np.clip(centres[:, 2] / np.linalg.norm(centres, axis=-1), -1, 1)).mean()
     theta = np.linspace(0, 2 * np.pi, n_frames, endpoint=False)
-    positions = radius * np.stack([np.cos(theta) * np.cos(elevation), np.sin(theta) * np.cos(elevation),
-                                   np.full_like(theta, np.sin(elevation))], -1)
-    return np.stack([look_at_origin(p) for p in positions])
+    positions = torch.from_numpy(radius * np.stack([np.cos(theta) * np.cos(elevation), np.sin(theta) * np.cos(elevation),
+                                                    np.full_like(theta, np.sin(elevation))], -1))
+    # Looking along -position (the backward axis is position itself) gives OpenGL axes.
+    c2w = cameras.viewmatrix(positions, positions.new_tensor([0., 0., 1.]), positions).numpy()
+    return np.concatenate([c2w, np.broadcast_to([0., 0., 0., 1.], (n_frames, 1, 4))], 1)
 
 
 def loop_path(camtoworlds, n_frames):

@@ -17,7 +17,7 @@ import os
 import numpy as np
 import torch
 
-from common import checkpoints, logger
+from common import checkpoints, logger, metrics
 from common import device as device_utils
 from inerf import nerf_helpers, render_helpers, utils
 
@@ -62,8 +62,7 @@ def evaluate(render_kwargs, images, poses, hwf, chunk, near, far):
     kwargs = dict(render_kwargs, perturb=0., raw_noise_std=0.)
     rgbs, _ = render_helpers.render_path(torch.as_tensor(poses), hwf, chunk,
                                          dict(kwargs, near=near, far=far))
-    mse = np.mean((rgbs - images) ** 2, axis=(1, 2, 3))
-    return float(np.mean(-10. * np.log10(mse)))
+    return float(metrics.psnr(torch.as_tensor(rgbs), torch.as_tensor(images)).mean())
 
 
 def train(config, pose_overrides=None, device='cpu'):

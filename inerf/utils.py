@@ -12,7 +12,7 @@ import imageio.v2 as imageio
 import numpy as np
 import torch
 
-from common import llff
+from common import llff, metrics
 
 
 @gin.configurable()
@@ -225,7 +225,7 @@ def img2mse(x, y):
 
 def mse2psnr(x):
     """PSNR (dB) of an MSE tensor (values in [0, 1])."""
-    return -10. * torch.log10(x)
+    return metrics.mse_to_psnr(x)
 
 
 def corrupt_observation(obs_img, config, rng):

@@ -17,8 +17,9 @@ import os
 import numpy as np
 import torch
 
-from common import checkpoints, logger, metrics
+from common import checkpoints, logger
 from common import device as device_utils
+from common import metrics as image_metrics
 from inerf import nerf_helpers, render_helpers, utils
 
 
@@ -62,7 +63,7 @@ def evaluate(render_kwargs, images, poses, hwf, chunk, near, far):
     kwargs = dict(render_kwargs, perturb=0., raw_noise_std=0.)
     rgbs, _ = render_helpers.render_path(torch.as_tensor(poses), hwf, chunk,
                                          dict(kwargs, near=near, far=far))
-    return float(metrics.psnr(torch.as_tensor(rgbs), torch.as_tensor(images)).mean())
+    return float(image_metrics.psnr(torch.as_tensor(rgbs), torch.as_tensor(images)).mean())
 
 
 def train(config, pose_overrides=None, device='cpu'):

@@ -2,6 +2,7 @@
 shared NeRF MLP with optional per-camera GLO embeddings for the last, and the fork's ray-weight
 losses (bounded CDF, URF-style, DS-NeRF's KL as our re-implementation, distortion, proposal)."""
 
+import contextlib
 import math
 
 import torch
@@ -185,7 +186,8 @@ class MipNerf(nn.Module):
             return None, self.prop_mlp(mip.integrated_pos_enc(means_covs, self.min_deg_point, self.max_deg_point)), None, None
         viewdirs_enc = mip.pos_enc(rays.viewdirs, 0, self.deg_view, self.append_identity) if self.use_viewdirs else None
         means = means_covs[0]
-        with torch.enable_grad():
+        # Grad on only for the normals: under no_grad (rendering) the MLP builds no graph otherwise.
+        with torch.enable_grad() if compute_normals else contextlib.nullcontext():
             if compute_normals:
                 means = means.detach().requires_grad_()
             samples_enc = mip.integrated_pos_enc((means, means_covs[1]), self.min_deg_point, self.max_deg_point)

@@ -204,7 +204,9 @@ class BaseDataset(torch.utils.data.Dataset):
         return namedtuple_map(lambda r: r[index], self.rays), self.images[index]
 
     def _stack(self, images, cams, depths, normals, depth_vars):
-        """Stores the per-image lists as arrays."""
+        """Stores the per-image lists as arrays; a ValueError naming the split's JSON when they are empty."""
+        if not images:
+            raise ValueError(f'{self.data_dir}/transforms_{self.split}.json: no frames')
         self.images = torch.from_numpy(np.stack(images)).float()
         self.camtoworlds = np.stack(cams).astype(np.float32)
         self.depths = np.stack(depths)[..., None].astype(np.float32)
@@ -265,8 +267,6 @@ class Blender(BaseDataset):
             cams.append(np.array(frame['transform_matrix'], np.float32))
             depths.append(depth)
             normals.append(normal)
-        if not images:
-            raise ValueError(f'{self.data_dir}/transforms_{self.split}.json: no frames')
         self._stack(images, cams, depths, normals, [np.zeros_like(d) for d in depths])
         self.focal = .5 * images[0].shape[1] / np.tan(.5 * float(meta['camera_angle_x']))
 
@@ -324,8 +324,6 @@ class ScanNet(BaseDataset):
             depths.append(depth)
             depth_vars.append(depth_var)
             normals.append(normal)
-        if not images:
-            raise ValueError(f'{self.data_dir}/transforms_{self.split}.json: no frames')
         self._stack(images, cams, depths, normals, depth_vars)
         self.near, self.far = float(meta['near']), float(meta['far'])
         self.focal = float(meta['frames'][0].get('fx', meta.get('fx', 0))) / (2 if self.factor == 2 else 1)

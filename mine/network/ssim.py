@@ -41,11 +41,14 @@ class SSIM(torch.nn.Module):
         super().__init__()
         self.window_size = window_size
         self.size_average = size_average
+        self.window = None  # built on first use, rebuilt when the channels, device or dtype change
 
     def forward(self, img1, img2):
         channel = img1.size(1)
-        window = create_window(self.window_size, channel).to(img1)
-        return _ssim(img1, img2, window, self.window_size, channel, self.size_average)
+        w = self.window
+        if w is None or w.size(0) != channel or w.device != img1.device or w.dtype != img1.dtype:
+            self.window = create_window(self.window_size, channel).to(img1)
+        return _ssim(img1, img2, self.window, self.window_size, channel, self.size_average)
 
 
 def ssim(img1, img2, window_size=11, size_average=True):

@@ -273,26 +273,25 @@ class SynthesisTask:
                                  + scale_losses["loss_smooth_tgt_v2"])
         return loss_dict, visualization_dict
 
+    def _predict_mpis(self, src_imgs, K_src_inv):
+        """Samples plane disparities and predicts the MPIs of src_imgs: -> ([4 x BxSx4xHsxWs], BxS)."""
+        disparity_coarse_src = _get_disparity_list(self.config, src_imgs.size(0), device=src_imgs.device)
+        xyz_src_BS3HW_coarse = mpi_rendering.get_src_xyz_from_plane_disparity(
+            self.homography_sampler_list[0].meshgrid, disparity_coarse_src, K_src_inv)
+        return mpi_rendering.predict_mpi_coarse_to_fine(
+            self.mpi_predictor, src_imgs, xyz_src_BS3HW_coarse, disparity_coarse_src,
+            self.config["mpi.num_bins_fine"], is_bg_depth_inf=self.is_bg_depth_inf)
+
     def network_forward(self):
         """Samples plane disparities and predicts the MPIs: -> {mpi_all_src_list, disparity_all_src}."""
-        B = self.src_imgs.size(0)
-        disparity_coarse_src = _get_disparity_list(self.config, B, device=self.src_imgs.device)
-        xyz_src_BS3HW_coarse = mpi_rendering.get_src_xyz_from_plane_disparity(
-            self.homography_sampler_list[0].meshgrid, disparity_coarse_src, self.K_src_inv)
-        mpi_all_src_list, disparity_all_src = mpi_rendering.predict_mpi_coarse_to_fine(
-            self.mpi_predictor, self.src_imgs, xyz_src_BS3HW_coarse, disparity_coarse_src,
-            self.config["mpi.num_bins_fine"], is_bg_depth_inf=self.is_bg_depth_inf)
+        mpi_all_src_list, disparity_all_src = self._predict_mpis(self.src_imgs, self.K_src_inv)
         return {"mpi_all_src_list": mpi_all_src_list, "disparity_all_src": disparity_all_src}
 
     def predict_src_mpi(self, src_imgs, K_src_inv):
         """Scale-0 MPI of source images with source-RGB blending: -> rgb BxSx3xHxW, sigma BxSx1xHxW, disparity BxS."""
         src_imgs = src_imgs.to(self.device, torch.float32)
         K_src_inv = K_src_inv.to(self.device, torch.float32)
-        disparity = _get_disparity_list(self.config, src_imgs.size(0), device=self.device)
-        xyz = mpi_rendering.get_src_xyz_from_plane_disparity(self.homography_sampler_list[0].meshgrid, disparity,
-                                                             K_src_inv)
-        mpi_list, disparity = mpi_rendering.predict_mpi_coarse_to_fine(
-            self.mpi_predictor, src_imgs, xyz, disparity, self.config["mpi.num_bins_fine"], self.is_bg_depth_inf)
+        mpi_list, disparity = self._predict_mpis(src_imgs, K_src_inv)
         rgb, sigma = mpi_list[0][:, :, 0:3], mpi_list[0][:, :, 3:]
         xyz = mpi_rendering.get_src_xyz_from_plane_disparity(self.homography_sampler_list[0].meshgrid, disparity,
                                                              K_src_inv)

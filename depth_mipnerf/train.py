@@ -17,7 +17,6 @@ loss stops training with an error naming the step before anything of that step i
 
 import argparse
 import dataclasses
-import gc
 import hashlib
 import os
 import sys
@@ -243,8 +242,6 @@ def main(argv=None):
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)
     finally:
-        # Free the DDP wrapper before the process group goes (gloo threads abort otherwise).
-        gc.collect()
         dist.cleanup()
     print(f'rank {info.rank}: weights {weights_digest(model.state_dict())}')
     if info.is_main:

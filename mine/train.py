@@ -7,7 +7,6 @@ an existing checkpoint_latest.pth there is resumed.
 """
 
 import argparse
-import gc
 import importlib
 import json
 import logging
@@ -169,7 +168,6 @@ def main(argv=None):
     task = train(config, args.workspace, args.version, info)
     # DDP reducers hold gloo threads: drop them before leaving the process group.
     del task
-    gc.collect()
     common_dist.cleanup()
 
 

@@ -46,7 +46,7 @@ $(STAMP): pyproject.toml
 
 # gin's registry is global and the packages share selector names (`Config`, `MLP`), so each paper
 # package's tests run in a process of their own; the shared tests and the golden cases in another.
-TEST_GROUPS := tests/common+tests/data_tools+tests/test_golden.py+tests/test_golden_harness.py \
+TEST_GROUPS := tests/common+tests/data_tools+tests/test_golden.py+tests/test_golden_harness.py+tests/test_device_discipline.py \
   $(foreach p,mipnerf360 mipnerf depth_mipnerf mine inerf,$(wildcard tests/$(p)))
 test: $(STAMP)
 	@status=0; for group in $(TEST_GROUPS); do \

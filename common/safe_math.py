@@ -7,12 +7,17 @@ import torch
 
 
 def matmul(a, b):
-    """a @ b at full float32 (or higher) precision, also inside a bf16/fp16 autocast region."""
-    # The originals ask XLA for HIGHEST precision; here that means no autocast down-cast. TF32 is
-    # governed by torch's global flag (torch.backends.cuda.matmul), off by default.
+    """a @ b in exact float32 (or higher), whatever TF32, matmul-precision or autocast flags say.
+
+    a: [..., m, k], b: [..., k, n] -> [..., m, n] (broadcast like torch.matmul; both at least 2-D).
+    For the originals' small products (k = 3 in the IPE projection and ray casting, k <= 17 in
+    ref_utils), where they ask XLA for HIGHEST precision.
+    """
+    # A broadcast multiply-and-sum is elementwise work, which neither TF32
+    # (torch.backends.cuda.matmul.allow_tf32, set_float32_matmul_precision) nor autocast touches,
+    # so every product is a float32 product; for such small k it is as cheap as a GEMM launch.
     dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
-    with torch.autocast(a.device.type, enabled=False):
-        return torch.matmul(a.to(dtype), b.to(dtype))
+    return torch.sum(a.to(dtype)[..., :, :, None] * b.to(dtype)[..., None, :, :], dim=-2)
 
 
 def safe_trig_helper(x, fn, t=100 * math.pi):

@@ -108,7 +108,7 @@ class Sync:
 def _caller():
     """The innermost call site outside torch and this file, as 'file:line in function'."""
     for frame in reversed(traceback.extract_stack()):
-        if '/torch/' not in frame.filename and not frame.filename.endswith('device_discipline.py'):
+        if '/torch/' not in frame.filename and frame.filename != __file__:
             return f'{frame.filename}:{frame.lineno} in {frame.name}'
     return '?'
 

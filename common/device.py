@@ -54,3 +54,16 @@ def timed(fn, steps, device):
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / steps
+
+
+def resolve_device(name, setting='device'):
+    """torch.device(name), or ValueError naming `setting` when that device cannot be used here."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f'{setting}={name!r} is not a device name ({error})') from None
+    if not _available(device.type):
+        raise ValueError(f'{setting}={name!r}: no {device.type} device on this machine')
+    if device.type == 'cuda' and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f'{setting}={name!r}: this machine has {torch.cuda.device_count()} CUDA devices')
+    return device

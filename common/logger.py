@@ -28,6 +28,11 @@ class Logger:
         for name, value in values.items():
             self.scalar(prefix + name, value, step)
 
+    def histogram(self, tag, values, step):
+        """Logs the distribution of `values` (a 1-d array or tensor) under `tag`."""
+        if self.writer is not None:
+            self.writer.add_histogram(tag, np.asarray(values, dtype=np.float64), step)
+
     def image(self, tag, image, step):
         """Logs an image [H, W, 3] or [H, W], float in [0, 1] (tensor or numpy array)."""
         if self.writer is None:

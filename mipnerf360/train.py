@@ -5,6 +5,7 @@ renders test views and writes checkpoints. A run restarts from the newest checkp
 Config.checkpoint_dir.
 """
 
+import dataclasses
 import functools
 import sys
 import time
@@ -14,7 +15,7 @@ import torch
 from absl import app
 
 from common import device as device_utils
-from common import dist, logger
+from common import dist, logger, memory
 from mipnerf360.internal import configs, datasets, image, models, train_utils, vis
 
 configs.define_common_flags()
@@ -64,6 +65,70 @@ def check_finite(loss_history, first_step):
             f'step {bad_step}; training stopped and the last good checkpoint stays in place')
 
 
+def flatten_stats(stats, prefix=''):
+    """{'losses': {'data': t}, 'psnrs': [k]} -> {'losses/data': t, 'psnrs/0': .., ...}: 0-d tensors.
+
+    multinerf flattens its statistics tree with '/' and splits every vector into its entries.
+    """
+    flat = {}
+    for k, v in stats.items():
+        if isinstance(v, dict):
+            flat.update(flatten_stats(v, f'{prefix}{k}/'))
+        elif v.dim() == 0:
+            flat[prefix + k] = v
+        else:
+            flat.update({f'{prefix}{k}/{i}': vi for i, vi in enumerate(v.reshape(-1))})
+    return flat
+
+
+def window_statistics(stats_buffer):
+    """{name: [n] float64 array} of every statistic over the n steps of stats_buffer.
+
+    Every step's statistics stay on the device until here; this is one host copy per report.
+    """
+    flat = [flatten_stats(s) for s in stats_buffer]
+    names = list(flat[0])
+    stacked = torch.stack([torch.stack([f[k].float() for k in names]) for f in flat])
+    values = stacked.cpu().double().numpy()
+    return {k: values[:, j] for j, k in enumerate(names)}
+
+
+def log_train_statistics(log, window, step):
+    """multinerf's report: the histogram, mean and max of each statistic since the last report."""
+    for k, v in window.items():
+        log.histogram(f'train_{k}', v, step)
+        log.scalar(f'train_avg_{k}', v.mean(), step)
+        log.scalar(f'train_max_{k}', v.max(), step)
+
+
+def device_cameras(cameras, device):
+    """The dataset's camera tuple with its tensors on `device`, as multinerf hands jnp arrays to
+    its train step (the distortion dict holds floats)."""
+    return tuple(x.to(device) if isinstance(x, torch.Tensor) else x for x in cameras)
+
+
+def check_glo_embeddings(model, dataset):
+    """multinerf's check: one GLO code per training image."""
+    if dataset.size > model.num_glo_embeddings and model.num_glo_features > 0:
+        raise ValueError(f'Model.num_glo_embeddings={model.num_glo_embeddings} must be at least the '
+                         f'number of training images, {dataset.size}')
+
+
+def predict_memory(model, dataset, cameras, config, device, probe_rays=64):
+    """The start-up line: predicted peak memory of a step from the bytes a probe batch saves."""
+    patches = max(1, probe_rays // max(config.patch_size, 1) ** 2)
+    probe = dataset.peek().map(lambda x: x[:patches])
+    rng = torch.Generator(device=device).manual_seed(0)
+    step_fn = functools.partial(
+        train_utils.compute_losses, model, model, rng, probe, cameras, dataset.camtype, 0.5, 1.0,
+        config)
+    _, nbytes = memory.saved_bytes(step_fn)
+    rays = probe.rgb[..., 0].numel()
+    return memory.describe_prediction(
+        list(model.parameters()), nbytes / rays, config.batch_size // dist.get_world_size(),
+        config.grad_accum_steps, rays)
+
+
 def train(config, info):
     """Trains config's model on its data, resuming from config.checkpoint_dir. Returns the state."""
     device = info.device
@@ -71,9 +136,11 @@ def train(config, info):
         device_utils.setup_tf32(config.use_tf32)
     dataset = datasets.load_dataset('train', config.data_dir, config, device=device)
     test_dataset = datasets.load_dataset('test', config.data_dir, config)
+    cameras = device_cameras(dataset.cameras, device)
     init_rng = torch.Generator().manual_seed(TORCH_SEED)
     model, state, render_eval_fn, train_step, _ = train_utils.setup_model(
         config, init_rng, dataset=dataset, device=device)
+    check_glo_embeddings(model, dataset)
     # Each rank samples its own points along its own rays, as multinerf folds in the host id.
     rng = torch.Generator(device=device).manual_seed(dist.rank_seed(TORCH_SEED))
     restored = train_utils.restore_checkpoint(config, state, rng, device=device)
@@ -87,41 +154,46 @@ def train(config, info):
     num_params = sum(p.numel() for p in model.parameters())
     if info.is_main:
         print(f'{num_params / 1e6:.3f} M parameters on {device}, '
-              f'{config.batch_size} rays per step over {info.world_size} process(es)')
+              f'{config.batch_size} rays per step over {info.world_size} process(es), '
+              f'training images {"on the device" if dataset.on_device else "prefetched from the host"}')
+        print(predict_memory(model, dataset, cameras, config, device))
 
     log = logger.Logger(config.checkpoint_dir, is_main=info.is_main)
     init_step = state.step + 1
-    bar = logger.progress(config.max_steps, initial=state.step, disable=not info.is_main)
-    loss_history, psnr_history, window_start, window_time = [], [], init_step, time.time()
+    # As in multinerf, early_exit_steps ends the run early; the schedules still span max_steps.
+    num_steps = config.early_exit_steps if config.early_exit_steps is not None else config.max_steps
+    bar = logger.progress(num_steps, initial=state.step, disable=not info.is_main)
+    stats_buffer, window_start, window_time = [], init_step, time.time()
     try:
-        for step in range(init_step, config.max_steps + 1):
+        for step in range(init_step, num_steps + 1):
+            report = step % config.print_every == 0 or step == num_steps
+            save = step % config.checkpoint_every == 0 or step == num_steps
             batch = next(dataset)
             state, stats, rng = train_step(
-                rng, state, batch, dataset.cameras, train_frac_at(step, config.max_steps))
-            loss_history.append(stats['loss'])
-            psnr_history.append(stats['psnr'])
+                rng, state, batch, cameras, train_frac_at(step, config.max_steps),
+                compute_stats=report)
+            stats_buffer.append(stats)
             bar.update(1)
-            report = step % config.print_every == 0 or step == config.max_steps
-            save = step % config.checkpoint_every == 0 or step == config.max_steps
             if config.nan_check and (report or save):
-                check_finite(loss_history, window_start)
+                check_finite([s['loss'] for s in stats_buffer], window_start)
             if report:
                 elapsed = time.time() - window_time
                 steps = step - window_start + 1
                 rays_per_sec = steps * config.batch_size / elapsed
-                loss = dist.all_reduce_mean(torch.stack(loss_history).mean())
-                psnr = dist.all_reduce_mean(torch.stack(psnr_history).mean())
+                # The parameter statistics are computed on report steps only (see README).
+                window = window_statistics(
+                    [{k: v for k, v in s.items() if k in WINDOW_STATS} for s in stats_buffer])
+                window.update(window_statistics(
+                    [{k: v for k, v in stats.items() if k not in WINDOW_STATS}]))
+                loss = dist.all_reduce_mean(torch.tensor(window['loss'].mean(), device=device))
+                psnr = dist.all_reduce_mean(torch.tensor(window['psnr'].mean(), device=device))
                 logger.set_progress_stats(bar, loss=loss, psnr=psnr, rays_per_sec=rays_per_sec)
-                log.scalar('train_avg_loss', loss, step)
-                log.scalar('train_avg_psnr', psnr, step)
-                log.scalar('train_rays_per_sec', rays_per_sec, step)
+                log_train_statistics(log, window, step)
+                log.scalar('train_num_params', num_params, step)
+                log.scalar('train_learning_rate', state.lr_fn(step - 1), step)
                 log.scalar('train_steps_per_sec', steps / elapsed, step)
-                log.scalar('learning_rate', state.lr_fn(step - 1), step)
-                log.scalars({k: v for k, v in stats['losses'].items()}, step, prefix='train_losses/')
-                log.scalars({str(i): v for i, v in enumerate(stats['psnrs'])}, step,
-                            prefix='train_psnrs/')
-                log.scalars(stats['grad_norms'], step, prefix='train_grad_norms/')
-                loss_history, psnr_history, window_start, window_time = [], [], step + 1, time.time()
+                log.scalar('train_rays_per_sec', rays_per_sec, step)
+                stats_buffer, window_start, window_time = [], step + 1, time.time()
             if save and info.is_main:
                 train_utils.save_checkpoint(config, state, rng)
             if info.is_main and config.train_render_every > 0 and step % config.train_render_every == 0:
@@ -134,12 +206,29 @@ def train(config, info):
     return state
 
 
+# The statistics every step returns; the others come from report steps alone.
+WINDOW_STATS = ('loss', 'losses', 'mses', 'psnrs', 'psnr', 'disparity_mses', 'normal_maes')
+
+
+def check_config(config, info):
+    """Raises ValueError naming the setting for a config this run cannot train (nothing written)."""
+    if config.batch_size % info.world_size:
+        raise ValueError(f'Config.batch_size={config.batch_size} must divide by the '
+                         f'{info.world_size} processes')
+    patches = config.batch_size // info.world_size // max(config.patch_size, 1) ** 2
+    memory.check_grad_accum_steps(
+        patches, config.grad_accum_steps,
+        batch_setting='the patches per process (Config.batch_size / processes / Config.patch_size^2)')
+
+
 def main(unused_argv, info):
-    config = configs.load_config()  # models is imported: its gin classes are known
+    config = configs.load_config(save_config=False)  # models is imported: its gin classes are known
+    if config.device is not None:
+        info = dataclasses.replace(info, device=device_utils.resolve_device(config.device, 'Config.device'))
+    check_config(config, info)
+    configs.write_config(config)
     torch.manual_seed(TORCH_SEED)
     np.random.seed(NUMPY_SEED + info.rank)
-    if config.batch_size % info.world_size:
-        raise ValueError(f'batch_size {config.batch_size} must divide by the {info.world_size} processes')
     try:
         state = train(config, info)
     except (NonFiniteLossError, FileNotFoundError) as error:

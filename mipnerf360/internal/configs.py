@@ -190,6 +190,11 @@ class Config:
     use_bf16_autocast: bool = False  # Run the MLPs under bf16 autocast; compositing stays fp32.
     use_compile: bool = False  # torch.compile the model (measured slower on CPU).
     nan_check: bool = True  # Stop training with an error when the loss becomes non-finite.
+    # Micro-batches per step: gradients of batch_size / grad_accum_steps rays at a time are summed
+    # before the one optimizer update, which is the update of the whole batch (less memory).
+    grad_accum_steps: int = 1
+    data_on_device: Optional[bool] = None  # Training images on the device; None: when they fit.
+    device: Optional[str] = None  # 'cpu', 'cuda:1', ...; None: cuda:LOCAL_RANK if any, else CPU.
     # Fixes of the original's bugs (see mipnerf360/README.md); False is multinerf's behaviour.
     fix_pca_eigh: bool = False  # Pose PCA with eigh: orthonormal axes when eigenvalues repeat.
 
@@ -214,10 +219,17 @@ def load_config(save_config=True):
     gin.parse_config_files_and_bindings(
         flags.FLAGS.gin_configs, flags.FLAGS.gin_bindings, skip_unknown=True)
     config = Config()
-    if save_config and dist.is_main_process():
-        if config.checkpoint_dir is None:
-            raise ValueError('Config.checkpoint_dir must be set to save the config.')
-        utils.makedirs(config.checkpoint_dir)
-        with utils.open_file(os.path.join(config.checkpoint_dir, 'config.gin'), 'w') as f:
-            f.write(gin.config_str())
+    if save_config:
+        write_config(config)
     return config
+
+
+def write_config(config):
+    """Writes the parsed gin configuration to checkpoint_dir/config.gin (on the main process)."""
+    if not dist.is_main_process():
+        return
+    if config.checkpoint_dir is None:
+        raise ValueError('Config.checkpoint_dir must be set to save the config.')
+    utils.makedirs(config.checkpoint_dir)
+    with utils.open_file(os.path.join(config.checkpoint_dir, 'config.gin'), 'w') as f:
+        f.write(gin.config_str())

@@ -1,6 +1,7 @@
 """Dataset loaders (Blender, LLFF / mip-NeRF 360) that stream ray batches from a prefetch thread."""
 
 import abc
+import functools
 import json
 import os
 import warnings
@@ -40,6 +41,26 @@ def load_dataset(split, train_dir, config, device=None):
             f'{config.dataset_loader!r} (multinerf\'s {", ".join(_NOT_PORTED_LOADERS)} are not '
             'ported)')
     return dataset_dict[config.dataset_loader](split, train_dir, config, device=device)
+
+
+def _use_device_data(data_on_device, device, nbytes):
+    """Whether training data of nbytes goes to `device`: Config.data_on_device, else when it is an
+    accelerator and the data takes at most half of its free memory."""
+    if data_on_device is not None:
+        return data_on_device
+    if device.type == 'cpu':
+        return False
+    if device.type == 'cuda':
+        free, _ = torch.cuda.mem_get_info(device)
+        return nbytes <= free // 2
+    return True
+
+
+def _to_device(value, device):
+    """value with its tensors (or those of a tuple of them) on device."""
+    if isinstance(value, tuple):
+        return tuple(_to_device(v, device) for v in value)
+    return value.to(device) if isinstance(value, torch.Tensor) else value
 
 
 def _pixtocam(fx, fy, cx, cy):
@@ -248,9 +269,51 @@ class Dataset(prefetch.PrefetchThread, metaclass=abc.ABCMeta):
         # Rays are cast in float64, as multinerf's numpy path, and handed out in float32.
         self._ray_cameras = self._camera_tensors(torch.float64)
         self.cameras = self._camera_tensors(torch.float32)
+        self._tables = self._lookup_tables()  # Host views of the images: no copy.
 
+        # Training data on the device: batches are drawn there, with no host copy per step and
+        # no prefetch thread (the device queues the work asynchronously anyway).
+        self.on_device = (self.split == utils.DataSplit.TRAIN and
+                          _use_device_data(config.data_on_device, self.device, self._data_bytes()))
+        self._peeked = None
+        if self.on_device:
+            self._tables = {k: _to_device(v, self.device) for k, v in self._tables.items()}
+            self._device_rng = torch.Generator(device=self.device).manual_seed(
+                int(self._rng.integers(2**62)))
+            return
         next_fn = self._next_train if self.split == utils.DataSplit.TRAIN else self._next_test
         self.start_prefetch(lambda: self._prepare(next_fn()))
+
+    def _lookup_tables(self):
+        """What a ray batch is gathered from: images (and disparities, normals, alphas,
+        exposures) and the float64 ray cameras, as tensors sharing the loaded arrays' memory."""
+        tables = {'ray_cameras': self._ray_cameras}
+        for name in ('images', 'disp_images', 'normal_images', 'alphas', 'exposures',
+                     'render_exposures'):
+            array = getattr(self, name)
+            if array is not None:
+                tables[name] = torch.from_numpy(np.ascontiguousarray(array))
+        return tables
+
+    def _data_bytes(self):
+        """Bytes the lookup tables take (what data_on_device moves to the device)."""
+        return sum(v.numel() * v.element_size() for v in self._tables.values()
+                   if isinstance(v, torch.Tensor))
+
+    def __next__(self):
+        """The next batch: drawn now on the device, or taken from the prefetch queue."""
+        if not self.on_device:
+            return super().__next__()
+        batch, self._peeked = self._peeked, None
+        return batch if batch is not None else self._next_train_on_device()
+
+    def peek(self):
+        """The batch next(self) will return."""
+        if not self.on_device:
+            return super().peek()
+        if self._peeked is None:
+            self._peeked = self._next_train_on_device()
+        return self._peeked
 
     def _synth_scene(self, config):
         """The data_tools.synth scene with this loader's layout."""
@@ -284,13 +347,16 @@ class Dataset(prefetch.PrefetchThread, metaclass=abc.ABCMeta):
     def _make_ray_batch(self, pix_x_int, pix_y_int, cam_idx):
         """utils.Batch of the rays through pixels (pix_x_int, pix_y_int) of cameras cam_idx.
 
-        The int numpy arrays pix_x_int, pix_y_int [...] and cam_idx (int or broadcastable array)
-        give rays with fields [..., C].
+        The int64 tensors pix_x_int, pix_y_int [...] and cam_idx (int or a tensor broadcastable
+        to them), all on the device of the lookup tables, give rays with fields [..., C] there.
         """
+        tables = self._tables
         shape = pix_x_int.shape
+        device = pix_x_int.device
+        cam_idx = torch.as_tensor(cam_idx, device=device)
 
         def broadcast_scalar(x, dtype=torch.float32):
-            return torch.tensor(np.broadcast_to(x, shape)[..., None], dtype=dtype)
+            return torch.broadcast_to(torch.as_tensor(x, dtype=dtype, device=device), shape)[..., None]
 
         ray_kwargs = {
             'lossmult': broadcast_scalar(1.),
@@ -298,24 +364,22 @@ class Dataset(prefetch.PrefetchThread, metaclass=abc.ABCMeta):
             'far': broadcast_scalar(self.far),
             'cam_idx': broadcast_scalar(cam_idx, torch.int64),
         }
-        if self.exposures is not None:
+        if 'exposures' in tables:
             idx = 0 if self.render_path else cam_idx
-            ray_kwargs['exposure_values'] = broadcast_scalar(self.exposures[idx])
-        if self.render_path and self.render_exposures is not None:
-            ray_kwargs['exposure_values'] = broadcast_scalar(self.render_exposures[cam_idx])
+            ray_kwargs['exposure_values'] = broadcast_scalar(tables['exposures'][idx])
+        if self.render_path and 'render_exposures' in tables:
+            ray_kwargs['exposure_values'] = broadcast_scalar(tables['render_exposures'][cam_idx])
 
-        pix_x, pix_y = torch.from_numpy(pix_x_int), torch.from_numpy(pix_y_int)
         if self._cast_rays_in_train_step and self.split == utils.DataSplit.TRAIN:
             # The train step casts the rays itself (on its device) from the pixels.
-            rays = utils.Pixels(pix_x, pix_y, **ray_kwargs)
+            rays = utils.Pixels(pix_x_int, pix_y_int, **ray_kwargs)
         else:
-            pixtocams, camtoworlds, distortion_params, pixtocam_ndc = self._ray_cameras
+            pixtocams, camtoworlds, distortion_params, pixtocam_ndc = tables['ray_cameras']
             # Index the cameras with cam_idx's own shape; they broadcast against the pixels.
-            cam = torch.as_tensor(cam_idx)
             if pixtocams.ndim == 3:
-                pixtocams = pixtocams[cam]
+                pixtocams = pixtocams[cam_idx]
             origins, directions, viewdirs, radii, imageplane = camera_utils.pixels_to_rays(
-                pix_x, pix_y, pixtocams, camtoworlds[cam],
+                pix_x_int, pix_y_int, pixtocams, camtoworlds[cam_idx],
                 distortion_params=distortion_params, pixtocam_ndc=pixtocam_ndc,
                 camtype=self.camtype)
             rays = utils.Rays(
@@ -325,12 +389,12 @@ class Dataset(prefetch.PrefetchThread, metaclass=abc.ABCMeta):
 
         batch = {'rays': rays}
         if not self.render_path:
-            batch['rgb'] = torch.from_numpy(self.images[cam_idx, pix_y_int, pix_x_int])
+            batch['rgb'] = tables['images'][cam_idx, pix_y_int, pix_x_int]
         if self._load_disps:
-            batch['disps'] = torch.from_numpy(self.disp_images[cam_idx, pix_y_int, pix_x_int])
+            batch['disps'] = tables['disp_images'][cam_idx, pix_y_int, pix_x_int]
         if self._load_normals:
-            batch['normals'] = torch.from_numpy(self.normal_images[cam_idx, pix_y_int, pix_x_int])
-            batch['alphas'] = torch.from_numpy(self.alphas[cam_idx, pix_y_int, pix_x_int])
+            batch['normals'] = tables['normal_images'][cam_idx, pix_y_int, pix_x_int]
+            batch['alphas'] = tables['alphas'][cam_idx, pix_y_int, pix_x_int]
         return utils.Batch(**batch)
 
     def _next_train(self):
@@ -341,25 +405,42 @@ class Dataset(prefetch.PrefetchThread, metaclass=abc.ABCMeta):
         # Top-left corners of the patches, [num_patches, 1, 1] each.
         pix_x_int = self._rng.integers(lower_border, self.width - upper_border, (num_patches, 1, 1))
         pix_y_int = self._rng.integers(lower_border, self.height - upper_border, (num_patches, 1, 1))
-        patch_dx_int, patch_dy_int = (
-            p.numpy() for p in camera_utils.pixel_coordinates(self._patch_size, self._patch_size))
-        pix_x_int = pix_x_int + patch_dx_int
-        pix_y_int = pix_y_int + patch_dy_int
+        patch_dx_int, patch_dy_int = camera_utils.pixel_coordinates(self._patch_size, self._patch_size)
+        pix_x_int = torch.from_numpy(pix_x_int) + patch_dx_int
+        pix_y_int = torch.from_numpy(pix_y_int) + patch_dy_int
         if self._batching == utils.BatchingMethod.ALL_IMAGES:
             cam_idx = self._rng.integers(0, self._n_examples, (num_patches, 1, 1))
         else:
             cam_idx = self._rng.integers(0, self._n_examples, (1,))
-        return self._make_ray_batch(pix_x_int, pix_y_int, cam_idx)
+        return self._make_ray_batch(pix_x_int, pix_y_int, torch.from_numpy(cam_idx))
+
+    def _next_train_on_device(self):
+        """_next_train drawn on the device with a generator of the device: no host work."""
+        num_patches = self._batch_size // self._patch_size**2
+        lower_border = self._num_border_pixels_to_mask
+        upper_border = self._num_border_pixels_to_mask + self._patch_size - 1
+        draw = functools.partial(torch.randint, generator=self._device_rng, device=self.device)
+        pix_x_int = draw(lower_border, self.width - upper_border, (num_patches, 1, 1))
+        pix_y_int = draw(lower_border, self.height - upper_border, (num_patches, 1, 1))
+        patch_dx_int, patch_dy_int = (
+            p.to(self.device) for p in camera_utils.pixel_coordinates(self._patch_size, self._patch_size))
+        if self._batching == utils.BatchingMethod.ALL_IMAGES:
+            cam_idx = draw(0, self._n_examples, (num_patches, 1, 1))
+        else:
+            cam_idx = draw(0, self._n_examples, (1,))
+        return self._make_ray_batch(pix_x_int + patch_dx_int, pix_y_int + patch_dy_int, cam_idx)
 
     def generate_ray_batch(self, cam_idx):
-        """utils.Batch of every pixel's ray of camera cam_idx: fields [H, W, C]."""
+        """utils.Batch of every pixel's ray of camera cam_idx: fields [H, W, C] on the CPU."""
         if self._render_spherical:
             camtoworld = self._ray_cameras[1][cam_idx]
             rays = camera_utils.cast_spherical_rays(
                 camtoworld, self.height, self.width, self.near, self.far)
             return utils.Batch(rays=rays.map(lambda x: x.float() if x.is_floating_point() else x))
-        pix_x_int, pix_y_int = (p.numpy() for p in camera_utils.pixel_coordinates(self.width, self.height))
-        return self._make_ray_batch(pix_x_int, pix_y_int, cam_idx)
+        pix_x_int, pix_y_int = camera_utils.pixel_coordinates(self.width, self.height)
+        tables_device = self._tables['ray_cameras'][1].device
+        batch = self._make_ray_batch(pix_x_int.to(tables_device), pix_y_int.to(tables_device), cam_idx)
+        return batch.map(lambda x: x.cpu())
 
     def _next_test(self):
         """The next whole image of the split, cycling through them."""

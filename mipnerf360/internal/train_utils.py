@@ -6,6 +6,7 @@ multinerf.
 """
 
 import collections
+import contextlib
 import dataclasses
 import functools
 from typing import Any, Callable
@@ -26,32 +27,58 @@ def tree_norm_sq(tensors):
     return tree_sum([torch.sum(t**2) for t in tensors])
 
 
-def tree_norm(tensors):
-    """L2 norm of the concatenation of a list of tensors: []."""
-    return torch.sqrt(tree_norm_sq(tensors))
-
-
-def tree_abs_max(tensors):
-    """Largest absolute entry of a list of tensors: []."""
-    return functools.reduce(torch.maximum, [torch.amax(torch.abs(t)) for t in tensors])
-
-
-def summarize_tree(named, fn, max_depth=3):
-    """{prefix: fn(tensors under prefix)} for every '/'-path prefix (up to max_depth parts).
+def summarize_tree(named, reduce_leaves, combine, max_depth=3):
+    """{prefix: statistic of the tensors under prefix} for every '/'-path prefix (max_depth parts).
 
     Args:
       named: {'NerfMLP_0/Dense_0/kernel': tensor, ...}.
-      fn: a reduction of a list of tensors, e.g. tree_norm.
+      reduce_leaves: list of tensors -> [n] one statistic per tensor, one foreach kernel for all
+        (e.g. leaf_norms_sq).
+      combine: [m] leaf statistics of a prefix -> [] (e.g. torch.sum, torch.amax).
 
     Returns:
       {'NerfMLP_0': ..., 'NerfMLP_0/Dense_0': ..., 'NerfMLP_0/Dense_0/kernel': ..., ...}.
     """
+    leaf_stats = reduce_leaves(list(named.values()))
     groups = collections.defaultdict(list)
-    for path, value in named.items():
+    for i, path in enumerate(named):
         parts = path.split('/')
         for depth in range(1, min(len(parts), max_depth) + 1):
-            groups['/'.join(parts[:depth])].append(value)
-    return {k: fn(v) for k, v in groups.items()}
+            groups['/'.join(parts[:depth])].append(i)
+    return {k: combine(leaf_stats[idx]) for k, idx in groups.items()}
+
+
+def leaf_norms_sq(tensors):
+    """[n] squared L2 norms of n tensors (one foreach kernel)."""
+    return torch.stack(torch._foreach_norm(tensors)) ** 2
+
+
+def leaf_abs_maxes(tensors):
+    """[n] largest absolute entries of n tensors (one foreach kernel)."""
+    return torch.stack(torch._foreach_norm(tensors, ord=float('inf')))
+
+
+def param_statistics(params, grads):
+    """multinerf's 'weight_l2s', 'grad_norms', 'grad_maxes', each {flax prefix: []}."""
+    return {
+        'weight_l2s': summarize_tree(params, leaf_norms_sq, torch.sum),
+        'grad_norms': summarize_tree(grads, leaf_norms_sq, lambda x: torch.sqrt(torch.sum(x))),
+        'grad_maxes': summarize_tree(grads, leaf_abs_maxes, torch.amax),
+    }
+
+
+def update_statistics(params, old_params):
+    """multinerf's 'opt_update_norms', 'opt_update_maxes' of params - old_params, {prefix: []}."""
+    delta = dict(zip(params, torch._foreach_sub(list(params.values()), list(old_params.values()))))
+    return {
+        'opt_update_norms': summarize_tree(delta, leaf_norms_sq, lambda x: torch.sqrt(torch.sum(x))),
+        'opt_update_maxes': summarize_tree(delta, leaf_abs_maxes, torch.amax),
+    }
+
+
+def split_batch(batch, num_micro):
+    """utils.Batch [n, ...] -> num_micro utils.Batch [n / num_micro, ...] (views along dim 0)."""
+    return [batch.map(lambda x, i=i: x.chunk(num_micro)[i]) for i in range(num_micro)]
 
 
 def flax_named_params(model):
@@ -193,13 +220,13 @@ def clip_gradients(model, config):
         if not grads:
             continue
         if config.grad_max_val > 0:
-            for g in grads:
-                g.clamp_(-config.grad_max_val, config.grad_max_val)
+            torch._foreach_clamp_min_(grads, -config.grad_max_val)
+            torch._foreach_clamp_max_(grads, config.grad_max_val)
         if config.grad_max_norm > 0:
             # eps: a zero gradient stays zero instead of 0/0.
-            mult = torch.clamp(config.grad_max_norm / (eps + tree_norm(grads)), max=1)
-            for g in grads:
-                g.mul_(mult)
+            norm = torch.sqrt(torch.sum(leaf_norms_sq(grads)))
+            mult = torch.clamp(config.grad_max_norm / (eps + norm), max=1)
+            torch._foreach_mul_(grads, mult)
 
 
 @dataclasses.dataclass
@@ -226,65 +253,107 @@ class TrainState:
         self.step = int(state['step'])
 
 
+def weight_decay_loss(params, weight_decay_mults):
+    """sum_k mult_k * |params under the flax prefix k|^2 (Config.weight_decay_mults): []."""
+    return tree_sum([
+        m * tree_norm_sq([p for path, p in params.items() if path == k or path.startswith(k + '/')])
+        for k, m in weight_decay_mults.items()])
+
+
+def compute_losses(model, module, rng, batch, cameras, camtype, train_frac, loss_threshold, config):
+    """The forward pass and every loss of one (micro-)batch.
+
+    Returns:
+      losses: {'data', 'interlevel', 'distortion', ...} of this batch, each [] (no weight decay).
+      stats: {'mses': [levels], ...} as compute_data_loss gives them.
+      denom: [] the lossmult sum of this batch, the weight of its data terms.
+    """
+    rays = batch.rays
+    if config.cast_rays_in_train_step:
+        rays = camera_utils.cast_ray_batch(cameras, rays, camtype)
+
+    # 2D outputs (distances, normals) are only needed for these metrics.
+    compute_extras = config.compute_disp_metrics or config.compute_normal_metrics
+
+    renderings, ray_history = model(
+        rng if config.randomized else None,
+        rays,
+        train_frac=train_frac,
+        compute_extras=compute_extras,
+        zero_glo=False)
+
+    losses = {}
+    data_loss, stats = compute_data_loss(batch, renderings, rays, loss_threshold, config)
+    losses['data'] = data_loss
+    if config.interlevel_loss_mult > 0:
+        losses['interlevel'] = interlevel_loss(ray_history, config)
+    if config.distortion_loss_mult > 0:
+        losses['distortion'] = distortion_loss(ray_history, config)
+    if config.orientation_coarse_loss_mult > 0 or config.orientation_loss_mult > 0:
+        losses['orientation'] = orientation_loss(rays, module, ray_history, config)
+    if config.predicted_normal_coarse_loss_mult > 0 or config.predicted_normal_loss_mult > 0:
+        losses['predicted_normals'] = predicted_normal_loss(module, ray_history, config)
+    lossmult = rays.lossmult if not config.disable_multiscale_loss else torch.ones_like(rays.lossmult)
+    denom = torch.broadcast_to(lossmult, batch.rgb[..., :3].shape).sum()
+    return losses, stats, denom
+
+
 def create_train_step(model, config, dataset=None):
     """Builds the training step of `model` (a models.Model, or a DDP wrapper around one).
 
     Args:
       model: the model to call; with DistributedDataParallel the gradients arrive averaged over
         processes, as multinerf's pmean does.
-      config: the Config.
+      config: the Config. With grad_accum_steps = k > 1 the batch is split into k micro-batches
+        whose gradients add up to the gradient of the whole batch: each micro-batch's data terms
+        are weighted by its share of the lossmult sum, its ray means by 1 / k.
       dataset: the training dataset; its camtype is used when rays are cast in the step.
 
     Returns:
-      train_step(rng, state, batch, cameras, train_frac, loss_threshold=1.0) -> (state, stats,
-      rng): one forward, backward, per-MLP clipping and Adam update of `state` (in place).
-      rng: torch.Generator for the sampling (ignored when not config.randomized); batch:
-      utils.Batch; cameras: the dataset's camera tuple (used with cast_rays_in_train_step);
-      train_frac: float in [0, 1]. stats, as multinerf's (detached tensors): 'loss', 'losses'
-      {data, interlevel, distortion, ...}, 'mses' and 'psnrs' [levels], 'psnr', and per flax
-      path 'weight_l2s', 'grad_norms', 'grad_maxes', 'opt_update_norms', 'opt_update_maxes'.
+      train_step(rng, state, batch, cameras, train_frac, loss_threshold=1.0,
+      compute_stats=False) -> (state, stats, rng): one forward, backward, per-MLP clipping and
+      Adam update of `state` (in place). rng: torch.Generator for the sampling (ignored when not
+      config.randomized); batch: utils.Batch; cameras: the dataset's camera tuple on the model's
+      device (used with cast_rays_in_train_step); train_frac: float in [0, 1]. stats, as
+      multinerf's (detached device tensors, no host sync): 'loss', 'losses' {data, interlevel,
+      distortion, ...}, 'mses' and 'psnrs' [levels], 'psnr'; with compute_stats (report steps
+      only: they cost a pass over every parameter) also per flax path 'weight_l2s',
+      'grad_norms', 'grad_maxes', 'opt_update_norms', 'opt_update_maxes'.
     """
     if config.data_loss_type == 'robustnerf' or config.enable_robustnerf_loss:
         raise NotImplementedError('The robustnerf data loss is not ported.')
     camtype = camera_utils.ProjectionType.PERSPECTIVE if dataset is None else dataset.camtype
     module = getattr(model, 'module', model)  # The Model inside a DDP wrapper.
+    num_micro = config.grad_accum_steps
+    params = flax_named_params(module)
 
-    def train_step(rng, state, batch, cameras, train_frac, loss_threshold=1.0):
-        rays = batch.rays
-        if config.cast_rays_in_train_step:
-            rays = camera_utils.cast_ray_batch(cameras, rays, camtype)
-
-        # 2D outputs (distances, normals) are only needed for these metrics.
-        compute_extras = config.compute_disp_metrics or config.compute_normal_metrics
-
-        renderings, ray_history = model(
-            rng if config.randomized else None,
-            rays,
-            train_frac=train_frac,
-            compute_extras=compute_extras,
-            zero_glo=False)
-
-        losses = {}
-        data_loss, stats = compute_data_loss(batch, renderings, rays, loss_threshold, config)
-        losses['data'] = data_loss
-        if config.interlevel_loss_mult > 0:
-            losses['interlevel'] = interlevel_loss(ray_history, config)
-        if config.distortion_loss_mult > 0:
-            losses['distortion'] = distortion_loss(ray_history, config)
-        if config.orientation_coarse_loss_mult > 0 or config.orientation_loss_mult > 0:
-            losses['orientation'] = orientation_loss(rays, module, ray_history, config)
-        if config.predicted_normal_coarse_loss_mult > 0 or config.predicted_normal_loss_mult > 0:
-            losses['predicted_normals'] = predicted_normal_loss(module, ray_history, config)
-
-        params = flax_named_params(module)
-        if config.weight_decay_mults:
-            weight_l2s = summarize_tree(params, tree_norm_sq)
-            losses['weight'] = tree_sum(
-                [m * weight_l2s[k] for k, m in config.weight_decay_mults.items()])
-
-        loss = tree_sum(list(losses.values()))
+    def train_step(rng, state, batch, cameras, train_frac, loss_threshold=1.0, compute_stats=False):
+        micro_batches = split_batch(batch, num_micro) if num_micro > 1 else [batch]
+        total_denom = (torch.broadcast_to(batch.rays.lossmult, batch.rgb[..., :3].shape).sum()
+                       if not config.disable_multiscale_loss else batch.rgb[..., :3].numel())
         state.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        losses, stats = {}, {}
+        for i, micro in enumerate(micro_batches):
+            # DDP averages the gradients over processes once, after the last micro-batch.
+            sync = contextlib.nullcontext() if i == num_micro - 1 or not hasattr(model, 'no_sync') \
+                else model.no_sync()
+            with sync:
+                micro_losses, micro_stats, denom = compute_losses(
+                    model, module, rng, micro, cameras, camtype, train_frac, loss_threshold, config)
+                # Data terms are lossmult-weighted means: a micro-batch weighs its share of the
+                # lossmult sum; the other terms are plain means over equal micro-batches.
+                data_weight = denom / total_denom if num_micro > 1 else 1.
+                weights = {k: data_weight if k == 'data' else 1. / num_micro for k in micro_losses}
+                if i == 0 and config.weight_decay_mults:
+                    micro_losses['weight'] = weight_decay_loss(params, config.weight_decay_mults)
+                    weights['weight'] = 1.
+                micro_loss = tree_sum([weights[k] * v for k, v in micro_losses.items()])
+                micro_loss.backward()
+            for k, v in micro_losses.items():
+                losses[k] = losses.get(k, 0.) + weights[k] * v.detach()
+            for k, v in micro_stats.items():
+                w = data_weight if k == 'mses' else 1. / num_micro
+                stats[k] = stats.get(k, 0.) + w * v.detach()
 
         with torch.no_grad():
             # A parameter the loss did not reach gets a zero gradient, so Adam still steps
@@ -293,9 +362,8 @@ def create_train_step(model, config, dataset=None):
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
             grads = {k: p.grad for k, p in params.items()}
-            stats['weight_l2s'] = summarize_tree(params, tree_norm_sq)
-            stats['grad_norms'] = summarize_tree(grads, tree_norm)
-            stats['grad_maxes'] = summarize_tree(grads, tree_abs_max)
+            if compute_stats:
+                stats.update(param_statistics(params, grads))
 
             clip_gradients(module, config)
             for g in grads.values():
@@ -303,20 +371,18 @@ def create_train_step(model, config, dataset=None):
 
             for group in state.optimizer.param_groups:
                 group['lr'] = float(state.lr_fn(state.step))
-            old_params = {k: p.detach().clone() for k, p in params.items()}
+            old_params = ({k: p.detach().clone() for k, p in params.items()}
+                          if compute_stats else None)
             state.optimizer.step()
             state.step += 1
+            if compute_stats:
+                stats.update(update_statistics(params, old_params))
 
-            opt_delta = {k: p - old_params[k] for k, p in params.items()}
-            stats['opt_update_norms'] = summarize_tree(opt_delta, tree_norm)
-            stats['opt_update_maxes'] = summarize_tree(opt_delta, tree_abs_max)
-
-            stats['loss'] = loss.detach()
-            stats['losses'] = {k: v.detach() for k, v in losses.items()}
-            stats['mses'] = stats['mses'].detach()
+            stats['loss'] = tree_sum(list(losses.values()))
+            stats['losses'] = losses
             stats['psnrs'] = image.mse_to_psnr(stats['mses'])
             stats['psnr'] = stats['psnrs'][-1]
-        return state, dict(stats), rng
+        return state, stats, rng
 
     return train_step
 

@@ -261,9 +261,9 @@ def test_prefetch_thread_serves_fresh_batches_and_stops(scenes, load):
     np.testing.assert_array_equal(images[2], test.images[0])
 
 
-def test_batches_move_to_the_dataset_device(scenes, load):
+def test_prefetched_batches_move_to_the_dataset_device(scenes, load):
     folder, _ = scenes["unbounded360"]
-    config = configs.Config(factor=2, batch_size=32)
+    config = configs.Config(factor=2, batch_size=32, data_on_device=False)
     train = datasets.load_dataset("train", str(folder), config, device="meta")
     test = datasets.load_dataset("test", str(folder), config, device="meta")
     try:

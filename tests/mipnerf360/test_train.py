@@ -76,8 +76,8 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(scene
     def poisoned_setup(*args, **kwargs):
         model, state, render_fn, train_step, lr_fn = real_create(*args, **kwargs)
 
-        def step_with_nan(rng, state, batch, cameras, train_frac):
-            state, stats, rng = train_step(rng, state, batch, cameras, train_frac)
+        def step_with_nan(rng, state, batch, cameras, train_frac, **kwargs):
+            state, stats, rng = train_step(rng, state, batch, cameras, train_frac, **kwargs)
             if state.step == 3:
                 stats["loss"] = torch.tensor(float("nan"))
             return state, stats, rng

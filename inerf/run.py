@@ -89,6 +89,39 @@ def overlay(render_kwargs, pose, obs_img, hwf, chunk, near, far):
                            render_helpers.to8b(obs_img), 0.3, 0)
 
 
+def draw_pixels(sampler, rng, batch_size, device):
+    """A pixel batch (x, y) [B, 2] of sampler, drawn on the host by the numpy generator rng
+    (the protocol's seeded stream), on device (a copy of B x 2 integers, no synchronisation)."""
+    return torch.as_tensor(sampler.sample(rng, batch_size), device=device)
+
+
+def pose_optimizer(config, device):
+    """(camera_transf on device, its Adam): the screw is drawn on the host (same start on any device)."""
+    cam_transf = inerf_helpers.camera_transf(unit_axis=config.unit_axis).to(device)
+    return cam_transf, torch.optim.Adam(cam_transf.parameters(), lr=config.lrate, betas=(0.9, 0.999))
+
+
+def pose_step(cam_transf, optimizer, start, coords, target, hwf, render_kwargs, config, near, far, step):
+    """One iNeRF step at pose exp(xi) @ start [4, 4]: render the pixels coords [B, 2], MSE against
+    target [H, W, 3], Adam, lr decay.
+
+    Returns (loss [], pose [4, 4] before the update), detached device tensors.
+    """
+    H, W, focal = hwf
+    pose = cam_transf(start)
+    rays_o, rays_d = render_helpers.get_rays_at(H, W, focal, pose, coords, config.pixel_center)
+    rgb, _, _, _ = render_helpers.render(H, W, focal, chunk=config.chunk, rays=(rays_o, rays_d),
+                                         near=near, far=far, **render_kwargs)
+    loss = utils.img2mse(rgb, target[coords[:, 1], coords[:, 0]])
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    new_lrate = config.lrate * config.lrate_decay_rate ** ((step + 1) / config.lrate_decay_steps)
+    for group in optimizer.param_groups:
+        group['lr'] = new_lrate
+    return loss.detach(), pose.detach()
+
+
 def estimate_pose(render_kwargs, obs_img, start_pose, hwf, config, rng, near, far, gt_pose=None,
                   sampler=None, frames=None):
     """Fits exp(xi) @ start_pose to the observed image [H, W, 3] float in [0, 1].
@@ -97,15 +130,13 @@ def estimate_pose(render_kwargs, obs_img, start_pose, hwf, config, rng, near, fa
     (errors only when gt_pose is given, at config.eval_steps). frames: a list that receives an
     overlay every config.overlay_every steps.
     """
-    H, W, focal = hwf
     device = render_kwargs['network_fn'].pts_linears[0].weight.device
     if sampler is None:
         sampler = PixelSampler(config.sampling_strategy, render_helpers.to8b(obs_img),
                                config.kernel_size, config.dil_iter, config.detector)
     target = torch.as_tensor(obs_img, dtype=torch.float32, device=device)
     start = torch.as_tensor(start_pose, dtype=torch.float32, device=device)
-    cam_transf = inerf_helpers.camera_transf(unit_axis=config.unit_axis).to(device)
-    optimizer = torch.optim.Adam(cam_transf.parameters(), lr=config.lrate, betas=(0.9, 0.999))
+    cam_transf, optimizer = pose_optimizer(config, device)
     eval_steps = set(config.eval_steps)
     losses, errors = [], {}
 
@@ -117,21 +148,11 @@ def estimate_pose(render_kwargs, obs_img, start_pose, hwf, config, rng, near, fa
             frames.append(overlay(render_kwargs, pose.detach(), obs_img, hwf, config.chunk, near, far))
 
     for k in range(config.n_steps):
-        coords = torch.as_tensor(sampler.sample(rng, config.batch_size), device=device)
-        pose = cam_transf(start)
+        coords = draw_pixels(sampler, rng, config.batch_size, device)
+        loss, pose = pose_step(cam_transf, optimizer, start, coords, target, hwf, render_kwargs,
+                               config, near, far, k)
         record(k, pose)
-        rays_o, rays_d = render_helpers.get_rays_at(H, W, focal, pose, coords, config.pixel_center)
-        rgb, _, _, _ = render_helpers.render(H, W, focal, chunk=config.chunk, rays=(rays_o, rays_d),
-                                             near=near, far=far, **render_kwargs)
-        target_s = target[coords[:, 1], coords[:, 0]]
-        loss = utils.img2mse(rgb, target_s)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        new_lrate = config.lrate * config.lrate_decay_rate ** ((k + 1) / config.lrate_decay_steps)
-        for group in optimizer.param_groups:
-            group['lr'] = new_lrate
-        losses.append(loss.detach())
+        losses.append(loss)
     with torch.no_grad():
         final = cam_transf(start)
     record(config.n_steps, final)

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import logging
 import os
+from typing import Optional
 
 import cv2
 import gin
@@ -66,6 +67,8 @@ class Config:
     i_print: int = 100  # Steps between TensorBoard scalars.
     i_weights: int = 10000  # Steps between checkpoints.
     train_views: tuple = ()  # LLFF self-supervision: indices of the training images (empty: all).
+    grad_accum_steps: int = 1  # Micro-batches of N_rand / grad_accum_steps rays per step (same update).
+    data_on_device: Optional[bool] = None  # Training rays on the device (None: if they fit in half its free memory).
 
     # iNeRF pose estimation (paper section IV; salykovaa's names).
     obs_img_num: int = 0  # Observed image for a single run (run.py --obs_img_num).

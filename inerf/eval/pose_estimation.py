@@ -59,24 +59,25 @@ def extra_args(parser):
     return parser
 
 
-def box_mask(H, W, frac):
-    """(H*W,) 1 inside the central box covering frac of each side, else 0."""
-    mask = torch.zeros((H, W))
+def box_indices(H, W, frac, device="cpu"):
+    """Flat indices of the central box covering frac of each side (a contiguous block of rows)."""
     h_low, h_high = int(0.5 * (1 - frac) * H), int(0.5 * (1 + frac) * H)
     w_low, w_high = int(0.5 * (1 - frac) * W), int(0.5 * (1 + frac) * W)
-    mask[h_low:h_high, w_low:w_high] = 1
-    return mask.reshape(H * W)
+    rows = torch.arange(h_low, h_high, device=device)[:, None]
+    return (rows * W + torch.arange(w_low, w_high, device=device)).reshape(-1)
 
 
-def sample_pixels(sampling, H, W, n_rays=N_RAYS):
-    """Flat pixel indices: random (n_rays, with replacement), center (n_rays in the 50% box), patch (all of the 25% box)."""
+def sample_pixels(sampling, H, W, n_rays=N_RAYS, device="cpu"):
+    """Flat pixel indices on device: random (n_rays, with replacement), center (n_rays in the 50%
+    box), patch (all of the 25% box). Drawn by the default generator of device."""
     if sampling == "random":
-        return torch.randint(0, H * W, (n_rays,))
+        return torch.randint(0, H * W, (n_rays,), device=device)
     if sampling == "center":
-        idxs_masked = torch.where(box_mask(H, W, 0.5) > 0)[0]
-        return idxs_masked[torch.randint(0, idxs_masked.shape[0], (n_rays,))]
+        # The box's indices from its bounds: torch.where on the mask would wait for the device.
+        idxs_masked = box_indices(H, W, 0.5, device)
+        return idxs_masked[torch.randint(0, idxs_masked.shape[0], (n_rays,), device=device)]
     if sampling == "patch":
-        return torch.where(box_mask(H, W, 0.25) > 0)[0]
+        return box_indices(H, W, 0.25, device)
     raise ValueError(f"unknown sampling {sampling!r} (random | center | patch)")
 
 
@@ -95,31 +96,44 @@ def create_image(patch):
     return (image * 255.0).astype(np.uint8)
 
 
+def pose_step(render_par, net, optimizer, cam_pose, input_image, input_pose, target_flat, idxs_sampled,
+              focal, W, H, z_near, z_far):
+    """One released step: re-encode the source, render the pixels idxs_sampled at cam_pose (1, 4, 4),
+    MSE against target_flat (H*W, 3), backward, Adam.
+
+    Returns (rgb (1, n, 3), loss [], pose (4, 4) before the update), device tensors.
+    """
+    net.encode(input_image.unsqueeze(0), input_pose.unsqueeze(0), focal)
+    render_rays = util.gen_rays(cam_pose, W, H, focal, z_near, z_far).view(-1, 8)
+    rgb, _ = render_par(render_rays[idxs_sampled][None])
+    loss = torch.nn.functional.mse_loss(rgb, target_flat[idxs_sampled][None])
+    optimizer.zero_grad()
+    loss.backward()
+    # The release logs the pose before the update: a device copy, read on logging steps only.
+    pose_before = cam_pose[0].detach().clone()
+    optimizer.step()
+    return rgb, loss, pose_before
+
+
 def estimate_pose(render_par, net, input_image, input_pose, target_flat, focal, W, H, z_near, z_far,
                   lrate, n_steps, sampling, log_every=20):
     """Adam on the raw (1, 4, 4) pose; returns (poses, rgb patches, gt patches, losses) every log_every steps."""
     cam_pose = torch.clone(input_pose.detach()).unsqueeze(0)
     cam_pose.requires_grad = True
     optimizer = torch.optim.Adam(params=[cam_pose], lr=lrate)
-    mse_loss = torch.nn.MSELoss()
     predicted_poses, fine_patches, gt_patches, losses = [], [], [], []
     for i_step in tqdm.trange(n_steps, desc="pose"):
-        net.encode(input_image.unsqueeze(0), input_pose.unsqueeze(0), focal)
-        render_rays = util.gen_rays(cam_pose, W, H, focal, z_near, z_far).view(-1, 8)
-        idxs_sampled = sample_pixels(sampling, H, W).to(render_rays.device)
-        rgb, _ = render_par(render_rays[idxs_sampled][None])
-        loss = mse_loss(rgb, target_flat[idxs_sampled][None])
-        optimizer.zero_grad()
-        loss.backward()
+        idxs_sampled = sample_pixels(sampling, H, W, device=cam_pose.device)
+        rgb, loss, pose = pose_step(render_par, net, optimizer, cam_pose, input_image, input_pose,
+                                    target_flat, idxs_sampled, focal, W, H, z_near, z_far)
         if i_step % log_every == 0:
             print(f"{i_step} step, Loss: {loss.item()}.")
-            print(cam_pose[0])
-            predicted_poses.append(cam_pose[0].detach().cpu().clone().numpy())
+            print(pose)
+            predicted_poses.append(pose.cpu().numpy())
             # as released: the logged rays are shown as a 32x32 patch (1024 rays)
             fine_patches.append(rgb[0].detach().cpu().numpy().reshape(32, 32, 3))
             gt_patches.append(target_flat[idxs_sampled].detach().cpu().numpy().reshape(32, 32, 3))
             losses.append(loss.item())
-        optimizer.step()
     return predicted_poses, fine_patches, gt_patches, losses
 
 

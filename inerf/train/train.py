@@ -16,7 +16,7 @@ import os
 import numpy as np
 import torch
 
-from common import checkpoints
+from common import checkpoints, memory
 from inerf.src import util
 from inerf.src.data import get_split_dataset
 from inerf.src.model import loss, make_model
@@ -35,6 +35,9 @@ def extra_args(parser):
     parser.add_argument("--fixed_test", action="store_true", default=None,
                         help="Visualise the first test batch every time instead of the next one")
     parser.add_argument("--num_workers", type=int, default=8, help="DataLoader workers (the release's 8)")
+    parser.add_argument("--grad_accum_steps", type=int, default=1,
+                        help="Split each object's --ray_batch_size rays into this many micro-batches, "
+                             "accumulating their gradients (the same update, less memory)")
     return parser
 
 
@@ -85,7 +88,7 @@ class PixelNeRFTrainer(trainlib.Trainer):
                 pix = util.bbox_sample(all_bboxes[obj_idx], self.args.ray_batch_size)
                 pix_inds = pix[..., 0] * H * W + pix[..., 1] * W + pix[..., 2]
             else:
-                pix_inds = torch.randint(0, NV * H * W, (self.args.ray_batch_size,))
+                pix_inds = torch.randint(0, NV * H * W, (self.args.ray_batch_size,), device=all_images.device)
             all_rgb_gt.append(rgb_gt_all[pix_inds])
             all_rays.append(cam_rays.view(-1, cam_rays.shape[-1])[pix_inds])
         return torch.stack(all_rays).to(self.device), torch.stack(all_rgb_gt).to(self.device)
@@ -110,17 +113,26 @@ class PixelNeRFTrainer(trainlib.Trainer):
         self.net.encode(util.batched_index_select_nd(all_images, image_ord),
                         util.batched_index_select_nd(all_poses, image_ord),
                         data["focal"].to(self.device), c=all_c.to(self.device) if all_c is not None else None)
-        render_dict = as_dotmap(self.render_par(all_rays, want_weights=True))
+        k = getattr(self.args, "grad_accum_steps", 1)
         loss_dict = {}
-        rgb_loss = self.rgb_coarse_crit(render_dict.coarse.rgb, all_rgb_gt)
-        loss_dict["rc"] = rgb_loss.item() * self.lambda_coarse
-        if "fine" in render_dict:
-            fine_loss = self.rgb_fine_crit(render_dict.fine.rgb, all_rgb_gt)
-            rgb_loss = rgb_loss * self.lambda_coarse + fine_loss * self.lambda_fine
-            loss_dict["rf"] = fine_loss.item() * self.lambda_fine
-        if is_train:
-            rgb_loss.backward()
-        loss_dict["t"] = rgb_loss.item()
+        # Micro-batches of the rays of every object; each loss is scaled by 1 / k so that the
+        # accumulated gradient is the one-shot one. The encoder's graph is shared (retained until
+        # the last backward), so BatchNorm sees the batch once, as in one shot.
+        for i, (rays, rgb_gt) in enumerate(zip(all_rays.chunk(k, 1), all_rgb_gt.chunk(k, 1))):
+            render_dict = as_dotmap(self.render_par(rays, want_weights=True))
+            coarse_loss = self.rgb_coarse_crit(render_dict.coarse.rgb, rgb_gt)
+            rgb_loss = coarse_loss
+            parts = {"rc": coarse_loss * self.lambda_coarse}
+            if "fine" in render_dict:
+                fine_loss = self.rgb_fine_crit(render_dict.fine.rgb, rgb_gt)
+                rgb_loss = coarse_loss * self.lambda_coarse + fine_loss * self.lambda_fine
+                parts["rf"] = fine_loss * self.lambda_fine
+            parts["t"] = rgb_loss
+            if is_train:
+                (rgb_loss / k).backward(retain_graph=i < k - 1)
+            for name, value in parts.items():
+                loss_dict[name] = loss_dict.get(name, 0.0) + value.detach() / k
+        # 0-dim device tensors: the loop reads them on its print and eval steps only.
         return loss_dict
 
     def train_step(self, data, global_step):
@@ -183,6 +195,8 @@ def main(argv=None):
         raise RuntimeError("pixelNeRF trains in one process, on several GPUs through DataParallel "
                            "(--gpu_id '0 1 ...') as released; do not launch it with torchrun")
     args, conf = util.args.parse_args(extra_args, training=True, default_ray_batch_size=128, argv=argv)
+    memory.check_grad_accum_steps(args.ray_batch_size, args.grad_accum_steps, setting="--grad_accum_steps",
+                                  batch_setting="--ray_batch_size")
     device = util.get_cuda(args.gpu_id[0])
     dset, val_dset, _ = get_split_dataset(args.dataset_format, args.datadir)
     print("dset z_near {}, z_far {}, lindisp {}".format(dset.z_near, dset.z_far, dset.lindisp))

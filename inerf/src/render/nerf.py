@@ -49,10 +49,13 @@ class NeRFRenderer(torch.nn.Module):
     """NeRF renderer with pixelNeRF's sampling (n_coarse, n_fine, n_fine_depth samples per ray).
 
     sched: optional [iterations, n_coarse values, n_fine values] sample-count schedule.
+    det: deterministic samples (bin centres, the CDF at evenly spaced levels, the depth itself)
+      instead of the release's always-random ones (default False, as released); for comparing
+      runs exactly (micro-batching, CPU vs GPU).
     """
 
     def __init__(self, n_coarse=128, n_fine=0, n_fine_depth=0, noise_std=0.0, depth_std=0.01,
-                 eval_batch_size=100000, white_bkgd=False, lindisp=False, sched=None):
+                 eval_batch_size=100000, white_bkgd=False, lindisp=False, sched=None, det=False):
         super().__init__()
         self.n_coarse = n_coarse
         self.n_fine = n_fine
@@ -66,6 +69,7 @@ class NeRFRenderer(torch.nn.Module):
             print("Using linear displacement rays")
         self.using_fine = n_fine > 0
         self.sched = sched
+        self.det = det
         if sched is not None and len(sched) == 0:
             self.sched = None
         self.register_buffer("iter_idx", torch.tensor(0, dtype=torch.long), persistent=True)
@@ -83,7 +87,8 @@ class NeRFRenderer(torch.nn.Module):
         step = 1.0 / self.n_coarse
         B = rays.shape[0]
         z_steps = torch.linspace(0, 1 - step, self.n_coarse, device=rays.device).unsqueeze(0).repeat(B, 1)
-        z_steps = z_steps + torch.rand_like(z_steps) * step
+        jitter = torch.full_like(z_steps, 0.5) if self.det else torch.rand_like(z_steps)
+        z_steps = z_steps + jitter * step
         return self._depths(rays, z_steps)
 
     def sample_fine(self, rays, weights):
@@ -93,16 +98,22 @@ class NeRFRenderer(torch.nn.Module):
         pdf = weights / torch.sum(weights, -1, keepdim=True)
         cdf = torch.cumsum(pdf, -1)
         cdf = torch.cat([torch.zeros_like(cdf[:, :1]), cdf], -1)  # (B, Kc+1)
-        u = torch.rand(B, self.n_fine - self.n_fine_depth, dtype=torch.float32, device=rays.device)
+        n = self.n_fine - self.n_fine_depth
+        if self.det:
+            u = torch.linspace(0.5 / n, 1 - 0.5 / n, n, device=rays.device).expand(B, n).contiguous()
+        else:
+            u = torch.rand(B, n, dtype=torch.float32, device=rays.device)
         inds = torch.searchsorted(cdf, u, right=True).float() - 1.0
         inds = torch.clamp_min(inds, 0.0)
-        z_steps = (inds + torch.rand_like(inds)) / self.n_coarse
+        jitter = torch.full_like(inds, 0.5) if self.det else torch.rand_like(inds)
+        z_steps = (inds + jitter) / self.n_coarse
         return self._depths(rays, z_steps)
 
     def sample_fine_depth(self, rays, depth):
         """rays (B, 8), depth (B) -> (B, Kfd) normal samples around depth, clamped to [near, far]."""
         z_samp = depth.unsqueeze(1).repeat((1, self.n_fine_depth))
-        z_samp = z_samp + torch.randn_like(z_samp) * self.depth_std
+        if not self.det:
+            z_samp = z_samp + torch.randn_like(z_samp) * self.depth_std
         return torch.max(torch.min(z_samp, rays[:, -1:]), rays[:, -2:-1])
 
     def composite(self, model, rays, z_samp, coarse=True, sb=0):
@@ -209,6 +220,7 @@ class NeRFRenderer(torch.nn.Module):
             lindisp=lindisp,
             eval_batch_size=conf.get_int("eval_batch_size", eval_batch_size),
             sched=conf.get_list("sched", None),
+            det=conf.get_bool("det", False),
         )
 
     def bind_parallel(self, net, gpus=None, simple_output=False):

@@ -104,13 +104,15 @@ def unproj_map(width, height, f, c=None, device="cpu"):
         f = f[None].expand(2)
     elif len(f.shape) == 1:
         f = f.expand(2)
+    # Built on device with f and c as (0-dim) tensors or numbers: float(f[0]) of a device tensor
+    # would wait for the device on every call.
     Y, X = torch.meshgrid(
-        torch.arange(height, dtype=torch.float32) - float(c[1]),
-        torch.arange(width, dtype=torch.float32) - float(c[0]),
+        torch.arange(height, dtype=torch.float32, device=device) - c[1],
+        torch.arange(width, dtype=torch.float32, device=device) - c[0],
         indexing="ij",
     )
-    X = X.to(device=device) / float(f[0])
-    Y = Y.to(device=device) / float(f[1])
+    X = X / f[0]
+    Y = Y / f[1]
     unproj = torch.stack((X, -Y, -torch.ones_like(X)), dim=-1)
     return unproj / torch.norm(unproj, dim=-1, keepdim=True)
 
@@ -160,10 +162,11 @@ def masked_sample(masks, num_pix, prop_inside, thresh=0.5):
 
 def bbox_sample(bboxes, num_pix):
     """bboxes (NV, 4) [xmin, ymin, xmax, ymax] -> (num_pix, 3) [image, y, x] drawn inside them."""
-    image_ids = torch.randint(0, bboxes.shape[0], (num_pix,))
+    device = bboxes.device
+    image_ids = torch.randint(0, bboxes.shape[0], (num_pix,), device=device)
     pix_bboxes = bboxes[image_ids]
-    x = (torch.rand(num_pix) * (pix_bboxes[:, 2] + 1 - pix_bboxes[:, 0]) + pix_bboxes[:, 0]).long()
-    y = (torch.rand(num_pix) * (pix_bboxes[:, 3] + 1 - pix_bboxes[:, 1]) + pix_bboxes[:, 1]).long()
+    x = (torch.rand(num_pix, device=device) * (pix_bboxes[:, 2] + 1 - pix_bboxes[:, 0]) + pix_bboxes[:, 0]).long()
+    y = (torch.rand(num_pix, device=device) * (pix_bboxes[:, 3] + 1 - pix_bboxes[:, 1]) + pix_bboxes[:, 1]).long()
     return torch.stack((image_ids, y, x), dim=-1)
 
 

@@ -23,12 +23,12 @@ def data_loop(dl):
 
 
 def fmt_loss_str(losses):
-    """'loss k:v k:v ...'."""
-    return "loss " + " ".join(k + ":" + str(losses[k]) for k in losses)
+    """'loss k:v k:v ...' (reads 0-dim tensors: call it on reporting steps only)."""
+    return "loss " + " ".join(k + ":" + str(float(losses[k])) for k in losses)
 
 
 class Trainer:
-    """Subclasses implement train_step / eval_step (-> {name: float}) and optionally vis_step, post_batch."""
+    """Subclasses implement train_step / eval_step (-> {name: 0-dim tensor}) and optionally vis_step, post_batch."""
 
     def __init__(self, net, train_dataset, test_dataset, args, conf, device=None):
         self.args = args
@@ -92,11 +92,11 @@ class Trainer:
         """Called at each save to write extra state."""
 
     def train_step(self, data, global_step):
-        """One training batch (backward included) -> {loss name: value}."""
+        """One training batch (backward included) -> {loss name: 0-dim tensor}."""
         raise NotImplementedError()
 
     def eval_step(self, data, global_step):
-        """One evaluation batch (no grad) -> {loss name: value}."""
+        """One evaluation batch (no grad) -> {loss name: 0-dim tensor}."""
         raise NotImplementedError()
 
     def vis_step(self, data, global_step):
@@ -118,7 +118,7 @@ class Trainer:
 
     def start(self):
         """Runs args.epochs epochs (each num_epoch_repeats passes over the training set)."""
-        test_data_iter = data_loop(self.test_data_loader)
+        self.test_data_iter = data_loop(self.test_data_loader)
         step_id = self.start_iter_id
         bar = progress(self.num_epochs * self.num_epoch_repeats * len(self.train_data_loader), desc="train")
         for epoch in range(self.num_epochs):
@@ -126,41 +126,52 @@ class Trainer:
             batch = 0
             for _ in range(self.num_epoch_repeats):
                 for data in self.train_data_loader:
-                    losses = self.train_step(data, global_step=step_id)
-                    if batch % self.print_interval == 0:
-                        print("E", epoch, "B", batch, fmt_loss_str(losses), " lr", self.optim.param_groups[0]["lr"])
-                    if batch % self.eval_interval == 0:
-                        test_data = next(test_data_iter)
-                        self.net.eval()
-                        with torch.no_grad():
-                            test_losses = self.eval_step(test_data, global_step=step_id)
-                        self.net.train()
-                        self.writer.scalars(losses, step_id, prefix="train/")
-                        self.writer.scalars(test_losses, step_id, prefix="test/")
-                        print("*** Eval:", "E", epoch, "B", batch, fmt_loss_str(test_losses), " lr")
-                    if batch % self.save_interval == 0 and (epoch > 0 or batch > 0):
-                        self.save(step_id)
-                    if batch % self.vis_interval == 0:
-                        print("generating visualization")
-                        test_data = next(iter(self.test_data_loader)) if self.fixed_test else next(test_data_iter)
-                        self.net.eval()
-                        with torch.no_grad():
-                            vis, vis_vals = self.vis_step(test_data, global_step=step_id)
-                        if vis_vals is not None:
-                            self.writer.scalars(vis_vals, step_id, prefix="vis/")
-                        self.net.train()
-                        if vis is not None:
-                            imageio.imwrite(os.path.join(self.visual_path, "{:04}_{:04}_vis.png".format(epoch, batch)),
-                                            (np.clip(vis, 0.0, 1.0) * 255).astype(np.uint8))
-                    if batch == self.num_total_batches - 1 or batch % self.accu_grad == self.accu_grad - 1:
-                        self.optim.step()
-                        self.optim.zero_grad()
-                    self.post_batch(epoch, batch)
+                    self.train_batch(data, epoch, batch, step_id)
                     step_id += 1
                     batch += 1
                     bar.update(1)
-            if self.lr_scheduler is not None:
-                self.lr_scheduler.step()
+            self.end_epoch()
         bar.close()
         self.writer.close()
         return step_id
+
+    def train_batch(self, data, epoch, batch, step_id):
+        """The loop's body: train_step (forward, backward), the print / eval / save / vis due at this
+        batch, the optimiser step once accu_grad batches are in, post_batch. Returns the losses
+        ({name: 0-dim tensor}); nothing is read from the device unless a report is due."""
+        losses = self.train_step(data, global_step=step_id)
+        if batch % self.print_interval == 0:
+            print("E", epoch, "B", batch, fmt_loss_str(losses), " lr", self.optim.param_groups[0]["lr"])
+        if batch % self.eval_interval == 0:
+            test_data = next(self.test_data_iter)
+            self.net.eval()
+            with torch.no_grad():
+                test_losses = self.eval_step(test_data, global_step=step_id)
+            self.net.train()
+            self.writer.scalars({k: float(v) for k, v in losses.items()}, step_id, prefix="train/")
+            self.writer.scalars({k: float(v) for k, v in test_losses.items()}, step_id, prefix="test/")
+            print("*** Eval:", "E", epoch, "B", batch, fmt_loss_str(test_losses), " lr")
+        if batch % self.save_interval == 0 and (epoch > 0 or batch > 0):
+            self.save(step_id)
+        if batch % self.vis_interval == 0:
+            print("generating visualization")
+            test_data = next(iter(self.test_data_loader)) if self.fixed_test else next(self.test_data_iter)
+            self.net.eval()
+            with torch.no_grad():
+                vis, vis_vals = self.vis_step(test_data, global_step=step_id)
+            if vis_vals is not None:
+                self.writer.scalars(vis_vals, step_id, prefix="vis/")
+            self.net.train()
+            if vis is not None:
+                imageio.imwrite(os.path.join(self.visual_path, "{:04}_{:04}_vis.png".format(epoch, batch)),
+                                (np.clip(vis, 0.0, 1.0) * 255).astype(np.uint8))
+        if batch == self.num_total_batches - 1 or batch % self.accu_grad == self.accu_grad - 1:
+            self.optim.step()
+            self.optim.zero_grad()
+        self.post_batch(epoch, batch)
+        return losses
+
+    def end_epoch(self):
+        """The learning-rate decay at the end of each epoch (ExponentialLR by --gamma)."""
+        if self.lr_scheduler is not None:
+            self.lr_scheduler.step()

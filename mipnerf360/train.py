@@ -223,9 +223,14 @@ def check_config(config, info):
 
 def main(unused_argv, info):
     config = configs.load_config(save_config=False)  # models is imported: its gin classes are known
-    if config.device is not None:
-        info = dataclasses.replace(info, device=device_utils.resolve_device(config.device, 'Config.device'))
-    check_config(config, info)
+    try:
+        if config.device is not None:
+            info = dataclasses.replace(
+                info, device=device_utils.resolve_device(config.device, 'Config.device'))
+        check_config(config, info)
+    except ValueError as error:  # before anything is written
+        print(f'error: {error}', file=sys.stderr)
+        sys.exit(2)
     configs.write_config(config)
     torch.manual_seed(TORCH_SEED)
     np.random.seed(NUMPY_SEED + info.rank)

@@ -70,6 +70,7 @@ SYNCS = {
 MOVES = {_T.to, _T.copy_, _T.cpu, _T.cuda, _T.type_as, _T.numpy, _T.__array__, _T.new_tensor,
          torch.as_tensor, torch.tensor, torch._has_compatible_shallow_copy_type,
          _T.data.__set__, torch.utils.swap_tensors}
+INDEXING = {_T.__getitem__, _T.__setitem__}
 RANDOM = {torch.rand, torch.randn, torch.randint, torch.randperm, torch.normal, torch.bernoulli,
           torch.multinomial, torch.rand_like, torch.randn_like, torch.randint_like, _T.uniform_,
           _T.normal_, _T.random_, _T.exponential_, _T.bernoulli_, _T.geometric_, _T.cauchy_,
@@ -135,7 +136,12 @@ class StandInAccelerator(TorchFunctionMode):
             self.syncs.append(sync)
             return _zeros_like_sync(SYNCS[func], tensors[0])
         if func not in MOVES:
-            devices = {t.device for t in tensors if not (t.device.type == 'cpu' and t.dim() == 0)}
+            checked = tensors
+            if func in INDEXING and tensors and tensors[0].device.type != 'cpu':
+                # A device tensor may be indexed with host indices (torch copies them over);
+                # a host tensor indexed with device indices is an error on CUDA.
+                checked = [tensors[0]] + [t for t in tensors[1:] if t.device.type != 'cpu']
+            devices = {t.device for t in checked if not (t.device.type == 'cpu' and t.dim() == 0)}
             if len(devices) > 1:
                 shapes = [(str(t.device), list(t.shape)) for t in tensors]
                 raise DeviceMismatchError(

@@ -27,6 +27,8 @@ def test_mixing_a_host_tensor_into_a_device_op_raises():
         # Indexing a host table with device indices returns a host tensor on meta; CUDA raises.
         with pytest.raises(dd.DeviceMismatchError, match='mixes devices'):
             torch.ones(10, 3)[torch.tensor([0, 1], device=dd.DEVICE)]
+        # Host indices into a device tensor are fine, as on CUDA.
+        assert x[torch.tensor([0, 2])].device == dd.DEVICE
         # 0-dim host tensors may join a device op, as on CUDA.
         assert (x * torch.tensor(2.0)).device == dd.DEVICE
 

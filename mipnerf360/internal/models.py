@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from common import device as device_utils
 from mipnerf360.internal import configs, coord, geopoly, image, ref_utils, render, stepfun
 
 
@@ -157,9 +158,9 @@ class Model(nn.Module):
         weights = torch.ones_like(rays.near)
         prod_num_samples = 1
 
-        autocast = torch.autocast(
-            rays.origins.device.type, dtype=torch.bfloat16,
-            enabled=bool(getattr(self.config, 'use_bf16_autocast', False)))
+        autocast = device_utils.autocast(
+            rays.origins.device, enabled=bool(getattr(self.config, 'use_bf16_autocast', False)),
+            on_cpu=True)
 
         ray_history = []
         renderings = []

@@ -103,3 +103,48 @@ def test_torchrun_two_processes_train_one_model(scene, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "over 2 process(es)" in result.stdout
     assert [os.path.basename(p) for p in checkpoints.list_checkpoints(run)] == ["checkpoint_00000002.pt"]
+
+
+@pytest.mark.parametrize("binding, message", [
+    ("Config.grad_accum_steps = 3", "Config.grad_accum_steps=3 does not divide the patches per process"),
+    ("Config.grad_accum_steps = 0", "Config.grad_accum_steps must be a positive integer"),
+    ("Config.device = 'cuda:7'" if not torch.cuda.is_available() else "Config.device = 'cuda:99'",
+     "Config.device='cuda:"),
+    ("Config.device = 'gpu'", "Config.device='gpu' is not a device name"),
+])
+def test_bad_settings_are_named_and_nothing_is_written(scene, tmp_path, capsys, binding, message):
+    run = tmp_path / "run"
+    gin.clear_config()
+    flags.FLAGS.unparse_flags()
+    bindings = TINY + [f"Config.data_dir = '{scene}'", f"Config.checkpoint_dir = '{run}'", binding]
+    flags.FLAGS(["train", f"--gin_configs={REPO / 'mipnerf360/configs/demo.gin'}"]
+                + [f"--gin_bindings={b}" for b in bindings])
+    with pytest.raises(SystemExit):
+        train.main([], single_process())
+    assert message in capsys.readouterr().err
+    assert not run.exists()
+
+
+def test_early_exit_steps_stops_the_run_there(scene, tmp_path):
+    run = tmp_path / "run"
+    state = train.train(make_config(scene, run, 40, ["Config.early_exit_steps = 3"]), single_process())
+    assert state.step == 3
+    assert [os.path.basename(p) for p in checkpoints.list_checkpoints(run)][-1] == "checkpoint_00000003.pt"
+
+
+def test_reports_log_multinerf_statistics(scene, tmp_path):
+    from tensorboard.backend.event_processing import event_accumulator
+
+    run = tmp_path / "run"
+    train.train(make_config(scene, run, 4, ["Config.print_every = 2"]), single_process())
+    events = event_accumulator.EventAccumulator(str(run), size_guidance={"histograms": 0})
+    events.Reload()
+    scalars, histograms = set(events.Tags()["scalars"]), set(events.Tags()["histograms"])
+    for name in ["loss", "psnr", "losses/data", "losses/interlevel", "psnrs/0", "grad_norms/NerfMLP_0",
+                 "grad_maxes/PropMLP_0", "weight_l2s/NerfMLP_0/Dense_0", "opt_update_norms/NerfMLP_0",
+                 "opt_update_maxes/PropMLP_0"]:
+        assert f"train_avg_{name}" in scalars and f"train_max_{name}" in scalars, name
+        assert f"train_{name}" in histograms, name
+    assert {"train_learning_rate", "train_num_params", "train_rays_per_sec"} <= scalars
+    # Two reports of two steps each: the window mean of the loss is logged at steps 2 and 4.
+    assert [e.step for e in events.Scalars("train_avg_loss")] == [2, 4]

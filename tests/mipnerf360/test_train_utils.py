@@ -290,3 +290,32 @@ def test_train_state_round_trips_through_state_dict():
     for p, q in zip(other.model.parameters(), model.parameters()):
         assert torch.equal(p, q)
     assert other.optimizer.state_dict()['state'].keys() == saved['optimizer']['state'].keys()
+
+
+@pytest.mark.parametrize('lossmult', ['ones', 'varied'])
+def test_grad_accum_steps_give_the_one_shot_update(lossmult):
+    """Micro-batches add up to the whole batch's gradient, losses and statistics (deterministic)."""
+    bindings = ['Config.randomized = False', 'Config.grad_max_norm = 0.',
+                'Config.weight_decay_mults = {"NerfMLP_0": 1e-3}', 'Config.data_coarse_loss_mult = 0.1']
+    batch = _synthetic_batch(n=64)
+    if lossmult == 'varied':  # multiscale-style per-ray weights: data terms weigh by their share
+        weights = torch.linspace(0.25, 4.0, 64)[:, None]
+        batch = dataclasses.replace(batch, rays=dataclasses.replace(batch.rays, lossmult=weights))
+    results = []
+    for steps in (1, 4):
+        gin.clear_config()
+        _, model, state, _, train_step = _setup(bindings + [f'Config.grad_accum_steps = {steps}'])
+        _, stats, _ = train_step(None, state, batch, None, 0.5, compute_stats=True)
+        grads = torch.cat([p.grad.flatten() for p in model.parameters()]).double()
+        results.append((stats, grads, torch.cat([p.detach().flatten() for p in model.parameters()])))
+    (one, g_one, p_one), (acc, g_acc, p_acc) = results
+    assert (g_acc - g_one).norm() <= 1e-6 * g_one.norm()
+    torch.testing.assert_close(p_acc, p_one, rtol=0, atol=1e-7)
+    for key in ('loss', 'mses', 'psnrs', 'psnr'):
+        torch.testing.assert_close(acc[key], one[key], rtol=1e-6, atol=0)
+    assert set(acc['losses']) == set(one['losses']) == {'data', 'interlevel', 'distortion', 'weight'}
+    for key in one['losses']:
+        torch.testing.assert_close(acc['losses'][key], one['losses'][key], rtol=1e-6, atol=1e-12)
+    for key in ('grad_norms', 'weight_l2s'):
+        for path in ('NerfMLP_0', 'PropMLP_0'):
+            torch.testing.assert_close(acc[key][path], one[key][path], rtol=1e-6, atol=0)

@@ -13,9 +13,15 @@ Config.print_every steps, val.sample_num val renderings every val.check_interval
 Under torchrun each process draws its own train.batch_size rays and DDP averages the gradients;
 rank 0 alone writes checkpoints, config.gin, TensorBoard and the progress bar. A NaN or infinite
 loss stops training with an error naming the step before anything of that step is written.
+
+A step never waits for the device: the training rays live there (Config.data_on_device), the
+losses stay there and are read (and checked for NaN) only on the steps that log, save or validate.
+train.grad_accum_steps splits a step's rays into micro-batches whose gradients add up to the
+one-shot step's.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -25,7 +31,7 @@ import time
 import gin
 import torch
 
-from common import checkpoints, dist, logger
+from common import checkpoints, dist, logger, memory
 from common import device as device_utils
 from depth_mipnerf.configs import config as config_lib
 from depth_mipnerf.datasets import datasets
@@ -44,62 +50,185 @@ def parse_args(argv=None):
     parser.add_argument('--gin_configs', action='append', default=[], help='gin config file(s)')
     parser.add_argument('--gin_bindings', action='append', default=[], help='gin binding(s)')
     parser.add_argument('--device', default='cuda',
-                        help='cuda, cpu, mps (falls back to the CPU); under torchrun cuda means '
-                             'cuda:<LOCAL_RANK>')
+                        help='cuda (the default: falls back to the CPU without a GPU), cuda:1, cpu, '
+                             'mps (must exist); under torchrun cuda means cuda:<LOCAL_RANK>')
     # torch.distributed.launch's flag (torchrun sets LOCAL_RANK instead); init_distributed reads it.
     parser.add_argument('--local_rank', '--local-rank', type=int, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
+def select_device(name, setting='--device'):
+    """The device `name` names: plain 'cuda' (the default) falls back to the CPU without a GPU;
+    any other name (cuda:1, mps, cpu) must exist here, else a ValueError naming `setting`."""
+    if name == 'cuda':
+        return device_utils.pick_device(name)
+    return device_utils.resolve_device(name, setting)
+
+
 def init_process(requested, argv):
     """DistInfo of this process: under torchrun cuda:<LOCAL_RANK> (nccl) when `requested` is a
-    CUDA device and one is available, else pick_device(requested) (gloo); alone pick_device."""
-    device = device_utils.pick_device(requested)
+    CUDA device and one is available, else select_device(requested) (gloo); alone select_device."""
+    device = select_device(requested)
     info = dist.init_distributed('nccl' if device.type == 'cuda' else 'gloo', argv=list(argv))
     if info.world_size == 1 or device.type != 'cuda':
         info = dataclasses.replace(info, device=device)
     return info
 
 
-class RayBatches:
-    """Batches of the train split's rays, reshuffled at every pass (the DataLoader's shuffle)."""
+def data_on_device(setting, nbytes, device, fraction=0.5):
+    """Whether the training rays and pixels (nbytes) live on `device`: Config.data_on_device when
+    set, else whether they fit in `fraction` of the GPU's free memory (always, off CUDA)."""
+    if setting is not None:
+        return setting
+    if device.type != 'cuda':
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= fraction * free
 
-    def __init__(self, dataset, batch_size, seed, device):
-        self.dataset, self.batch_size, self.device = dataset, batch_size, device
-        self.generator = torch.Generator().manual_seed(seed)
-        self.order, self.pos = torch.randperm(len(dataset), generator=self.generator), 0
+
+def dataset_bytes(dataset):
+    """Bytes of a dataset's rays and pixels."""
+    return sum(t.numel() * t.element_size() for t in (*dataset.rays, dataset.images))
+
+
+class RayBatches:
+    """Batches of the train split's rays, reshuffled at every pass (the DataLoader's shuffle).
+
+    on_device: the rays and pixels are copied to `device` once and every batch is gathered there
+    with a generator of that device; else they stay on the CPU, each batch is gathered there and
+    copied (the fallback for a training set larger than the device's memory).
+    """
+
+    def __init__(self, dataset, batch_size, seed, device, on_device=True):
+        home = torch.device(device) if on_device else torch.device('cpu')
+        self.rays = datasets.namedtuple_map(lambda r: r.to(home), dataset.rays)
+        self.pixels = dataset.images.to(home)
+        self.batch_size, self.device = batch_size, device
+        self.generator = torch.Generator(device=home).manual_seed(seed)
+        self.order, self.pos = self._permutation(), 0
+
+    def _permutation(self):
+        """A random order of the rays, drawn where they live."""
+        return torch.randperm(len(self.pixels), generator=self.generator, device=self.generator.device)
 
     def __next__(self):
+        # Python-side counts only: the order is read on the device, never on the host.
         if self.pos + self.batch_size > len(self.order):
-            self.order, self.pos = torch.randperm(len(self.dataset), generator=self.generator), 0
+            self.order, self.pos = self._permutation(), 0
         index = self.order[self.pos:self.pos + self.batch_size]
         self.pos += self.batch_size
-        rays, rgbs = self.dataset[index]
-        return datasets.namedtuple_map(lambda r: r.to(self.device), rays), rgbs.to(self.device)
+        rays, rgbs = datasets.namedtuple_map(lambda r: r[index], self.rays), self.pixels[index]
+        return (datasets.namedtuple_map(lambda r: r.to(self.device, non_blocking=True), rays),
+                rgbs.to(self.device, non_blocking=True))
 
 
-def train_step(model, loss_fn, optimizer, batches, step, config, sections):
-    """One optimiser step (train.randomized sampling, per-camera GLO codes): the detached losses."""
+def rng_state(device):
+    """The state of the generator behind `device`'s random draws (the CPU's off CUDA)."""
+    return torch.cuda.get_rng_state(device) if device.type == 'cuda' else torch.get_rng_state()
+
+
+def set_rng_state(state, device):
+    """Restores a state of rng_state(device)."""
+    if device.type == 'cuda':
+        torch.cuda.set_rng_state(state, device)
+    else:
+        torch.set_rng_state(state)
+
+
+def backward_batch(model, loss_fn, rays, rgbs, eps, sections, grad_accum_steps, scale=1.):
+    """Forward + backward of one batch in grad_accum_steps micro-batches: the accumulated gradients
+    (times `scale`) are the one-shot batch's. Returns the batch's loss pieces (detached).
+
+    Every loss term is a sum divided by a count over the whole batch, and some counts (the depth
+    windows' samples) depend on where the model puts its samples: with several micro-batches a
+    forward without gradients first counts them (the same random draws, replayed), so each
+    micro-batch's loss is its exact share of the one-shot loss (an extra forward pass).
+    """
+    train = sections['train']
+    device = rays.origins.device
+
+    def pieces(micro_rays, micro_rgbs):
+        ret = model(micro_rays, train.randomized, train.white_bkgd,
+                    sections['nerf'].compute_density_normals, eps, zero_glo=False)
+        return loss_fn.pieces(ret, nerf_system.targets(micro_rays, micro_rgbs))
+
+    micro = memory.split_batch((rays, rgbs), grad_accum_steps)
+    counts, states = None, []
+    if grad_accum_steps > 1:
+        with torch.no_grad():
+            counted = []
+            for micro_rays, micro_rgbs in micro:
+                states.append(rng_state(device))
+                counted.append(pieces(micro_rays, micro_rgbs))
+        counts = {name: count for name, (_, count) in loss_lib.sum_pieces(counted).items()}
+    done = []
+    for i, (micro_rays, micro_rgbs) in enumerate(micro):
+        if states:
+            set_rng_state(states[i], device)
+        batch_pieces = pieces(micro_rays, micro_rgbs)
+        # DDP averages the gradients once, after the last micro-batch.
+        last = i == len(micro) - 1
+        with contextlib.nullcontext() if last or not hasattr(model, 'no_sync') else model.no_sync():
+            (loss_fn.combine(batch_pieces, counts)['total'].sum() * scale).backward()
+        done.append({name: (total.detach(), count) for name, (total, count) in batch_pieces.items()})
+    return loss_lib.sum_pieces(done)
+
+
+def train_step(model, loss_fn, optimizer, scheduler, batches, step, config, sections):
+    """One optimiser step (train.randomized sampling, per-camera GLO codes) and the LR schedule's.
+
+    Returns the detached losses and the gradient norm before clipping ('grad_norm'): 0-d device
+    tensors, never read on the host here.
+    """
     eps = nerf_system.depth_eps(step, sections['optimizer'].max_steps)
     optimizer.zero_grad(set_to_none=True)
     for _ in range(config.accumulate_grad_batches):
         rays, rgbs = next(batches)
-        ret = model(rays, sections['train'].randomized, sections['train'].white_bkgd,
-                    sections['nerf'].compute_density_normals, eps, zero_glo=False)
-        losses = loss_fn(ret, nerf_system.targets(rays, rgbs))
-        (losses['total'].sum() / config.accumulate_grad_batches).backward()
-    if config.gradient_clip_val > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.gradient_clip_val)
+        pieces = backward_batch(model, loss_fn, rays, rgbs, eps, sections, sections['train'].grad_accum_steps,
+                                scale=1. / config.accumulate_grad_batches)
+    # An infinite limit measures the norm without clipping.
+    clip = config.gradient_clip_val if config.gradient_clip_val > 0 else float('inf')
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer.step()
-    return {k: v.detach().sum() for k, v in losses.items()}
+    scheduler.step()
+    losses = {k: v.detach().sum() for k, v in loss_fn.combine(pieces).items()}
+    return {**losses, 'grad_norm': grad_norm.detach()}
 
 
-def check_finite(loss, step):
-    """Raises NonFiniteLossError naming `step` when loss (0-d) is NaN or infinite."""
-    if not bool(torch.isfinite(loss)):
-        kind = 'NaN' if bool(loss.isnan()) else 'infinite'
-        raise NonFiniteLossError(f'the loss became {kind} at step {step}; training stopped and the '
+def check_finite(totals, steps):
+    """Raises NonFiniteLossError naming the first of `steps` whose loss (totals [K]) is NaN or
+    infinite; reads the device once."""
+    bad = ~torch.isfinite(totals)
+    if bool(bad.any()):
+        first = int(bad.to(torch.uint8).argmax())
+        kind = 'NaN' if bool(totals[first].isnan()) else 'infinite'
+        raise NonFiniteLossError(f'the loss became {kind} at step {steps[first]}; training stopped and the '
                                  'last good checkpoint stays in place')
+
+
+def check_glo_table(model, dataset, sections):
+    """Raises ValueError naming nerf.mlp.num_glo_embeddings when a camera index of the (CPU) training
+    rays has no GLO embedding: checked once here, as the forward does not (it would wait on the device)."""
+    if model.num_glo_features == 0:
+        return
+    cameras = int(dataset.rays.cam_idx.max()) + 1
+    if cameras > model.num_glo_embeddings:
+        raise ValueError(f'{cameras} training cameras (train.num_images = {sections["train"].num_images}) but '
+                         f'nerf.mlp.num_glo_embeddings = {model.num_glo_embeddings}: camera index {cameras - 1} '
+                         'has no GLO embedding; one embedding per training image is needed')
+
+
+def probe_bytes_per_ray(model, loss_fn, dataset, sections, device, probe_rays=64):
+    """Bytes autograd saves for the backward pass per ray: one forward + loss on the first
+    probe_rays training rays (the global random state is left as it was)."""
+    rays = datasets.namedtuple_map(lambda r: r[:probe_rays].to(device), dataset.rays)
+    rgbs = dataset.images[:probe_rays].to(device)
+    train = sections['train']
+    with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):
+        _, nbytes = memory.saved_bytes(lambda: loss_fn(
+            model(rays, train.randomized, train.white_bkgd, sections['nerf'].compute_density_normals,
+                  zero_glo=False), nerf_system.targets(rays, rgbs))['total'])
+    return nbytes / len(rgbs)
 
 
 def weights_digest(state_dict):
@@ -150,16 +279,19 @@ def train(config, sections, device='cpu', info=None):
     """Trains the configured model; returns it, unwrapped (after optimizer.max_steps steps).
 
     info: common.dist.DistInfo of this process under torchrun (its device is used); None: a
-    single process on pick_device(device).
+    single process on select_device(device).
     """
     if not config.checkpoint_dir:
         raise ValueError(
             "Config.checkpoint_dir is not set (--gin_bindings=\"Config.checkpoint_dir='...'\")")
+    train_section, opt = sections['train'], sections['optimizer']
+    memory.check_grad_accum_steps(train_section.batch_size, train_section.grad_accum_steps,
+                                  setting='train.grad_accum_steps', batch_setting='train.batch_size')
     if info is None:
-        info = dist.DistInfo(0, 0, 1, device_utils.pick_device(device), is_main=True)
+        info = dist.DistInfo(0, 0, 1, select_device(device, 'device'), is_main=True)
     device = info.device
     if device.type == 'cuda':
-        device_utils.setup_tf32(True)
+        device_utils.setup_tf32(config.use_tf32)
     # Ranks sample their own points along the rays; DDP broadcasts rank 0's initial weights.
     torch.manual_seed(dist.rank_seed(config.seed, info.rank))
     dataset = nerf_system.build_dataset(config, sections, 'train')
@@ -168,15 +300,15 @@ def train(config, sections, device='cpu', info=None):
         val_dataset = nerf_system.build_dataset(config, sections, 'val')
     model = nerf_system.build_model(sections).to(device)
     nerf_system.use_mlp_autocast(model, config, device)
-    if model.num_glo_features > 0 and dataset.n_examples > model.num_glo_embeddings:
-        raise ValueError(f'{dataset.n_examples} training images but nerf.mlp.num_glo_embeddings = '
-                         f'{model.num_glo_embeddings}: one GLO embedding per image is needed')
+    check_glo_table(model, dataset, sections)
     loss_fn = nerf_system.build_loss(config, sections)
-    opt = sections['optimizer']
     optimizer = torch.optim.Adam(model.parameters(), lr=opt.lr_init)
     scheduler = MipLRDecay(optimizer, opt.lr_init, opt.lr_final, opt.max_steps, opt.lr_delay_steps,
                            opt.lr_delay_mult)
     start = restore(model, optimizer, scheduler, config, sections, info)
+    on_device = data_on_device(config.data_on_device, dataset_bytes(dataset), device)
+    bytes_per_ray = probe_bytes_per_ray(model, loss_fn, dataset, sections, device)
+    nerf_system.use_compile(model, config.use_compile)
     # As Lightning 1.x's DDP: some parameters may get no gradient (depth_network.variance
     # without nerf.depth_sampling).
     ddp_model = dist.wrap_ddp(model, info, find_unused_parameters=True)
@@ -185,27 +317,34 @@ def train(config, sections, device='cpu', info=None):
         with open(os.path.join(config.checkpoint_dir, 'config.gin'), 'w') as f:
             f.write(gin.config_str())
         print(f'{sum(p.numel() for p in model.parameters())} parameters on {device}, '
-              f'{sections["train"].batch_size} rays per step in each of {info.world_size} '
-              'process(es)')
-    batches = RayBatches(dataset, sections['train'].batch_size,
-                         dist.rank_seed(config.seed + start, info.rank), device)
+              f'{train_section.batch_size} rays per step in each of {info.world_size} '
+              f'process(es); training rays on {device if on_device else "the CPU"}')
+        print(memory.describe_prediction(list(model.parameters()), bytes_per_ray, train_section.batch_size,
+                                         train_section.grad_accum_steps, probe_rays=64))
+    batches = RayBatches(dataset, train_section.batch_size, dist.rank_seed(config.seed + start, info.rank),
+                         device, on_device)
     log = logger.Logger(config.checkpoint_dir, is_main=info.is_main)
     bar = logger.progress(opt.max_steps, initial=start, disable=not info.is_main)
     model.train()
     tic = time.time()
-    # Non-finite sample positions reach the loss (and check_finite) instead of raising inside
-    # the depth losses' torch.distributions.Normal.
-    validate_args = torch.distributions.Distribution._validate_args
-    torch.distributions.Distribution.set_default_validate_args(False)
+    # The total losses of the steps since the last check, on the device until a step reads them.
+    pending = []
     try:
         for step in range(start + 1, opt.max_steps + 1):
-            losses = train_step(ddp_model, loss_fn, optimizer, batches, step, config, sections)
-            # Every rank checks the mean of all ranks' losses, so all stop at the same step.
-            check_finite(dist.all_reduce_mean(losses['total']), step)
-            scheduler.step()
+            losses = train_step(ddp_model, loss_fn, optimizer, scheduler, batches, step, config, sections)
+            pending.append(losses['total'])
             bar.update(1)
-            if step % config.print_every == 0 or step == opt.max_steps:
-                rays_per_sec = (config.print_every * sections['train'].batch_size * info.world_size
+            report = step % config.print_every == 0 or step == opt.max_steps
+            save = step % config.save_every == 0 or step == opt.max_steps
+            validating = sections['val'].sample_num > 0 and step % sections['val'].check_interval == 0
+            if not (report or save or validating):
+                continue
+            # Every rank checks the mean of all ranks' losses at the same steps, so all stop at
+            # the same step, before anything of it is written.
+            check_finite(dist.all_reduce_mean(torch.stack(pending)), range(step - len(pending) + 1, step + 1))
+            pending = []
+            if report:
+                rays_per_sec = (config.print_every * train_section.batch_size * info.world_size
                                 / (time.time() - tic))
                 mean = dict(zip(losses, dist.all_reduce_mean(torch.stack(list(losses.values())))))
                 log.scalars({f'train/{k}': v for k, v in mean.items()}, step)
@@ -214,17 +353,16 @@ def train(config, sections, device='cpu', info=None):
                 logger.set_progress_stats(bar, loss=mean['total'], psnr=mean['psnr'],
                                           rays_per_sec=rays_per_sec)
                 tic = time.time()
-            if info.is_main and (step % config.save_every == 0 or step == opt.max_steps):
+            if info.is_main and save:
                 checkpoints.save_checkpoint(config.checkpoint_dir, step, {
                     'step': step, 'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
                     'scheduler': scheduler.state_dict(), 'rng': checkpoints.capture_rng_state()},
                     keep=config.checkpoint_keep)
-            if val_dataset is not None and step % sections['val'].check_interval == 0:
+            if val_dataset is not None and validating:
                 model.eval()
                 validate(log, model, val_dataset, sections, step)
                 model.train()
     finally:
-        torch.distributions.Distribution.set_default_validate_args(validate_args)
         bar.close()
         log.close()
     model.eval()
@@ -235,8 +373,8 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     config, sections = config_lib.parse(args.gin_configs, args.gin_bindings)
-    info = init_process(args.device, argv)
     try:
+        info = init_process(args.device, argv)
         model = train(config, sections, info=info)
     except (FileNotFoundError, ValueError, NonFiniteLossError) as error:
         print(f'error: {error}', file=sys.stderr)

@@ -35,12 +35,18 @@ class Config:
     save_every: int = 5000  # Steps between checkpoints.
     print_every: int = 100  # Steps between TensorBoard scalars.
     checkpoint_keep: int = 3
+    # GPU switches (README "Running on a GPU"); precision 16 above is the bf16 autocast.
+    use_tf32: bool = True  # TF32 matmuls on CUDA (the MLPs; compositing stays float32).
+    use_compile: bool = False  # torch.compile the MLPs (fixed shapes); slower on the CPU.
+    data_on_device: Optional[bool] = None  # Training rays on the device: None = if they fit (half the free memory).
 
 
 @gin.configurable('train')
 @dataclasses.dataclass
 class TrainSection:
     batch_size: int = 8192
+    # Port key: micro-batches per step (divides batch_size); gradients and losses equal one shot's.
+    grad_accum_steps: int = 1
     num_images: Optional[int] = None  # Train on the first num_images views (3 / 6 / 100 in the table).
     batch_type: str = 'all_images'
     num_work: int = 4

@@ -164,11 +164,9 @@ class MipNerf(nn.Module):
         if zero_glo:
             glo_vec = torch.zeros(rays.origins.shape[:-1] + (self.num_glo_features,), device=rays.origins.device)
         else:
-            cam_idx = rays.cam_idx[..., 0].long()
-            if cam_idx.numel() and int(cam_idx.max()) >= self.num_glo_embeddings:
-                raise ValueError(f'camera index {int(cam_idx.max())} has no GLO embedding: '
-                                 f'nerf.mlp.num_glo_embeddings = {self.num_glo_embeddings} is too small')
-            glo_vec = self.glo_vecs(cam_idx)
+            # No range check here (it would wait for the device every step): train.check_glo_table
+            # compares the dataset's camera indices with the table once, at start-up.
+            glo_vec = self.glo_vecs(rays.cam_idx[..., 0].long())
         if self.encode_glo:
             glo_vec = mip.pos_enc(glo_vec, 0, 4, append_identity=True)
         return glo_vec
@@ -246,34 +244,44 @@ class MipNerf(nn.Module):
             'depth': depth, 'acc': acc, 'weights': weights, 't_samples': t_samples,
             'density_normals': density_normals if density_normals is not None else zeros_n3,
             'mlp_normals': mlp_normals if mlp_normals is not None else zeros_n3,
-            's': s if s is not None else torch.as_tensor([eps], device=weights.device),
+            's': s if s is not None else torch.full((1,), eps, device=weights.device),
             'distortion': lossfun_distortion(t_samples, weights),
         }
-        out['empty_loss'], out['near_loss'] = self.depth_losses(rays, t_samples, weights, eps)
+        out['depth_terms'] = self.depth_terms(rays, t_samples, weights, eps)
+        out['empty_loss'], out['near_loss'] = _combine(out['depth_terms'], weights)
         if self.use_prop_mlp:
             # The proposal levels bound the final weights from above; averaged over the levels.
             out['envelope_loss'] = sum(lossfun_outer(t_samples.detach(), weights.detach(), t_env, w_env)
                                        for t_env, w_env in envelopes) / len(envelopes)
         return out
 
+    def depth_terms(self, rays, t_samples, weights, eps):
+        """loss.depth_loss's terms on the last level's weights: {'empty': [(sum, count)], 'near': [...]}."""
+        if self.depth_loss == 'cdf':
+            return depth_weight_CDF_terms(rays, t_samples, weights, eps, self.cdf_beta,
+                                          sigma_from_eps=self.cdf_sigma_from_eps)
+        if self.depth_loss == 'urf':
+            return depth_weight_terms(rays, t_samples, weights, eps, fix_sigma=self.urf_fix_sigma)
+        if self.depth_loss == 'cdf_test':
+            return depth_weight_CDF_test_terms(rays, t_samples, weights, eps)
+        if self.depth_loss == 'ds_nerf':
+            return ds_nerf_terms(rays, t_samples, weights, self.ds_nerf_sigma)
+        return {'empty': [], 'near': []}
+
     def depth_losses(self, rays, t_samples, weights, eps):
         """(empty_loss, near_loss) [1] of loss.depth_loss on the last level's weights."""
-        if self.depth_loss == 'cdf':
-            return lossfun_depth_weight_CDF(rays, t_samples, weights, eps, beta=self.cdf_beta,
-                                            sigma_from_eps=self.cdf_sigma_from_eps)
-        if self.depth_loss == 'urf':
-            return lossfun_depth_weight(rays, t_samples, weights, eps, fix_sigma=self.urf_fix_sigma)
-        if self.depth_loss == 'cdf_test':
-            return lossfun_depth_weight_CDF_test(rays, t_samples, weights, eps)
-        if self.depth_loss == 'ds_nerf':
-            return lossfun_ds_nerf(rays, t_samples, weights, self.ds_nerf_sigma)
-        zero = torch.zeros(1, device=weights.device)
-        return zero, zero
+        return _combine(self.depth_terms(rays, t_samples, weights, eps), weights)
 
 
-def _count(mask):
-    """max(sum(mask), 1) as a [1] tensor: the fork's normaliser of a masked sum."""
-    return torch.clamp_min(mask.sum().reshape(1), 1.)
+def _ratio(total, count):
+    """total / max(count, 1) as a [1] tensor: the fork's normaliser of a masked sum."""
+    return total.reshape(1) / torch.clamp_min(count.reshape(1), 1.)
+
+
+def _combine(terms, w):
+    """(empty, near) [1] of depth-loss terms {'empty': [(sum, count), ...], 'near': [...]} on weights w."""
+    zero = torch.zeros(1, dtype=w.dtype, device=w.device)
+    return tuple(sum((_ratio(*pair) for pair in terms[name]), zero) for name in ('empty', 'near'))
 
 
 def lossfun_distortion(t, w):
@@ -285,6 +293,22 @@ def lossfun_distortion(t, w):
     return loss_inter + loss_intra
 
 
+def depth_weight_terms(rays, tvals_, w, eps, *, fix_sigma=False):
+    """lossfun_depth_weight as {'empty': [(sum [], count [])], 'near': [(sum, count)]}."""
+    depth = rays.depth
+    tvals = 0.5 * (tvals_[..., :-1] + tvals_[..., 1:])
+    sigma = eps / 3. if fix_sigma else (eps / 3.) ** 2
+    mask_near = ((tvals > depth - eps) & (tvals < depth + eps)).to(w.dtype)
+    mask_empty = (tvals < depth - eps).to(w.dtype)
+    dist = mask_near * (tvals - depth)
+    target = torch.nan_to_num(1. / (sigma * math.sqrt(2 * math.pi)) * torch.exp(-(dist**2 / (2 * sigma**2 + 1e-6))))
+    # The max is the Gaussian's peak (reached wherever dist = 0, also outside the window), so it is
+    # the same over a micro-batch as over its batch.
+    target = target / target.max() * mask_near
+    return {'empty': [(((mask_empty * w) ** 2).sum(), mask_empty.sum())],
+            'near': [(((mask_near * w - target) ** 2).sum(), mask_near.sum())]}
+
+
 def lossfun_depth_weight(rays, tvals_, w, eps, *, fix_sigma=False):
     """URF-style line-of-sight loss: (empty, near) [1] for depth [B, 1], t [B, N+1], w [B, N].
 
@@ -293,17 +317,28 @@ def lossfun_depth_weight(rays, tvals_, w, eps, *, fix_sigma=False):
     The squared std is far narrower than a sample interval, so the target is ~0 and the loss mostly
     pushes the weights out of the window; fix_sigma uses the std eps / 3 (URF's window).
     """
+    return _combine(depth_weight_terms(rays, tvals_, w, eps, fix_sigma=fix_sigma), w)
+
+
+def depth_weight_CDF_terms(rays, tvals_, w, eps, beta=0., *, sigma_from_eps=False):
+    """lossfun_depth_weight_CDF as {'empty': [(sum [], count [])], 'near': [close, far]}."""
     depth = rays.depth
     tvals = 0.5 * (tvals_[..., :-1] + tvals_[..., 1:])
-    sigma = eps / 3. if fix_sigma else (eps / 3.) ** 2
-    mask_near = ((tvals > depth - eps) & (tvals < depth + eps)).to(w.dtype)
-    mask_empty = (tvals < depth - eps).to(w.dtype)
-    dist = mask_near * (tvals - depth)
-    target = torch.nan_to_num(1. / (sigma * math.sqrt(2 * math.pi)) * torch.exp(-(dist**2 / (2 * sigma**2 + 1e-6))))
-    target = target / target.max() * mask_near
-    near = ((mask_near * w - target) ** 2).sum() / _count(mask_near)
-    empty = ((mask_empty * w) ** 2).sum() / _count(mask_empty)
-    return empty, near
+    sigma = eps if sigma_from_eps else 0.03
+    valid = depth > 0
+    mask_near_close = ((tvals > depth - 3 * sigma) & (tvals < depth) & valid).to(w.dtype)
+    mask_near_far = ((tvals > depth) & (tvals < depth + 3 * sigma) & valid).to(w.dtype)
+    mask_empty = ((tvals < depth - 3 * sigma) & valid).to(w.dtype)
+    w_cumsum = torch.cumsum(w, dim=-1)
+    # validate_args off: its checks would wait for the device, and NaN samples of a diverged model
+    # must reach the trainer's finite check instead of raising here.
+    cdf_upper = torch.distributions.Normal(depth - beta, sigma, validate_args=False).cdf(tvals)
+    cdf_lower = (torch.distributions.Normal(depth + beta, sigma, validate_args=False).cdf(tvals)
+                 if beta > 0 else cdf_upper)
+    near_close = torch.clamp_min(mask_near_close * (w_cumsum - cdf_upper), 0)
+    near_far = torch.clamp_min(mask_near_far * (cdf_lower - w_cumsum), 0)
+    return {'empty': [(((mask_empty * w) ** 2).sum(), mask_empty.sum())],
+            'near': [((near_close**2).sum(), mask_near_close.sum()), ((near_far**2).sum(), mask_near_far.sum())]}
 
 
 def lossfun_depth_weight_CDF(rays, tvals_, w, eps, uncertain=False, beta=0., *, sigma_from_eps=False):
@@ -314,37 +349,39 @@ def lossfun_depth_weight_CDF(rays, tvals_, w, eps, uncertain=False, beta=0., *, 
     0.03 as in the code (eps ignored), or eps with sigma_from_eps (the write-up's epsilon).
     `uncertain` is accepted for the fork's signature and unused.
     """
-    depth = rays.depth
-    tvals = 0.5 * (tvals_[..., :-1] + tvals_[..., 1:])
-    sigma = eps if sigma_from_eps else 0.03
-    valid = depth > 0
-    mask_near_close = ((tvals > depth - 3 * sigma) & (tvals < depth) & valid).to(w.dtype)
-    mask_near_far = ((tvals > depth) & (tvals < depth + 3 * sigma) & valid).to(w.dtype)
-    mask_empty = ((tvals < depth - 3 * sigma) & valid).to(w.dtype)
-    w_cumsum = torch.cumsum(w, dim=-1)
-    cdf_upper = torch.distributions.Normal(depth - beta, sigma).cdf(tvals)
-    cdf_lower = torch.distributions.Normal(depth + beta, sigma).cdf(tvals) if beta > 0 else cdf_upper
-    near_close = torch.clamp_min(mask_near_close * (w_cumsum - cdf_upper), 0)
-    near_far = torch.clamp_min(mask_near_far * (cdf_lower - w_cumsum), 0)
-    near = (near_close**2).sum() / _count(mask_near_close) + (near_far**2).sum() / _count(mask_near_far)
-    empty = ((mask_empty * w) ** 2).sum() / _count(mask_empty)
-    return empty, near
+    return _combine(depth_weight_CDF_terms(rays, tvals_, w, eps, beta, sigma_from_eps=sigma_from_eps), w)
 
 
-def lossfun_depth_weight_CDF_test(rays, tvals_, w, eps, uncertain=False):
-    """The fork's open-interval CDF bound (before / after D, one normaliser): (zeros [1], bound [1])."""
+def depth_weight_CDF_test_terms(rays, tvals_, w, eps):
+    """lossfun_depth_weight_CDF_test as {'empty': [], 'near': [(sum [], count [])]}."""
     depth = rays.depth
     tvals = 0.5 * (tvals_[..., :-1] + tvals_[..., 1:])
     sigma = 0.03
     valid = depth > 0
     mask_near = ((tvals < depth) & valid).to(w.dtype)
     mask_far = ((tvals > depth) & valid).to(w.dtype)
-    cdf = torch.distributions.Normal(depth, sigma).cdf(tvals)
+    cdf = torch.distributions.Normal(depth, sigma, validate_args=False).cdf(tvals)
     w_cumsum = torch.cumsum(w, dim=-1)
     near = torch.clamp_min(mask_near * (w_cumsum - cdf), 0)
     far = torch.clamp_min(mask_far * (cdf - w_cumsum), 0)
-    bound = ((near**2).sum() + (far**2).sum()) / torch.clamp_min((mask_far.sum() + mask_near.sum()).reshape(1), 1.)
+    return {'empty': [], 'near': [((near**2).sum() + (far**2).sum(), mask_far.sum() + mask_near.sum())]}
+
+
+def lossfun_depth_weight_CDF_test(rays, tvals_, w, eps, uncertain=False):
+    """The fork's open-interval CDF bound (before / after D, one normaliser): (zeros [1], bound [1])."""
+    bound = _combine(depth_weight_CDF_test_terms(rays, tvals_, w, eps), w)[1]
     return torch.zeros_like(bound), bound
+
+
+def ds_nerf_terms(rays, tvals_, w, sigma):
+    """lossfun_ds_nerf as {'empty': [], 'near': [(sum [], count [])]}."""
+    depth = rays.depth
+    tvals = 0.5 * (tvals_[..., :-1] + tvals_[..., 1:])
+    dt = tvals_[..., 1:] - tvals_[..., :-1]
+    valid = (depth > 0).to(w.dtype)
+    # + 1e-5 as the fork's commented-out version: log(0) where a weight vanishes.
+    kl = (-torch.log(w + 1e-5) * torch.exp(-(tvals - depth) ** 2 / (2 * sigma**2)) * dt).sum(-1, keepdim=True)
+    return {'empty': [], 'near': [((kl * valid).sum(), valid.sum())]}
 
 
 def lossfun_ds_nerf(rays, tvals_, w, sigma):
@@ -353,13 +390,7 @@ def lossfun_ds_nerf(rays, tvals_, w, sigma):
 
     Returns (zeros [1], kl [1]) in the (empty, near) slots.
     """
-    depth = rays.depth
-    tvals = 0.5 * (tvals_[..., :-1] + tvals_[..., 1:])
-    dt = tvals_[..., 1:] - tvals_[..., :-1]
-    valid = (depth > 0).to(w.dtype)
-    # + 1e-5 as the fork's commented-out version: log(0) where a weight vanishes.
-    kl = (-torch.log(w + 1e-5) * torch.exp(-(tvals - depth) ** 2 / (2 * sigma**2)) * dt).sum(-1, keepdim=True)
-    loss = (kl * valid).sum() / _count(valid)
+    loss = _combine(ds_nerf_terms(rays, tvals_, w, sigma), w)[1]
     return torch.zeros_like(loss), loss
 
 

@@ -8,6 +8,7 @@ import gin
 import torch
 
 from common import checkpoints
+from common import device as device_utils
 from depth_mipnerf.configs import config as config_lib
 from depth_mipnerf.datasets import dataset_dict, datasets
 from depth_mipnerf.models import loss as loss_lib
@@ -67,6 +68,14 @@ def targets(rays, rgbs):
 def use_mlp_autocast(model, config, device):
     """Config.precision 16 on a GPU: bf16 autocast of the MLPs (the fork trains in fp16)."""
     model.mlp_autocast = config.precision == 16 and torch.device(device).type == 'cuda'
+
+
+def use_compile(model, enabled):
+    """Config.use_compile: torch.compile the MLPs' forward in place (state-dict names unchanged);
+    their shapes are fixed for a given batch and sample count."""
+    for mlp in (model.mlp, model.prop_mlp if model.use_prop_mlp else None):
+        if mlp is not None:
+            mlp.forward = device_utils.maybe_compile(mlp.forward, enabled, dynamic=False)
 
 
 def render_image(model, rays, chunk, randomized=False, white_bkgd=True, compute_normals=False):

@@ -11,6 +11,7 @@ import torch
 
 from common import checkpoints
 from depth_mipnerf import train
+from depth_mipnerf.models import loss as loss_lib
 from depth_mipnerf.models import nerf_system
 from tests.depth_mipnerf.conftest import REPO
 
@@ -76,31 +77,33 @@ def test_torchrun_nan_stops_both_ranks_at_the_step(scene, tmp_path):
 def test_nan_loss_names_the_step_and_the_run_resumes_from_the_last_good_checkpoint(
         scene, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
-    build_loss = nerf_system.build_loss
+    combine, calls = loss_lib.MSELoss.combine, []
 
-    def loss_nan_at_third_call(config, sections):
-        loss_fn, calls = build_loss(config, sections), []
+    def nan_at_third_step(self, pieces, counts=None):
+        losses = combine(self, pieces, counts)
+        # Call 1 is the start-up memory probe; then train_step combines twice per step (for the
+        # backward, then for the logged losses): step 3 is calls 6 and 7.
+        calls.append(1)
+        if len(calls) in (6, 7):
+            losses["total"] = losses["total"] * float("nan")  # reaches the weights too
+        return losses
 
-        def poisoned(ret, targets):
-            losses = loss_fn(ret, targets)
-            calls.append(1)
-            if len(calls) == 3:
-                losses["total"] = losses["total"] * float("nan")  # reaches the weights too
-            return losses
-        return poisoned
-
-    monkeypatch.setattr(nerf_system, "build_loss", loss_nan_at_third_call)
+    monkeypatch.setattr(loss_lib.MSELoss, "combine", nan_at_third_step)
+    # Checked at the steps that log or save (2, 4, 6): step 3 is named at step 4, before its
+    # checkpoint, and step 2's checkpoint stays the newest.
     with pytest.raises(SystemExit):
         train.main(_flags(scene, run, "optimizer.max_steps = 6", "Config.save_every = 2"))
     assert "error: the loss became NaN at step 3;" in capsys.readouterr().err
     assert _steps(run) == [2]
-    monkeypatch.setattr(nerf_system, "build_loss", build_loss)
+    monkeypatch.setattr(loss_lib.MSELoss, "combine", combine)
     gin.clear_config()
     train.main(_flags(scene, run, "optimizer.max_steps = 4", "Config.save_every = 2"))
     assert "resuming from" in capsys.readouterr().out and _steps(run) == [2, 4]
 
 
-def test_check_finite_kinds():
-    train.check_finite(torch.tensor(1.0), 7)
+def test_check_finite_names_the_first_bad_step():
+    train.check_finite(torch.tensor([1.0, 2.0]), range(6, 8))
     with pytest.raises(train.NonFiniteLossError, match="infinite at step 7"):
-        train.check_finite(torch.tensor(float("inf")), 7)
+        train.check_finite(torch.tensor([1.0, float("inf"), float("nan")]), range(6, 9))
+    with pytest.raises(train.NonFiniteLossError, match="NaN at step 6"):
+        train.check_finite(torch.tensor([float("nan"), float("inf")]), range(6, 8))

@@ -322,7 +322,8 @@ def main(argv=None):
     parser.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
     args = parser.parse_args(argv)
     config = utils.parse_config(args.gin_configs, args.gin_bindings)
-    device = args.device or device_utils.pick_device()
+    device = (device_utils.resolve_device(args.device, setting='--device') if args.device
+              else device_utils.pick_device())
     if args.self_supervision:
         print(json.dumps(self_supervision(config, device)))
         return

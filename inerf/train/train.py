@@ -24,6 +24,8 @@ from inerf.src.render import NeRFRenderer
 from inerf.src.render.nerf import as_dotmap
 from inerf.train import trainlib
 
+PROBE_RAYS = 64  # rays of the start-up measurement of the bytes saved for backward
+
 
 def extra_args(parser):
     """train's flags (the release's, plus --num_workers)."""
@@ -39,6 +41,12 @@ def extra_args(parser):
                         help="Split each object's --ray_batch_size rays into this many micro-batches, "
                              "accumulating their gradients (the same update, less memory)")
     return parser
+
+
+def check_args(args):
+    """Raises ValueError naming the flag when --grad_accum_steps does not divide --ray_batch_size."""
+    memory.check_grad_accum_steps(args.ray_batch_size, args.grad_accum_steps, setting="--grad_accum_steps",
+                                  batch_setting="--ray_batch_size")
 
 
 class PixelNeRFTrainer(trainlib.Trainer):
@@ -135,6 +143,29 @@ class PixelNeRFTrainer(trainlib.Trainer):
         # 0-dim device tensors: the loop reads them on its print and eval steps only.
         return loss_dict
 
+    def bytes_per_ray(self, data, probe_rays=PROBE_RAYS):
+        """Bytes autograd saves per ray of a step (coarse + fine MLPs, compositing, loss), measured on
+        probe_rays rays of one object of the dataset item `data`; the source view is encoded without
+        a graph (its activations do not grow with the rays) and nothing is drawn from the RNGs."""
+        images, poses = data["images"][:1].to(self.device), data["poses"][:1].to(self.device)
+        focal = torch.as_tensor(data["focal"]).reshape(-1)[:1].to(self.device)
+        with torch.no_grad():
+            self.net.encode(images[None], poses[None], focal)
+        H, W = images.shape[-2:]
+        rays = util.gen_rays(poses, W, H, focal, self.z_near, self.z_far).reshape(1, -1, 8)[:, :probe_rays]
+        det, self.renderer.det = self.renderer.det, True
+
+        def step():
+            out = as_dotmap(self.render_par(rays, want_weights=True))
+            levels = [out.coarse] + ([out.fine] if "fine" in out else [])
+            return sum(self.rgb_coarse_crit(level.rgb, torch.zeros_like(level.rgb)) for level in levels)
+
+        try:
+            _, n_bytes = memory.saved_bytes(step)
+        finally:
+            self.renderer.det = det
+        return n_bytes / rays.shape[1]
+
     def train_step(self, data, global_step):
         return self.calc_losses(data, is_train=True, global_step=global_step)
 
@@ -194,9 +225,8 @@ def main(argv=None):
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise RuntimeError("pixelNeRF trains in one process, on several GPUs through DataParallel "
                            "(--gpu_id '0 1 ...') as released; do not launch it with torchrun")
-    args, conf = util.args.parse_args(extra_args, training=True, default_ray_batch_size=128, argv=argv)
-    memory.check_grad_accum_steps(args.ray_batch_size, args.grad_accum_steps, setting="--grad_accum_steps",
-                                  batch_setting="--ray_batch_size")
+    args, conf = util.args.parse_args(extra_args, training=True, default_ray_batch_size=128, argv=argv,
+                                      check=check_args)
     device = util.get_cuda(args.gpu_id[0])
     dset, val_dset, _ = get_split_dataset(args.dataset_format, args.datadir)
     print("dset z_near {}, z_far {}, lindisp {}".format(dset.z_near, dset.z_far, dset.lindisp))
@@ -207,6 +237,8 @@ def main(argv=None):
         net.encoder.eval()
     renderer = NeRFRenderer.from_conf(conf["renderer"], lindisp=dset.lindisp).to(device=device)
     trainer = PixelNeRFTrainer(net, renderer, dset, val_dset, args, conf, device)
+    print(memory.describe_prediction([p for p in net.parameters() if p.requires_grad], trainer.bytes_per_ray(dset[0]),
+                                     args.batch_size * args.ray_batch_size, args.grad_accum_steps, PROBE_RAYS))
     trainer.start()
     return trainer
 

@@ -138,13 +138,14 @@ class OneObject(torch.utils.data.Dataset):
         return 1
 
 
-def pixelnerf_on_device(tiny_conf, tmp_path, det=False, **arg_overrides):
-    """(trainer, batch) of the pixelNeRF trainer with the tiny conf, made under the stand-in."""
+def pixelnerf_on_device(tiny_conf, tmp_path, device=dd.DEVICE, det=False, **arg_overrides):
+    """(trainer, host batch of 2 objects x 3 views) of the pixelNeRF trainer with the tiny conf on
+    device (the stand-in: call under it); det: deterministic renderer samples."""
     conf = ConfigFactory.parse_string(tiny_conf + "train { print_interval = 100, save_interval = 100, "
                                       "vis_interval = 100, eval_interval = 100 }\n")
     torch.manual_seed(0)
-    net = make_model(conf["model"]).to(dd.DEVICE)
-    renderer = NeRFRenderer.from_conf(conf["renderer"]).to(dd.DEVICE)
+    net = make_model(conf["model"]).to(device)
+    renderer = NeRFRenderer.from_conf(conf["renderer"]).to(device)
     renderer.det = det
     args = types.SimpleNamespace(**dict(dict(
         batch_size=2, nviews="1", gpu_id=[0], checkpoints_path=str(tmp_path / "ckpt"), name="tiny",
@@ -158,7 +159,7 @@ def pixelnerf_on_device(tiny_conf, tmp_path, det=False, **arg_overrides):
              "focal": torch.tensor([16., 18.]), "c": torch.tensor([[8., 8.], [7., 9.]]),
              "bbox": torch.tensor([[2, 3, 12, 13]]).repeat(2, 3, 1)}
     dset = OneObject()
-    return pixelnerf_train.PixelNeRFTrainer(net, renderer, dset, dset, args, conf, dd.DEVICE), batch
+    return pixelnerf_train.PixelNeRFTrainer(net, renderer, dset, dset, args, conf, device), batch
 
 
 def test_pixelnerf_train_batch_and_render_stay_on_the_device(tiny_conf, tmp_path):

@@ -33,8 +33,12 @@ def parse_args(
     default_ray_batch_size=50000,
     jupyter=False,
     argv=None,
+    check=None,
 ):
-    """(args, conf) from the command line (argv, or [] when jupyter), as the release's parse_args."""
+    """(args, conf) from the command line (argv, or [] when jupyter), as the release's parse_args.
+
+    check: called with the parsed args before any output folder is made (raises on bad settings).
+    """
     parser = argparse.ArgumentParser()
     parser.add_argument("--conf", "-c", type=str, default=None)
     parser.add_argument("--resume", "-r", action="store_true", help="continue training")
@@ -56,6 +60,8 @@ def parse_args(
     if callback is not None:
         parser = callback(parser)
     args = parser.parse_args([] if jupyter else argv)
+    if check is not None:
+        check(args)
 
     if args.exp_group_name is not None:
         args.logs_path = os.path.join(args.logs_path, args.exp_group_name)

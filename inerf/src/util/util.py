@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from common.device import resolve_device
+
 
 def image_float_to_uint8(img):
     """Float image (any range) -> uint8 after min-max normalisation."""
@@ -145,8 +147,11 @@ def look_at(origin, target, world_up=np.array([0, 1, 0], dtype=np.float32)):
 
 
 def get_cuda(gpu_id):
-    """torch.device for GPU gpu_id, or the CPU when no GPU is available."""
-    return torch.device("cuda:%d" % gpu_id) if torch.cuda.is_available() else torch.device("cpu")
+    """torch.device cuda:<gpu_id> when CUDA is available (ValueError naming --gpu_id if that GPU does
+    not exist), else the CPU (as released)."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return resolve_device("cuda:%d" % gpu_id, setting="--gpu_id")
 
 
 def masked_sample(masks, num_pix, prop_inside, thresh=0.5):

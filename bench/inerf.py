@@ -58,6 +58,91 @@ def bench(gin_file, size, args, device):
           f'({config.n_steps} steps)')
 
 
+def nerf_layer_sizes(config, fine=False):
+    """[(fan_in, fan_out), ...] of the dense layers of create_nerf's coarse (or fine) NeRF."""
+    D, W = (config.netdepth_fine, config.netwidth_fine) if fine else (config.netdepth, config.netwidth)
+    input_ch = 3 + 3 * 2 * config.multires if config.i_embed == 0 else 3
+    views_ch = 3 + 3 * 2 * config.multires_views if config.i_embed == 0 else 3
+    skips = (4,)
+    layers = [(input_ch, W)] + [(W + input_ch if i in skips else W, W) for i in range(D - 1)]
+    if config.use_viewdirs:
+        return layers + [(W, W), (W, 1), (views_ch + W, W // 2), (W // 2, 3)]
+    return layers + [(W, 5 if config.N_importance > 0 else 4)]
+
+
+def nerf_flops_per_ray(config):
+    """2 x multiply-adds per ray of a forward pass: coarse MLP at N_samples, fine at N_samples + N_importance."""
+    from bench import gpu_case
+
+    flops = gpu_case.linear_flops(nerf_layer_sizes(config), config.N_samples)
+    if config.N_importance > 0:
+        flops += gpu_case.linear_flops(nerf_layer_sizes(config, fine=True),
+                                       config.N_samples + config.N_importance)
+    return flops
+
+
+def gpu_check_case(device, precision, *, paper=True, compiled=False, batch_rays=None, seed=0,
+                   render_rays=4096):
+    """bench.gpu_case.Case of train_nerf's step at nerf_blender.gin (paper: 8x256 coarse + fine NeRF,
+    64 + 128 samples, N_rand 1024) or demo.gin, on `device` (see bench/gpu_case.py).
+
+    Weights and rays are made on the CPU from the seed and moved; no jitter and no sigma noise, so
+    the step is deterministic. Rays start 4 units from the origin and point at the unit ball.
+    """
+    from bench import gpu_case
+    from inerf import render_helpers, train_nerf
+
+    gpu_case.check_precision(precision)
+    device = torch.device(device)
+    gin_file = 'inerf/configs/nerf_blender.gin' if paper else 'inerf/configs/demo.gin'
+    gin.clear_config()
+    config = utils.parse_config([gin_file], [])
+    gin.clear_config()
+    config = dataclasses.replace(config, train_perturb=0., train_raw_noise_std=0., perturb=0.,
+                                 bf16=precision == 'bf16', N_rand=batch_rays or config.N_rand)
+    gpu_case.set_tf32(device, precision)
+    torch.manual_seed(seed)
+    render_kwargs, models = nerf_helpers.create_nerf(config, device)
+    params = [p for m in models.values() if m is not None for p in m.parameters()]
+    if compiled:
+        render_kwargs['network_fn'] = torch.compile(models['network_fn'])
+        if models['network_fine'] is not None:
+            render_kwargs['network_fine'] = torch.compile(models['network_fine'])
+    optimizer = torch.optim.Adam(params, lr=config.lrate_train, betas=(0.9, 0.999))
+    generator = torch.Generator().manual_seed(seed)
+
+    def rays(n):
+        origins = torch.tensor([0., 0., 4.]).expand(n, 3)
+        aim = torch.rand(n, 3, generator=generator) * 2 - 1
+        return origins.to(device), (aim - origins).to(device)
+
+    rays_o, rays_d = rays(config.N_rand)
+    batch = (rays_o, rays_d, torch.rand(config.N_rand, 3, generator=generator).to(device))
+    render_o, render_d = rays(render_rays)
+    hwf = (64, 64, 80.)
+    train_kwargs = train_nerf.train_kwargs_of(render_kwargs, config, config.near, config.far)
+    step_count = [0]
+
+    def train_step():
+        step_count[0] += 1
+        stats = train_nerf.train_step(optimizer, batch, hwf, train_kwargs, config, step_count[0])
+        grads = [p.grad for p in params if p.grad is not None]
+        return dict(stats, grad_norm=torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(g) for g in grads])))
+
+    def render():
+        with torch.no_grad():
+            rgb, _, _, _ = render_helpers.render(*hwf, chunk=config.chunk, rays=(render_o, render_d),
+                                                 **dict(render_kwargs, near=config.near, far=config.far))
+        return rgb
+
+    forward = nerf_flops_per_ray(config)
+    return gpu_case.Case(
+        name=f'inerf train_nerf {os.path.basename(gin_file)}', train_step=train_step, render=render,
+        train_rays=config.N_rand, render_rays=render_rays, flops_per_ray_train=3 * forward,
+        flops_per_ray_render=forward)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--gin', action='append', help='config file (repeatable; default: paper and demo)')

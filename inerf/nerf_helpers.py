@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common import checkpoints
+from common import device as device_utils
 
 
 class Embedder:
@@ -130,8 +131,11 @@ def create_nerf(args, device='cpu'):
                           use_viewdirs=args.use_viewdirs).to(device)
 
     def network_query_fn(inputs, viewdirs, network_fn):
-        return run_network(inputs, viewdirs, network_fn, embed_fn=embed_fn,
-                           embeddirs_fn=embeddirs_fn, netchunk=args.netchunk)
+        # Config.bf16: the MLP under autocast, its raw outputs back in float32 for compositing.
+        with device_utils.autocast(device, enabled=args.bf16):
+            raw = run_network(inputs, viewdirs, network_fn, embed_fn=embed_fn,
+                              embeddirs_fn=embeddirs_fn, netchunk=args.netchunk)
+        return raw.float()
 
     render_kwargs = {
         'network_query_fn': network_query_fn, 'perturb': args.perturb,

@@ -54,6 +54,7 @@ class Config:
     multires: int = 10  # Octaves of the point encoding.
     multires_views: int = 4  # Octaves of the view-direction encoding.
     raw_noise_std: float = 0.  # Noise on sigma when estimating a pose.
+    bf16: bool = False  # bf16 autocast of the MLPs on a GPU (compositing stays float32); off on the CPU.
 
     # NeRF training (train_nerf.py; nerf-pytorch's defaults).
     N_rand: int = 1024 * 32 // 8  # Rays per training step.

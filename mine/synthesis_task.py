@@ -1,7 +1,6 @@
 """MINE's training and evaluation engine: plane sampling, MPI prediction, rendering, losses at 4 scales."""
 
 import logging
-import math
 import os
 import time
 
@@ -11,6 +10,8 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from common import checkpoints
+from common import device as device_utils
+from common import memory
 from common.logger import progress
 from mine.network.layers import edge_aware_loss, edge_aware_loss_v2, psnr
 from mine.network.monodepth2.depth_decoder import DepthDecoder
@@ -31,6 +32,21 @@ from mine.utils import (
 METRIC_SCALE_DATASETS = ("flowers", "kitti_raw", "dtu")
 LOSS_KEYS = ("loss_rgb_src", "loss_ssim_src", "loss_disp_pt3dsrc", "loss_rgb_tgt", "loss_ssim_tgt", "lpips_tgt",
              "psnr_tgt", "loss_disp_pt3dtgt")
+LOG_KEYS = ("loss_rgb_src", "loss_ssim_src", "loss_smooth_src", "loss_disp_pt3dsrc", "loss_rgb_tgt", "loss_ssim_tgt",
+            "loss_smooth_tgt", "loss_disp_pt3dtgt", "psnr_tgt")
+LOG_EVERY = 10  # training steps between two log lines (the original's); the only steps that read losses on the host
+PROBE_IMAGES = 2  # images of the memory probe (BatchNorm of the 1/128 bottleneck needs two values per channel)
+# The memory probe builds a second task on the meta device: its restore message stays out of training.log.
+_PROBE_LOGGER = logging.getLogger("mine.memory_probe")
+_PROBE_LOGGER.propagate = False
+_PROBE_LOGGER.addHandler(logging.NullHandler())
+
+
+def check_image_size(H, W):
+    """Raises ValueError naming data.img_h / data.img_w unless both are multiples of 128."""
+    if H % 128 or W % 128:
+        raise ValueError(f"data.img_h x data.img_w = {H}x{W}: both must be multiples of 128 "
+                         "(the decoder's extension branch pools the 1/32 features twice)")
 
 
 def _get_disparity_list(config, B, device=torch.device("cpu")):
@@ -64,11 +80,18 @@ class SynthesisTask:
         self.tb_writer = config.get("tb_writer")
         self.embedder, out_dim = get_embedder(config["model.pos_encoding_multires"])
 
+        H, W = config["data.img_h"], config["data.img_w"]
+        check_image_size(H, W)
         self.backbone = ResnetEncoder(num_layers=config.get("model.num_layers", 50),
                                       pretrained=config.get("model.imagenet_pretrained", True)).to(self.device)
         self.decoder = DepthDecoder(num_ch_enc=self.backbone.num_ch_enc, use_alpha=config.get("mpi.use_alpha", False),
                                     num_output_channels=4, scales=range(4), use_skips=True,
                                     embedder=self.embedder, embedder_out_dim=out_dim).to(self.device)
+        if config.get("training.compile", False):
+            # Module.compile compiles in place: the state-dict keys stay the original's (torch.compile(module)
+            # would prefix them with _orig_mod.).
+            self.backbone.compile()
+            self.decoder.compile()
         self.optimizer = torch.optim.Adam([
             {"params": self.backbone.parameters(), "lr": config["lr.backbone_lr"]},
             {"params": self.decoder.parameters(), "lr": config["lr.decoder_lr"]},
@@ -99,10 +122,6 @@ class SynthesisTask:
                 self.current_epoch = int(self.restored["epoch"])
                 self.lr_scheduler.load_state_dict(self.restored["lr_scheduler"])
 
-        H, W = config["data.img_h"], config["data.img_w"]
-        if H % 128 or W % 128:
-            raise ValueError(f"data.img_h x data.img_w = {H}x{W}: both must be multiples of 128 "
-                             "(the decoder's extension branch pools the 1/32 features twice)")
         self.homography_sampler_list = [HomographySample(H // 2**s, W // 2**s, device=self.device) for s in range(4)]
         # Nearest-neighbour resizing to the loss scales, as the original (nn.Upsample's default mode).
         self.upsample_list = [nn.Identity()] + [nn.Upsample(size=(H // 2**s, W // 2**s)) for s in range(1, 4)]
@@ -145,10 +164,15 @@ class SynthesisTask:
         return torch.exp(torch.mean(torch.log(disparity_syn_pt3dsrc) - torch.log(pt3d_disp_src), dim=2)).squeeze(1)
 
     def mpi_predictor(self, src_imgs_BCHW, disparity_BS):
-        """One encoder pass, one decoder pass over B*S planes: -> [4 x BxSx4xH/2^sxW/2^s]."""
-        features = self.backbone(src_imgs_BCHW)
-        outputs = self.decoder(list(features), disparity_BS)
-        return [outputs[("disp", s)] for s in range(4)]
+        """One encoder pass, one decoder pass over B*S planes: -> [4 x BxSx4xH/2^sxW/2^s] float32.
+
+        training.bf16 runs the two networks under bf16 autocast (CUDA); the MPIs come back as float32
+        because the transmittance products over the planes and the warps lose the far planes in bf16.
+        """
+        with device_utils.autocast(self.device, enabled=self.config.get("training.bf16", False)):
+            features = self.backbone(src_imgs_BCHW)
+            outputs = self.decoder(list(features), disparity_BS)
+        return [outputs[("disp", s)].float() for s in range(4)]
 
     def _lpips_tgt(self, img_syn, img_gt):
         """Mean LPIPS-VGG of [0, 1] images passed as [-1, 1] ones, as the original calls lpips.LPIPS; NaN without weights."""
@@ -161,7 +185,7 @@ class SynthesisTask:
                 self.logger.warning("lpips_tgt is NaN: %s", e)
                 self._lpips = False
         if self._lpips is False:
-            return torch.tensor(float("nan"))
+            return torch.full((), float("nan"), device=img_syn.device)
         # common LPIPS maps [0, 1] to [-1, 1]; (x + 1) / 2 makes it see x itself, as lpips.LPIPS(x) did.
         return self._lpips(((img_syn + 1) / 2).permute(0, 2, 3, 1), ((img_gt + 1) / 2).permute(0, 2, 3, 1)).mean()
 
@@ -239,7 +263,8 @@ class SynthesisTask:
         loss_ssim_tgt = 1 - self.ssim(tgt_imgs_syn, tgt_imgs_scaled)
 
         with torch.no_grad():
-            lpips_tgt = self._lpips_tgt(tgt_imgs_syn, tgt_imgs_scaled) if is_val and scale == 0 else torch.tensor(0.0)
+            lpips_tgt = (self._lpips_tgt(tgt_imgs_syn, tgt_imgs_scaled) if is_val and scale == 0
+                         else tgt_imgs_syn.new_zeros(()))
             psnr_tgt = psnr(tgt_imgs_syn, tgt_imgs_scaled).mean()
 
         loss = (loss_disp_pt3dtgt + loss_disp_pt3dsrc + loss_rgb_tgt + loss_ssim_tgt + loss_smooth_tgt
@@ -358,20 +383,20 @@ class SynthesisTask:
             self.tb_writer.add_images(f"{tag}/step_{self.global_step}", value.clamp(0, 1), step)
 
     def log_training(self, epoch, step, global_step, dataset_length, loss_dict):
-        """Logs the losses to training.log and TensorBoard and updates the training meters."""
+        """Logs the losses to training.log and TensorBoard and updates the training meters (one host read)."""
+        keys = ("loss",) + LOG_KEYS + tuple(k for k in self.train_losses if k not in LOG_KEYS and k != "loss")
+        values = dict(zip(keys, torch.stack([loss_dict[k].detach().float() for k in keys]).tolist()))
         self.logger.info(
             "epoch [%.3d] step [%d/%d] global_step = %d total_loss = %.4f encoder_lr = %.7f\n"
             "        src: rgb = %.4f\n        src: ssim = %.4f\n        src: smooth = %.4f\n"
             "        src: disp_pt3d = %.4f\n        tgt: rgb = %.4f\n        tgt: ssim = %.4f\n"
             "        tgt: smooth = %.4f\n        tgt: disp_pt3d = %.4f\n        tgt: psnr = %.2f",
-            epoch, step, dataset_length, global_step, loss_dict["loss"].item(), self.optimizer.param_groups[0]["lr"],
-            *(loss_dict[k].item() for k in ("loss_rgb_src", "loss_ssim_src", "loss_smooth_src", "loss_disp_pt3dsrc",
-                                            "loss_rgb_tgt", "loss_ssim_tgt", "loss_smooth_tgt", "loss_disp_pt3dtgt",
-                                            "psnr_tgt")))
+            epoch, step, dataset_length, global_step, values["loss"], self.optimizer.param_groups[0]["lr"],
+            *(values[k] for k in LOG_KEYS))
         for key, meter in self.train_losses.items():
             if self.tb_writer is not None:
-                self.tb_writer.add_scalar(key + "/train", loss_dict[key].item(), global_step)
-            meter.update(loss_dict[key].item())
+                self.tb_writer.add_scalar(key + "/train", values[key], global_step)
+            meter.update(values[key])
 
     def checkpoint_state(self, with_optimizer=True):
         """The original's checkpoint dict (`module.`-prefixed backbone/decoder) + resume fields."""
@@ -404,11 +429,38 @@ class SynthesisTask:
         dist.all_gather(gathered, checksum.to(self.device))
         return [g.item() for g in gathered]
 
+    def train_step(self, items):
+        """One optimisation step on a collated batch (forward, losses, backward, Adam): -> detached loss_dict.
+
+        No host synchronisation: the losses stay on the device until a logging step reads them.
+        """
+        self.set_data(items)
+        loss_dict, _ = self.loss_fcn(is_val=False)
+        self.optimizer.zero_grad()
+        loss_dict["loss"].backward()
+        self.optimizer.step()
+        return {k: v.detach() for k, v in loss_dict.items()}
+
+    def check_finite(self, losses, first_global_step):
+        """Raises FloatingPointError naming the first step whose loss is not finite; losses: list of 0-dim.
+
+        One host read for all the steps since the last check.
+        """
+        not_finite = (~torch.isfinite(torch.stack(losses))).tolist()
+        if any(not_finite):
+            bad = not_finite.index(True)
+            raise FloatingPointError(f"loss is {losses[bad].item()} at global step {first_global_step + bad}")
+
     def train_epoch(self, train_data_loader, val_data_loader, epoch, bar=None):
-        """One pass over the training set; logs every 10 steps, checkpoints every 5000, evaluates per eval_interval."""
+        """One pass over the training set; logs every 10 steps, checkpoints every 5000, evaluates per eval_interval.
+
+        The losses are read on the host only on logging steps (the finiteness check of the steps since the
+        last one included) and at the end of the epoch.
+        """
         is_main = self.config.get("global_rank", 0) == 0
-        if hasattr(train_data_loader, "sampler") and hasattr(train_data_loader.sampler, "set_epoch"):
-            train_data_loader.sampler.set_epoch(epoch)
+        sampler = getattr(train_data_loader, "sampler", train_data_loader)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
         self.backbone.train()
         self.decoder.train()
         self.current_epoch = epoch
@@ -416,28 +468,29 @@ class SynthesisTask:
         for meter in self.train_losses.values():
             meter.reset()
 
+        pending = []  # the loss of every step since the last check, on the device
         for step, items in enumerate(train_data_loader, start=1):
             self.global_step += 1
-            self.set_data(items)
-            loss_dict, _ = self.loss_fcn(is_val=False)
-            loss = loss_dict["loss"]
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"loss is {loss.item()} at global step {self.global_step}")
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
+            loss_dict = self.train_step(items)
+            pending.append(loss_dict["loss"])
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{loss_dict['psnr_tgt'].item():.2f}")
-
-            if step % 10 == 0 and is_main:
-                self.log_training(epoch, step, self.global_step, len(train_data_loader), loss_dict)
+            if step % LOG_EVERY == 0:
+                self.check_finite(pending, self.global_step - len(pending) + 1)
+                pending = []
+                if is_main:
+                    if bar is not None:
+                        loss, psnr_tgt = torch.stack((loss_dict["loss"], loss_dict["psnr_tgt"])).tolist()
+                        bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{psnr_tgt:.2f}")
+                    self.log_training(epoch, step, self.global_step, len(train_data_loader), loss_dict)
             if step % 5000 == 0 and is_main:
                 self.save_latest(epoch - 1)
             if is_main and (self.global_step == 2000 or self.global_step % self.config["training.eval_interval"] == 0):
                 self.run_eval(val_data_loader)
                 path = os.path.join(self.config["local_workspace"], "checkpoint_%012d.pth" % self.global_step)
                 checkpoints.save_atomic(path, self.checkpoint_state(with_optimizer=False))
+        if pending:
+            self.check_finite(pending, self.global_step - len(pending) + 1)
 
     def train(self, train_data_loader, val_data_loader):
         """training.epochs epochs (resuming after the checkpoint's); MultiStepLR steps once per epoch."""
@@ -458,3 +511,49 @@ class SynthesisTask:
             self.logger.info("Replica parameter checksums (one per rank): %s", checksums)
             self.save_latest(epochs)
             self.logger.info("Training finished: %d steps in %.1f s", self.global_step, time.time() - start)
+
+
+def probe_batch(B, H, W, num_points, device):
+    """A collated batch of B source/target pairs of the right shapes on `device` (values: a valid toy scene).
+
+    Identity-like intrinsics, points 2 units in front of both cameras, a small sideways target move.
+    """
+    K = torch.tensor([[W / 2.0, 0.0, W / 2.0], [0.0, W / 2.0, H / 2.0], [0.0, 0.0, 1.0]])
+    xyzs = torch.stack((torch.zeros(num_points), torch.zeros(num_points), torch.full((num_points,), 2.0)))
+    G_src_tgt = torch.eye(4)
+    G_src_tgt[0, 3] = 0.05
+    src = {"img": torch.full((B, 3, H, W), 0.5), "K": K.expand(B, 3, 3), "K_inv": torch.inverse(K).expand(B, 3, 3),
+           "xyzs": xyzs.expand(B, 3, num_points)}
+    tgt = {"img": torch.full((B, 1, 3, H, W), 0.5), "K": K.expand(B, 1, 3, 3),
+           "K_inv": torch.inverse(K).expand(B, 1, 3, 3), "G_src_tgt": G_src_tgt.expand(B, 1, 4, 4),
+           "xyzs": xyzs.expand(B, 1, 3, num_points)}
+    return {k: v.to(device) for k, v in src.items()}, {k: v.to(device) for k, v in tgt.items()}
+
+
+def activation_bytes_per_image(config):
+    """Bytes autograd saves for backward per training image: one loss_fcn on a PROBE_IMAGES batch, meta device.
+
+    The probe is the real model and losses at the config's size, planes and points, built and run on the
+    meta device (shapes without data): it costs no memory or compute and leaves the training RNG alone.
+    """
+    probe_config = {**config, "training.pretrained_checkpoint_path": None, "model.imagenet_pretrained": False,
+                    "training.compile": False}
+    with torch.device("meta"):
+        task = SynthesisTask(probe_config, _PROBE_LOGGER, is_val=True, device="meta")
+    task.set_data(probe_batch(PROBE_IMAGES, config["data.img_h"], config["data.img_w"],
+                              config["data.visible_point_count"], "meta"))
+    _, saved = memory.saved_bytes(lambda: task.loss_fcn(is_val=False))
+    return saved / PROBE_IMAGES
+
+
+def describe_memory(config, parameters):
+    """The start-up line: predicted peak memory of one process's training step at data.per_gpu_batch_size."""
+    parameters = list(parameters)
+    per_image = activation_bytes_per_image(config)
+    batch = config["data.per_gpu_batch_size"]
+    total = memory.predicted_peak_bytes(parameters, per_image, batch)
+    return (f"predicted peak memory {total / memory.GIB:.2f} GiB per process: {batch} images "
+            f"(data.per_gpu_batch_size) x {per_image / 2**20:.1f} MiB per image (saved for backward at "
+            f"{config['data.img_h']}x{config['data.img_w']}, {config['mpi.num_bins_coarse']} planes, measured on "
+            f"the fly on a {PROBE_IMAGES}-image probe on the meta device) + "
+            f"{memory.state_bytes(parameters) / memory.GIB:.2f} GiB of parameters, gradients and Adam moments")

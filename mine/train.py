@@ -21,7 +21,9 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
 
+from common import device as device_utils
 from common import dist as common_dist
+from mine.input_pipelines import device_batches
 
 DATASETS = ("llff", "realestate10k", "flowers", "kitti_raw", "dtu")
 # data.name -> (module, Dataset class) of the pipelines the original did not release (dtu has none).
@@ -66,13 +68,20 @@ def preprocess_config(config):
 
 
 def get_dataset(config, logger):
-    """Train loader (DistributedSampler when distributed, drop_last) and val loader of config['data.name']."""
+    """Train batches and val loader of config['data.name'].
+
+    Training: DeviceBatches on config['device'] when data.on_device picks it (llff; see
+    input_pipelines/device_batches.py), else a DataLoader (DistributedSampler when distributed, drop_last).
+    """
     name = config["data.name"]
     if name not in DATASETS:
         raise ValueError(f"data.name must be one of {DATASETS}, got {name!r}")
     common = {"img_size": (config["data.img_w"], config["data.img_h"]),
               "supervision_count": config["data.num_tgt_views"],
               "visible_points_count": config["data.visible_point_count"]}
+    on_device = config.get("data.on_device", "auto")
+    if on_device is True and name != "llff":
+        raise ValueError(f"data.on_device: true needs the llff pipeline, data.name is {name!r}")
     if name == "llff":
         from mine.input_pipelines.llff.nerf_dataset import NeRFDataset
 
@@ -91,12 +100,19 @@ def get_dataset(config, logger):
         raise NotImplementedError(f"no input pipeline for data.name={name!r} (the original released none)")
 
     train_dataset, val_dataset = make(False), make(True)
+    val_loader = DataLoader(val_dataset, batch_size=config["data.per_gpu_batch_size"], shuffle=False,
+                            drop_last=False, num_workers=0, collate_fn=val_dataset.collate_fn)
+    device = config.get("device", "cpu")
+    if name == "llff" and device_batches.use_device_batches(
+            on_device, device_batches.DeviceBatches.nbytes_of_nerf_dataset(train_dataset), device):
+        train_batches = device_batches.DeviceBatches.from_nerf_dataset(
+            train_dataset, config["data.per_gpu_batch_size"], device, seed=SEED, rank=config["global_rank"],
+            world_size=config["world_size"])
+        return train_batches, val_loader
     sampler = DistributedSampler(train_dataset) if config["world_size"] > 1 else None
     train_loader = DataLoader(train_dataset, batch_size=config["data.per_gpu_batch_size"], drop_last=True,
                               num_workers=0, sampler=sampler, shuffle=sampler is None,
                               collate_fn=train_dataset.collate_fn)
-    val_loader = DataLoader(val_dataset, batch_size=config["data.per_gpu_batch_size"], shuffle=False,
-                            drop_last=False, num_workers=0, collate_fn=val_dataset.collate_fn)
     return train_loader, val_loader
 
 
@@ -113,10 +129,27 @@ def make_logger(log_file):
     return logger
 
 
+def check_config(config, device):
+    """The settings that would fail later, checked before anything is written: -> the training device.
+
+    training.device (port addition) replaces the rank's LOCAL_RANK device when set.
+    """
+    from mine.synthesis_task import check_image_size
+
+    check_image_size(config["data.img_h"], config["data.img_w"])
+    on_device = config.get("data.on_device", "auto")
+    if on_device not in device_batches.ON_DEVICE_VALUES:
+        raise ValueError(f"data.on_device must be one of {device_batches.ON_DEVICE_VALUES}, got {on_device!r}")
+    if config.get("training.device") is not None:
+        return device_utils.resolve_device(config["training.device"], "training.device")
+    return device
+
+
 def train(config, workspace, version, info):
     """Sets up the run folder (rank 0), data, SynthesisTask, and trains; returns the task."""
-    from mine.synthesis_task import SynthesisTask
+    from mine.synthesis_task import SynthesisTask, describe_memory
 
+    device = check_config(config, info.device)
     run_dir = os.path.join(workspace, version)
     if info.is_main:
         if not os.path.isdir(workspace):
@@ -128,7 +161,9 @@ def train(config, workspace, version, info):
 
     config = preprocess_config(dict(config))
     config.update(global_rank=info.rank, local_rank=info.local_rank, world_size=info.world_size,
-                  local_workspace=run_dir, device=str(info.device))
+                  local_workspace=run_dir, device=str(device))
+    if config.get("training.tf32") is not None:  # null keeps torch's defaults (cuDNN TF32 on, matmul TF32 off)
+        device_utils.setup_tf32(config["training.tf32"])
     latest = os.path.join(run_dir, "checkpoint_latest.pth")
     if os.path.isfile(latest):
         config["training.pretrained_checkpoint_path"] = latest
@@ -148,6 +183,7 @@ def train(config, workspace, version, info):
 
     train_loader, val_loader = get_dataset(config, logger)
     task = SynthesisTask(config=config, logger=logger)
+    logger.info(describe_memory(config, [*task.backbone.parameters(), *task.decoder.parameters()]))
     task.train(train_loader, val_loader)
     if config.get("tb_writer") is not None:
         config["tb_writer"].close()

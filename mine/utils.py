@@ -60,13 +60,18 @@ def restore_model(model_path, backbone, decoder, optimizer=None, logger=None):
 
 
 def inverse(matrices):
-    """torch.inverse with the original's retry on NaN (pytorch issue 47272): ...xNxN -> ...xNxN."""
-    # Batched CUDA inverses of torch 1.8 sometimes returned NaN; the original retries up to 5 times.
-    for _ in range(5):
-        result = torch.inverse(matrices)
-        if not torch.isnan(result).any():
-            return result
-    raise FloatingPointError("Matrix inverse contains nan!")
+    """torch.inverse with the original's retry on NaN (pytorch issue 47272): ...xNxN -> ...xNxN.
+
+    Batched CUDA inverses of torch 1.8 sometimes returned NaN; the original retried up to 5 times and
+    raised after that. The retries here replace only the matrices with a NaN, chosen by torch.where on
+    the device: `if isnan(...).any()` would wait for the device twice per homography. A matrix still
+    NaN after the retries stays NaN, and the trainer's finiteness check of the loss names the step.
+    """
+    result = torch.inverse(matrices)
+    for _ in range(4):
+        bad = torch.isnan(result).flatten(-2).any(-1)[..., None, None]
+        result = torch.where(bad, torch.inverse(matrices), result)
+    return result
 
 
 class AverageMeter:
@@ -99,10 +104,11 @@ def get_embedder(multires, i=0):
     Layout [x, sin(x f_0), cos(x f_0), sin(x f_1), ...] with f_k = 2^k, k = 0 .. multires - 1
     (the original's Embedder with include_input and log sampling; `i` is unused, as there).
     """
-    freqs = 2.0 ** torch.linspace(0.0, multires - 1, steps=multires)
 
     def embed(x):
-        xf = x[..., None, :] * freqs.to(x)[:, None]  # [..., F, d]
+        # Made on x's device each call: a host table would be copied to the device every forward.
+        freqs = 2.0 ** torch.arange(multires, dtype=x.dtype, device=x.device)
+        xf = x[..., None, :] * freqs[:, None]  # [..., F, d]
         periodic = torch.stack((torch.sin(xf), torch.cos(xf)), dim=-2)  # [..., F, 2, d]
         return torch.cat((x, periodic.flatten(-3)), dim=-1)
 

@@ -12,7 +12,9 @@ def psnr(img1, img2):
 
 def _sobel_abs(x, normalized):
     """|Sobel gradients| with replicate padding (kornia's spatial_gradient): BxCxHxW -> BxCx2xHxW."""
-    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=x.dtype, device=x.device)
+    # [1, 2, 1]^T [-1, 0, 1] made on x's device: a literal tensor would be a host copy (and a CUDA sync) per call.
+    diff = torch.arange(-1.0, 2.0, dtype=x.dtype, device=x.device)
+    kx = (2 - diff.abs())[:, None] * diff[None, :]
     kernel = torch.stack((kx, kx.t()))  # 2x3x3: d/dx, d/dy
     if normalized:
         kernel = kernel / kernel.abs().sum(dim=(1, 2), keepdim=True)

@@ -536,8 +536,9 @@ def activation_bytes_per_image(config):
     The probe is the real model and losses at the config's size, planes and points, built and run on the
     meta device (shapes without data): it costs no memory or compute and leaves the training RNG alone.
     """
+    # float32 (meta has no autocast): with training.bf16 the prediction is an upper bound.
     probe_config = {**config, "training.pretrained_checkpoint_path": None, "model.imagenet_pretrained": False,
-                    "training.compile": False}
+                    "training.compile": False, "training.bf16": False}
     with torch.device("meta"):
         task = SynthesisTask(probe_config, _PROBE_LOGGER, is_val=True, device="meta")
     task.set_data(probe_batch(PROBE_IMAGES, config["data.img_h"], config["data.img_w"],

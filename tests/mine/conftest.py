@@ -35,7 +35,7 @@ SMALL_CONFIG = {
     "lr.decay_steps": "1000",
     "training.eval_interval": 100000,
 }
-TRAIN_EPOCHS = 20  # 20 views / batch 2 = 10 steps per epoch -> 200 steps
+TRAIN_EPOCHS = 8  # 20 views / batch 2 = 10 steps per epoch -> 80 steps (target L1 falls to 0.82x, PSNR 20.35 dB)
 
 
 def small_config(root, **overrides):

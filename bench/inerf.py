@@ -143,6 +143,63 @@ def gpu_check_case(device, precision, *, paper=True, compiled=False, batch_rays=
         flops_per_ray_render=forward)
 
 
+def smallest_fitting_accum(params, per_ray, batch, budget=24 * 2**30):
+    """The smallest grad_accum_steps dividing batch whose predicted peak fits budget bytes."""
+    from common import memory
+
+    for k in range(1, batch + 1):
+        if batch % k == 0 and memory.predicted_peak_bytes(params, per_ray, batch // k) <= budget:
+            return k
+    return None
+
+
+def memory_table(probe_rays=64):
+    """Markdown rows: predicted peak memory of each paper config at its paper batch (saved_bytes on
+    probe_rays rays on the CPU), with grad_accum_steps 1 and the smallest value that fits 24 GiB."""
+    from pyhocon import ConfigFactory
+
+    from common import memory
+    from inerf import train_nerf
+    from inerf.src.model import make_model
+    from inerf.src.render import NeRFRenderer
+    from inerf.train import train as pixelnerf_train
+
+    rows = []
+    for gin_file in ('inerf/configs/nerf_blender.gin', 'inerf/configs/nerf_llff.gin'):
+        gin.clear_config()
+        config = utils.parse_config([gin_file], [])
+        gin.clear_config()
+        torch.manual_seed(0)
+        render_kwargs, models = nerf_helpers.create_nerf(config)
+        params = [p for m in models.values() if m is not None for p in m.parameters()]
+        near, far = (config.near, config.far) if config.dataset_type == 'blender' else (0., 1.)
+        data = {'rays_o': torch.zeros(1, 8, 8, 3), 'rays_d': torch.tensor([0., 0., -1.]).expand(1, 8, 8, 3),
+                'target': torch.rand(1, 8, 8, 3)}
+        per_ray = train_nerf.bytes_per_ray(data, [8, 8, 10.], render_kwargs, config, near, far, probe_rays)
+        rows.append((f'train_nerf {os.path.basename(gin_file)}', 'Config.N_rand', config.N_rand, params, per_ray))
+    for conf_name in ('srn', 'dtu', 'sn64'):
+        conf = ConfigFactory.parse_file(f'inerf/conf/exp/{conf_name}.conf')
+        torch.manual_seed(0)
+        net = make_model(conf['model'])
+        renderer = NeRFRenderer.from_conf(conf['renderer'])
+        size = {'srn': 128, 'dtu': 300, 'sn64': 64}[conf_name]
+        poses = torch.eye(4)[None].clone()
+        poses[0, 2, 3] = 1.3
+        data = {'images': torch.rand(1, 3, size, size) * 2 - 1, 'poses': poses, 'focal': torch.tensor(size * 1.)}
+        crit = torch.nn.MSELoss()
+        per_ray = pixelnerf_train.bytes_per_ray(net, renderer, crit, data, 0.8, 1.8, 'cpu', probe_rays)
+        # The release's defaults: -B 4 objects x -R 128 rays.
+        rows.append((f'pixelNeRF {conf_name}.conf', '-B 4 x -R 128', 4 * 128,
+                     [p for p in net.parameters()], per_ray))
+    lines = ['| config | batch (rays) | KiB saved per ray | peak, grad_accum_steps 1 | grad_accum_steps for 24 GiB |',
+             '|---|---|---|---|---|']
+    for name, setting, batch, params, per_ray in rows:
+        peak = memory.predicted_peak_bytes(params, per_ray, batch) / memory.GIB
+        lines.append(f'| {name} | {setting} = {batch} | {per_ray / 1024:.1f} | {peak:.2f} GiB | '
+                     f'{smallest_fitting_accum(params, per_ray, batch)} |')
+    return '\n'.join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--gin', action='append', help='config file (repeatable; default: paper and demo)')
@@ -150,7 +207,12 @@ def main():
     parser.add_argument('--steps', type=int, default=3, help='timed steps')
     parser.add_argument('--bind', action='append', default=[], help='extra gin binding (repeatable)')
     parser.add_argument('--threads', type=int, default=None, help='torch intra-op threads')
+    parser.add_argument('--memory', action='store_true',
+                        help='print the predicted peak memory of the paper configs (README table) and exit')
     args = parser.parse_args()
+    if args.memory:
+        print(memory_table())
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     device = device_utils.pick_device()

@@ -49,6 +49,32 @@ def check_args(args):
                                   batch_setting="--ray_batch_size")
 
 
+def bytes_per_ray(net, renderer, rgb_crit, data, z_near, z_far, device, probe_rays=PROBE_RAYS):
+    """Bytes autograd saves per ray of a training step (coarse + fine MLPs, compositing, loss),
+    measured on probe_rays rays of the first view of the dataset item `data` (images (NV, 3, H, W),
+    poses, focal). The source view is encoded without a graph (its activations do not grow with
+    the rays), and the samples are deterministic, so nothing is drawn from the RNGs."""
+    images, poses = data["images"][:1].to(device), data["poses"][:1].to(device)
+    focal = torch.as_tensor(data["focal"]).reshape(-1)[:1].to(device)
+    with torch.no_grad():
+        net.encode(images[None], poses[None], focal)
+    H, W = images.shape[-2:]
+    rays = util.gen_rays(poses, W, H, focal, z_near, z_far).reshape(1, -1, 8)[:, :probe_rays]
+    render_par = renderer.bind_parallel(net)
+    det, renderer.det = renderer.det, True
+
+    def step():
+        out = as_dotmap(render_par(rays, want_weights=True))
+        levels = [out.coarse] + ([out.fine] if "fine" in out else [])
+        return sum(rgb_crit(level.rgb, torch.zeros_like(level.rgb)) for level in levels)
+
+    try:
+        _, n_bytes = memory.saved_bytes(step)
+    finally:
+        renderer.det = det
+    return n_bytes / rays.shape[1]
+
+
 class PixelNeRFTrainer(trainlib.Trainer):
     """The release's PixelNeRFTrainer: ray batches per object, coarse + fine RGB losses."""
 
@@ -143,29 +169,6 @@ class PixelNeRFTrainer(trainlib.Trainer):
         # 0-dim device tensors: the loop reads them on its print and eval steps only.
         return loss_dict
 
-    def bytes_per_ray(self, data, probe_rays=PROBE_RAYS):
-        """Bytes autograd saves per ray of a step (coarse + fine MLPs, compositing, loss), measured on
-        probe_rays rays of one object of the dataset item `data`; the source view is encoded without
-        a graph (its activations do not grow with the rays) and nothing is drawn from the RNGs."""
-        images, poses = data["images"][:1].to(self.device), data["poses"][:1].to(self.device)
-        focal = torch.as_tensor(data["focal"]).reshape(-1)[:1].to(self.device)
-        with torch.no_grad():
-            self.net.encode(images[None], poses[None], focal)
-        H, W = images.shape[-2:]
-        rays = util.gen_rays(poses, W, H, focal, self.z_near, self.z_far).reshape(1, -1, 8)[:, :probe_rays]
-        det, self.renderer.det = self.renderer.det, True
-
-        def step():
-            out = as_dotmap(self.render_par(rays, want_weights=True))
-            levels = [out.coarse] + ([out.fine] if "fine" in out else [])
-            return sum(self.rgb_coarse_crit(level.rgb, torch.zeros_like(level.rgb)) for level in levels)
-
-        try:
-            _, n_bytes = memory.saved_bytes(step)
-        finally:
-            self.renderer.det = det
-        return n_bytes / rays.shape[1]
-
     def train_step(self, data, global_step):
         return self.calc_losses(data, is_train=True, global_step=global_step)
 
@@ -237,7 +240,8 @@ def main(argv=None):
         net.encoder.eval()
     renderer = NeRFRenderer.from_conf(conf["renderer"], lindisp=dset.lindisp).to(device=device)
     trainer = PixelNeRFTrainer(net, renderer, dset, val_dset, args, conf, device)
-    print(memory.describe_prediction([p for p in net.parameters() if p.requires_grad], trainer.bytes_per_ray(dset[0]),
+    per_ray = bytes_per_ray(net, renderer, trainer.rgb_fine_crit, dset[0], dset.z_near, dset.z_far, device)
+    print(memory.describe_prediction([p for p in net.parameters() if p.requires_grad], per_ray,
                                      args.batch_size * args.ray_batch_size, args.grad_accum_steps, PROBE_RAYS))
     trainer.start()
     return trainer

@@ -9,9 +9,8 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from common import checkpoints
+from common import checkpoints, memory
 from common import device as device_utils
-from common import memory
 from common.logger import progress
 from mine.network.layers import edge_aware_loss, edge_aware_loss_v2, psnr
 from mine.network.monodepth2.depth_decoder import DepthDecoder

@@ -108,8 +108,8 @@ def gpu_check_case(device, precision, *, paper=True, compiled=False, batch_rays=
     """bench.gpu_case.Case of SynthesisTask.train_step at params_realestate.yaml (paper: ResNet-50, 384x256,
     32 planes, batch 4) or the demo config (ResNet-18, 256x128, 8 planes, batch 2), on `device`.
 
-    "Rays" are target pixels: train_rays = batch x H x W (batch_rays overrides the batch, in whole images, at
-    least 2 for BatchNorm), render_rays = the H x W pixels of one novel view (MPI prediction of one image and
+    "Rays" are target pixels: train_rays = batch x H x W (batch_rays overrides the batch, rounded up to whole
+    images, 2 at least), render_rays = the H x W pixels of one novel view (MPI prediction of one image and
     its warp). Weights are initialised on the CPU from the seed and moved, the batch is made on the CPU and
     moved, and the planes are fixed (mpi.fix_disparity), so the step is deterministic.
     """
@@ -124,9 +124,8 @@ def gpu_check_case(device, precision, *, paper=True, compiled=False, batch_rays=
                             "training.compile": compiled, "device": str(device)})
     H, W = config["data.img_h"], config["data.img_w"]
     if batch_rays is not None:
-        config["data.per_gpu_batch_size"] = batch_rays // (H * W)
-    if config["data.per_gpu_batch_size"] < 2:
-        raise ValueError(f"batch_rays={batch_rays}: at least 2 images of {H}x{W} pixels (BatchNorm)")
+        # Whole images, two at least: BatchNorm of the 1/128 bottleneck needs two values per channel.
+        config["data.per_gpu_batch_size"] = max(2, -(-batch_rays // (H * W)))
     gpu_case.set_tf32(device, precision)
     torch.manual_seed(seed)
     task = SynthesisTask(config, None, device=device)

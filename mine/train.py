@@ -137,9 +137,7 @@ def check_config(config, device):
     from mine.synthesis_task import check_image_size
 
     check_image_size(config["data.img_h"], config["data.img_w"])
-    on_device = config.get("data.on_device", "auto")
-    if on_device not in device_batches.ON_DEVICE_VALUES:
-        raise ValueError(f"data.on_device must be one of {device_batches.ON_DEVICE_VALUES}, got {on_device!r}")
+    device_batches.check_on_device(config.get("data.on_device", "auto"))
     if config.get("training.device") is not None:
         return device_utils.resolve_device(config["training.device"], "training.device")
     return device
@@ -183,7 +181,8 @@ def train(config, workspace, version, info):
 
     train_loader, val_loader = get_dataset(config, logger)
     task = SynthesisTask(config=config, logger=logger)
-    logger.info(describe_memory(config, [*task.backbone.parameters(), *task.decoder.parameters()]))
+    if info.is_main:  # every rank runs the same step
+        logger.info(describe_memory(config, [*task.backbone.parameters(), *task.decoder.parameters()]))
     task.train(train_loader, val_loader)
     if config.get("tb_writer") is not None:
         config["tb_writer"].close()

@@ -29,10 +29,15 @@ def fits_on_device(nbytes, device):
     return nbytes <= FREE_MEMORY_FRACTION * free
 
 
-def use_device_batches(setting, nbytes, device):
-    """data.on_device: True / False force the path; "auto" asks fits_on_device. Other values: ValueError."""
+def check_on_device(setting):
+    """Raises ValueError naming data.on_device unless it is one of ON_DEVICE_VALUES."""
     if setting not in ON_DEVICE_VALUES:
         raise ValueError(f"data.on_device must be one of {ON_DEVICE_VALUES}, got {setting!r}")
+
+
+def use_device_batches(setting, nbytes, device):
+    """data.on_device: True / False force the path; "auto" asks fits_on_device. Other values: ValueError."""
+    check_on_device(setting)
     return fits_on_device(nbytes, device) if setting == "auto" else setting
 
 

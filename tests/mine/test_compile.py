@@ -41,10 +41,15 @@ def test_compiled_networks_match_eager():
         net.zero_grad()
         net.compile()  # in place, as training.compile does
     out, grads = _step(compiled_encoder, compiled_decoder, images, disparity, weights)
-    for a, b in zip(out, eager_out):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     assert grads.keys() == eager_grads.keys() and len(grads) == 120
-    for name, grad in grads.items():
-        # Relative to the gradient's norm: the sums of a BatchNorm backward are reordered by inductor.
-        error = torch.linalg.vector_norm(grad - eager_grads[name]) / torch.linalg.vector_norm(eager_grads[name])
-        assert error < 1e-5, name
+    # Relative to each tensor's norm: inductor fuses the BatchNorms and reorders their batch sums, which
+    # moves single elements near zero (the density |x| + 1e-4) by up to 6e-5.
+    errors = {f"mpi scale {s}": _relative(a, b) for s, (a, b) in enumerate(zip(out, eager_out))}
+    errors.update({name: _relative(grad, eager_grads[name]) for name, grad in grads.items()})
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < 1e-5, (worst, errors[worst])
+
+
+def _relative(a, b):
+    """||a - b|| / ||b||."""
+    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))

@@ -17,9 +17,8 @@ import os
 import numpy as np
 import torch
 
-from common import checkpoints, logger
+from common import checkpoints, logger, memory
 from common import device as device_utils
-from common import memory
 from common import metrics as image_metrics
 from inerf import nerf_helpers, render_helpers, utils
 

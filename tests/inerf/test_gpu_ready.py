@@ -8,7 +8,7 @@ import torch
 from inerf import nerf_helpers, run, train_nerf
 from inerf.src import util
 from inerf.train import train as pixelnerf_train
-from tests.inerf.test_device import HWF, FAR, NEAR, pixelnerf_on_device, tiny_config, tiny_scene
+from tests.inerf.test_device import FAR, HWF, NEAR, pixelnerf_on_device, tiny_config, tiny_scene
 
 
 def flat_grads(params):

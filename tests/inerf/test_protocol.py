@@ -5,6 +5,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from inerf import run
 from tests.inerf.conftest import DEMO_GIN
@@ -46,12 +47,21 @@ def test_estimates_improve_on_the_start_and_stay_rotations(ablation):
 
 
 def test_interest_regions_recover_most_perturbed_poses(ablation):
-    """demo.gin's NeRF (25.1 dB), 8 views x 2 starts: >= 70% within 5 deg / 5% of the distance."""
+    """The test NeRF (512 rays a step, 24.7 dB), 4 views x 2 starts: >= 70% within 5 deg / 5% of
+    the distance (measured: 87.5%)."""
     check_recovery(*ablation)
 
 
 def test_interest_regions_succeed_at_least_as_often_as_random(ablation):
+    """Measured on the test NeRF: 87.5% (regions) vs 50% (random) at step 300."""
     check_ablation(*ablation)
+
+
+@pytest.mark.slow
+def test_demo_gin_recovers_most_perturbed_poses(ablation_full):
+    """demo.gin as configured (25.1 dB), 8 views x 2 starts: the README's table (81.3% both)."""
+    check_recovery(*ablation_full)
+    check_ablation(*ablation_full)
 
 
 def test_run_writes_results_table_overlays_and_video(trained):

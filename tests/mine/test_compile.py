@@ -11,12 +11,12 @@ from mine.network.monodepth2.resnet_encoder import ResnetEncoder
 from mine.utils import get_embedder
 
 
-def _networks():
+def _networks(dtype):
     """ResNet-18 encoder and a decoder with a 4-frequency disparity code, training mode (BatchNorm on batches)."""
     torch.manual_seed(0)
     encoder = ResnetEncoder(18, pretrained=False)
     embedder, dim = get_embedder(4)
-    return encoder, DepthDecoder(np.array(encoder.num_ch_enc), embedder, dim)
+    return encoder.to(dtype), DepthDecoder(np.array(encoder.num_ch_enc), embedder, dim).to(dtype)
 
 
 def _step(encoder, decoder, images, disparity, weights):
@@ -28,28 +28,37 @@ def _step(encoder, decoder, images, disparity, weights):
     return [m.detach() for m in mpis], {n: p.grad for n, p in named if p.grad is not None}
 
 
+def _relative(a, b):
+    """||a - b|| / ||b||."""
+    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
+
+
 @pytest.mark.slow
 def test_compiled_networks_match_eager():
-    encoder, decoder = _networks()
+    """In float64: in float32, BatchNorm over a 2-image batch (2 values per channel at the 1/128 bottleneck)
+    amplifies the rounding of the reordered sums, so compiled and eager gradients differ by a median 3.5%
+    (outputs by 1e-5 to 3e-5), whichever of them is closer; float64 shows that compile computes the same function."""
+    encoder, decoder = _networks(torch.float64)
     generator = torch.Generator().manual_seed(1)
-    images = torch.rand(2, 3, 128, 128, generator=generator)
-    disparity = torch.sort(torch.rand(2, 4, generator=generator), dim=1, descending=True).values
-    weights = [torch.rand(2, 4, 4, 128 // 2**s, 128 // 2**s, generator=generator) for s in range(4)]
+    images = torch.rand(2, 3, 128, 128, generator=generator, dtype=torch.float64)
+    disparity = torch.sort(torch.rand(2, 4, generator=generator, dtype=torch.float64), dim=1, descending=True).values
+    weights = [torch.rand(2, 4, 4, 128 // 2**s, 128 // 2**s, generator=generator, dtype=torch.float64)
+               for s in range(4)]
     eager_out, eager_grads = _step(encoder, decoder, images, disparity, weights)
     compiled_encoder, compiled_decoder = copy.deepcopy(encoder), copy.deepcopy(decoder)
     for net in (compiled_encoder, compiled_decoder):
         net.zero_grad()
         net.compile()  # in place, as training.compile does
     out, grads = _step(compiled_encoder, compiled_decoder, images, disparity, weights)
+    for a, b in zip(out, eager_out):
+        assert _relative(a, b) < 1e-5
     assert grads.keys() == eager_grads.keys() and len(grads) == 120
-    # Relative to each tensor's norm: inductor fuses the BatchNorms and reorders their batch sums, which
-    # moves single elements near zero (the density |x| + 1e-4) by up to 6e-5.
-    errors = {f"mpi scale {s}": _relative(a, b) for s, (a, b) in enumerate(zip(out, eager_out))}
-    errors.update({name: _relative(grad, eager_grads[name]) for name, grad in grads.items()})
-    worst = max(errors, key=errors.get)
-    assert errors[worst] < 1e-5, (worst, errors[worst])
-
-
-def _relative(a, b):
-    """||a - b|| / ||b||."""
-    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
+    for name, grad in grads.items():
+        if name.startswith("decoder.convs.") and name.endswith("conv.conv.bias"):
+            # The bias of a convolution followed by a training-mode BatchNorm has a zero gradient (the batch
+            # mean takes it out): both are rounding noise, far below the weight's gradient.
+            scale = torch.linalg.vector_norm(eager_grads[name.replace("bias", "weight")])
+            assert torch.linalg.vector_norm(grad) < 1e-9 * scale
+            assert torch.linalg.vector_norm(eager_grads[name]) < 1e-9 * scale
+        else:
+            assert _relative(grad, eager_grads[name]) < 1e-5, name

@@ -35,9 +35,8 @@ def _relative(a, b):
 
 @pytest.mark.slow
 def test_compiled_networks_match_eager():
-    """In float64: in float32, BatchNorm over a 2-image batch (2 values per channel at the 1/128 bottleneck)
-    amplifies the rounding of the reordered sums, so compiled and eager gradients differ by a median 3.5%
-    (outputs by 1e-5 to 3e-5), whichever of them is closer; float64 shows that compile computes the same function."""
+    """In float64, where rounding cannot hide a wrong graph: in float32 inductor's kernels are less exact than
+    eager's (gradients a median 3e-3 from float64 against 2e-4 for eager, see the README)."""
     encoder, decoder = _networks(torch.float64)
     generator = torch.Generator().manual_seed(1)
     images = torch.rand(2, 3, 128, 128, generator=generator, dtype=torch.float64)

@@ -9,6 +9,7 @@ Config.render_chunk_size. Prints the device, dtype and threads with every figure
 """
 
 import argparse
+import dataclasses
 import functools
 import os
 import sys
@@ -41,6 +42,53 @@ def random_rays(num_rays, generator, device):
         radii=ones * 0.002, imageplane=u(num_rays, 2), lossmult=ones, near=ones * 0.2,
         far=ones * 1e6, cam_idx=torch.zeros(num_rays, 1, dtype=torch.int64))
     return rays.map(lambda x: x.to(device))
+
+
+def mlp_flops_per_sample(mlp):
+    """2 x the multiply-adds of every dense layer of an MLP for one sample (from its layer sizes)."""
+    return 2.0 * sum(m.in_features * m.out_features for m in mlp.modules()
+                     if isinstance(m, torch.nn.Linear))
+
+
+def flops_per_ray(model):
+    """Forward FLOPs per ray: each level's MLP at that level's samples (from the layer sizes)."""
+    levels = [(model.PropMLP_0 if model.num_levels > 1 and not model.single_mlp else model.NerfMLP_0,
+               model.num_prop_samples)] * (model.num_levels - 1) + [(model.NerfMLP_0, model.num_nerf_samples)]
+    return sum(mlp_flops_per_sample(mlp) * n for mlp, n in levels)
+
+
+def gpu_check_case(device, precision, *, paper=True, compiled=False, batch_rays=None, seed=0):
+    """bench.gpu_case.Case of 360.gin (paper) or demo.gin on `device` (see bench/gpu_case.py)."""
+    from bench import gpu_case
+
+    gpu_case.check_precision(precision)
+    gin_file = f'mipnerf360/configs/{"360" if paper else "demo"}.gin'
+    config = load(gin_file, [] if batch_rays is None else [f'Config.batch_size={batch_rays}'])
+    config = dataclasses.replace(config, randomized=False, use_bf16_autocast=precision == 'bf16')
+    gpu_case.set_tf32(device, precision)
+    generator = torch.Generator().manual_seed(seed)
+    model, state, render_eval_fn, train_step, _ = train_utils.setup_model(config, generator, device=device)
+    if compiled:
+        model.forward = device_utils.maybe_compile(model.forward, True, dynamic=False)
+    rays = random_rays(config.batch_size, generator, device)
+    batch = utils.Batch(rays=rays, rgb=torch.rand(config.batch_size, 3, generator=generator).to(device))
+    render_rays = 65536
+    eval_rays = random_rays(render_rays, generator, device).map(lambda x: x[None])
+
+    def step():
+        _, stats, _ = train_step(None, state, batch, None, 0.5, compute_stats=True)
+        return {'loss': stats['loss'], 'psnr': stats['psnr'],
+                'grad_norm': torch.sqrt(sum(v**2 for k, v in stats['grad_norms'].items() if '/' not in k))}
+
+    def render():
+        return models.render_image(functools.partial(render_eval_fn, 1.0), eval_rays, None, config,
+                                   verbose=False)['rgb']
+
+    forward = flops_per_ray(model)
+    return gpu_case.Case(
+        name=f'mipnerf360 {os.path.basename(gin_file)}', train_step=step, render=render,
+        train_rays=config.batch_size, render_rays=render_rays,
+        flops_per_ray_train=3 * forward, flops_per_ray_render=forward)
 
 
 def load(gin_file, bindings):
@@ -94,8 +142,14 @@ def main():
           f'{" + bf16 autocast (MLPs)" if args.bf16 else ""}'
           f'{"; TF32" if device.type == "cuda" and not args.no_tf32 else ""}'
           f'{"; torch.compile" if args.compile else ""}; threads {torch.get_num_threads()}')
-    print(f'train : {args.batch} rays/step, {train_s:.3f} s/step, {args.batch / train_s:,.0f} rays/s')
+    forward = flops_per_ray(model)
+    print(f'FLOPs per ray (dense layers, from the layer sizes): {forward / 1e6:.1f} M forward, '
+          f'{3 * forward / 1e6:.1f} M per training ray')
+    print(f'train : {args.batch} rays/step, {train_s:.3f} s/step, {args.batch / train_s:,.0f} rays/s, '
+          f'{3 * forward * args.batch / train_s / 1e9:.1f} GFLOP/s')
     print(f'render: {args.render_rays} rays, {render_s:.3f} s, {args.render_rays / render_s:,.0f} rays/s')
+    if device.type == 'cuda':
+        print(f'peak memory: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB')
 
 
 if __name__ == '__main__':

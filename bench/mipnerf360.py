@@ -23,6 +23,7 @@ import torch  # noqa: E402
 from absl import flags  # noqa: E402
 
 from common import device as device_utils  # noqa: E402
+from common import memory  # noqa: E402
 from mipnerf360.internal import configs, models, train_utils, utils  # noqa: E402
 
 configs.define_common_flags()
@@ -91,6 +92,31 @@ def gpu_check_case(device, precision, *, paper=True, compiled=False, batch_rays=
         flops_per_ray_train=3 * forward, flops_per_ray_render=forward)
 
 
+PAPER_CONFIGS = ('360.gin', '360_glo4.gin', 'blender_256.gin', 'blender_512.gin', 'llff_256.gin',
+                 'llff_512.gin')
+
+
+def memory_table(probe_rays=64, card_gib=24):
+    """Markdown rows: predicted peak memory of every paper config at its batch (saved_bytes on a
+    probe of random rays on the CPU), and the grad_accum_steps that fits a card_gib card."""
+    rows = ['| config | batch | KiB per ray | predicted peak, grad_accum_steps 1 | fits '
+            f'{card_gib} GB with |', '|---|---|---|---|---|']
+    for name in PAPER_CONFIGS:
+        config = load(f'mipnerf360/configs/{name}', [])
+        generator = torch.Generator().manual_seed(0)
+        model, *_ = train_utils.setup_model(config, generator)
+        rays = random_rays(probe_rays, generator, torch.device('cpu'))
+        probe = utils.Batch(rays=rays, rgb=torch.rand(probe_rays, 3, generator=generator))
+        _, nbytes = memory.saved_bytes(functools.partial(
+            train_utils.compute_losses, model, model, None, probe, None, None, 0.5, 1.0, config))
+        params = list(model.parameters())
+        peak = lambda k: memory.predicted_peak_bytes(params, nbytes / probe_rays, config.batch_size // k)
+        k = next(k for k in (1, 2, 4, 8, 16, 32, 64) if peak(k) <= card_gib * 1e9 * 0.9)
+        rows.append(f'| `{name}` | {config.batch_size} | {nbytes / probe_rays / 2**10:.1f} | '
+                    f'{peak(1) / memory.GIB:.1f} GiB | grad_accum_steps {k} ({peak(k) / memory.GIB:.1f} GiB) |')
+    return '\n'.join(rows)
+
+
 def load(gin_file, bindings):
     gin.clear_config()
     flags.FLAGS.unparse_flags()
@@ -111,7 +137,12 @@ def main():
     parser.add_argument('--compile', action='store_true', help='torch.compile the model')
     parser.add_argument('--no_tf32', action='store_true')
     parser.add_argument('--bind', action='append', default=[], help='extra gin binding (repeatable)')
+    parser.add_argument('--memory', action='store_true',
+                        help='print the predicted peak memory of every paper config and exit')
     args = parser.parse_args()
+    if args.memory:
+        print(memory_table())
+        return
 
     device = device_utils.pick_device()
     bindings = [f'Config.batch_size={args.batch}', f'Config.use_bf16_autocast={args.bf16}', *args.bind]

@@ -170,6 +170,17 @@ render-inerf: $(STAMP)
 	$(PY) -m inerf.eval.gen_video $(ARGS)
 .PHONY: train-mine eval-mine render-mine demo-mine train-inerf eval-inerf render-inerf check-ported
 
+# The GPU acceptance run (bench/gpu_check.py) on a machine whose Python has torch with CUDA but not
+# gin-config or pyhocon: wheels of both for its Python 3.12 into .whl/, and multinerf's tree (an
+# unpacked google-research/multinerf, MULTINERF=) into .gpu_carry/ for the side-by-side JAX timing.
+gpu-wheels: $(STAMP)
+	mkdir -p .whl && $(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform any -d .whl gin-config==0.5.0 pyhocon==0.3.61
+gpu-carry: gpu-wheels
+	@test -d "$(MULTINERF)/internal" || { echo "error: MULTINERF= must name an unpacked google-research/multinerf"; exit 2; }
+	rm -rf .gpu_carry && mkdir -p .gpu_carry && cp -r $(MULTINERF) .gpu_carry/multinerf
+.PHONY: gpu-wheels gpu-carry
+
 check-ported:
 	@test -f $(PKG)/__init__.py || { echo "error: the $(PKG) package is not ported yet (see its issue: 'issues list')"; exit 2; }
 

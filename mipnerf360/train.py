@@ -141,6 +141,7 @@ def train(config, info):
     model, state, render_eval_fn, train_step, _ = train_utils.setup_model(
         config, init_rng, dataset=dataset, device=device)
     check_glo_embeddings(model, dataset)
+    configs.write_config(config)  # once the settings have passed every check
     # Each rank samples its own points along its own rays, as multinerf folds in the host id.
     rng = torch.Generator(device=device).manual_seed(dist.rank_seed(TORCH_SEED))
     restored = train_utils.restore_checkpoint(config, state, rng, device=device)
@@ -231,12 +232,11 @@ def main(unused_argv, info):
     except ValueError as error:  # before anything is written
         print(f'error: {error}', file=sys.stderr)
         sys.exit(2)
-    configs.write_config(config)
     torch.manual_seed(TORCH_SEED)
     np.random.seed(NUMPY_SEED + info.rank)
     try:
         state = train(config, info)
-    except (NonFiniteLossError, FileNotFoundError) as error:
+    except (NonFiniteLossError, FileNotFoundError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)
     finally:

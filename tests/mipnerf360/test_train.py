@@ -111,12 +111,15 @@ def test_torchrun_two_processes_train_one_model(scene, tmp_path):
     ("Config.device = 'cuda:7'" if not torch.cuda.is_available() else "Config.device = 'cuda:99'",
      "Config.device='cuda:"),
     ("Config.device = 'gpu'", "Config.device='gpu' is not a device name"),
+    ("Model.num_glo_features = 4\nModel.num_glo_embeddings = 3",
+     "Model.num_glo_embeddings=3 must be at least the number of training images"),
 ])
 def test_bad_settings_are_named_and_nothing_is_written(scene, tmp_path, capsys, binding, message):
     run = tmp_path / "run"
     gin.clear_config()
     flags.FLAGS.unparse_flags()
-    bindings = TINY + [f"Config.data_dir = '{scene}'", f"Config.checkpoint_dir = '{run}'", binding]
+    bindings = TINY + [f"Config.data_dir = '{scene}'", f"Config.checkpoint_dir = '{run}'",
+                       *binding.splitlines()]
     flags.FLAGS(["train", f"--gin_configs={REPO / 'mipnerf360/configs/demo.gin'}"]
                 + [f"--gin_bindings={b}" for b in bindings])
     with pytest.raises(SystemExit):

@@ -16,8 +16,11 @@ from mipnerf360 import train
 from mipnerf360.internal import configs, datasets, image, models, train_utils
 
 REPO = pathlib.Path(__file__).parents[2]
-# Measured on 2 CPU cores (1 thread): about 22.5 dB after 350 steps, the bar leaves 2 dB of margin.
-PSNR_BAR = 20.0
+# demo.gin for 200 steps at a learning rate of 5e-3 (demo.gin: 600 steps at 2e-3). Measured on 2 loaded
+# CPU cores (1 thread): 20.95 dB held out in 68 s of training; the bar leaves 1.45 dB of margin
+# (the same 200 steps at 2e-3 reach 19.54 dB, 350 of them 22.3 dB).
+STEPS, LR_INIT = 200, 5e-3
+PSNR_BAR = 19.5
 
 
 def test_demo_config_reaches_the_psnr_bar(tmp_path):
@@ -27,7 +30,7 @@ def test_demo_config_reaches_the_psnr_bar(tmp_path):
     gin.clear_config()
     flags.FLAGS.unparse_flags()
     bindings = [f"Config.data_dir = '{scene}'", f"Config.checkpoint_dir = '{tmp_path / 'run'}'",
-                "Config.max_steps = 350", "Config.checkpoint_every = 350", "Config.train_render_every = 0"]
+                f"Config.max_steps = {STEPS}", f"Config.lr_init = {LR_INIT}", f"Config.checkpoint_every = {STEPS}", "Config.train_render_every = 0"]
     flags.FLAGS(["train", f"--gin_configs={REPO / 'mipnerf360/configs/demo.gin'}"]
                 + [f"--gin_bindings={b}" for b in bindings])
     config = configs.load_config()

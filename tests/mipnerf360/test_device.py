@@ -6,9 +6,6 @@ fake CUDA tensors). Every torch call that mixes a host tensor into device work r
 that runs here has its model, batch, cameras and dataset tables on the device.
 """
 
-import subprocess
-import sys
-
 import gin
 import pytest
 import torch
@@ -18,14 +15,6 @@ from mipnerf360 import train
 from mipnerf360.internal import configs, datasets, train_utils, utils
 from tests import device_discipline as dd
 from tests.mipnerf360.test_train import REPO, TINY
-
-
-@pytest.fixture(scope='module')
-def scene(tmp_path_factory):
-    out = tmp_path_factory.mktemp('m360_device') / 'scene'
-    subprocess.run([sys.executable, '-m', 'data_tools.synth', '--scene', 'unbounded360', '--res', '32x24',
-                    '--views', '9', '--out', str(out)], check=True, capture_output=True)
-    return out
 
 
 def make_config(scene, tmp_path, extra=()):

@@ -32,14 +32,6 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    out = tmp_path_factory.mktemp("m360_train") / "scene"
-    subprocess.run([sys.executable, "-m", "data_tools.synth", "--scene", "unbounded360", "--res", "32x24",
-                    "--views", "12", "--out", str(out)], check=True, capture_output=True)
-    return out
-
-
 def make_config(scene, run_dir, max_steps, extra=()):
     gin.clear_config()
     flags.FLAGS.unparse_flags()

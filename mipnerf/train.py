@@ -11,6 +11,7 @@ and at the end; a run restarts from the newest checkpoint in its train_dir, whos
 what eval.py and render_video.py read. Several processes train one model under torchrun (DDP).
 """
 
+import contextlib
 import dataclasses
 import functools
 import gc
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from absl import app, flags
 
-from common import checkpoints, dist, logger
+from common import checkpoints, dist, logger, memory
 from common import device as device_utils
 from mipnerf.internal import datasets, math, models, utils
 
@@ -55,6 +56,8 @@ define_flag('string', 'data_path', None, 'mipnerf_pl: the scene folder (--data_d
 define_flag('enum', 'dataset_name', None, 'mipnerf_pl: the dataset kind.',
             enum_values=list(DATASET_NAMES))
 define_flag('string', 'exp_name', 'default', 'mipnerf_pl: the experiment name.')
+define_flag('string', 'device', None, 'cuda:1, cpu, mps, ... (must exist here; default: '
+            'cuda:LOCAL_RANK when CUDA is available, else the CPU).')
 
 
 class NonFiniteLossError(RuntimeError):
@@ -103,12 +106,42 @@ def learning_rate_fn(config):
         lr_delay_mult=config.lr_delay_mult)
 
 
+def split_batch(batch, num_chunks):
+    """batch {'pixels': [B, 3], 'rays': Rays [B, C]} -> num_chunks such batches of B / num_chunks rays."""
+    names = [f.name for f in dataclasses.fields(utils.Rays)]
+    fields = {name: getattr(batch['rays'], name) for name in names}
+    return [{'pixels': pixels, 'rays': utils.Rays(**rays)}
+            for pixels, rays in memory.split_batch((batch['pixels'], fields), num_chunks)]
+
+
+def loss_mask(config, rays):
+    """The per-ray loss weights [B, 1]: lossmult, or ones when Config.disable_multiscale_loss."""
+    return torch.ones_like(rays.lossmult) if config.disable_multiscale_loss else rays.lossmult
+
+
+def level_losses(model, config, rng, batch, mask_sum):
+    """Each level's sum of lossmult-weighted squared errors over batch's rays, / mask_sum: [levels].
+
+    mask_sum is the sum of the loss weights of the whole step's batch, so the losses of its
+    micro-batches add up to the step's losses.
+    """
+    ret = model(rng, batch['rays'], config.randomized, config.white_bkgd)
+    mask = loss_mask(config, batch['rays'])
+    # As the original: mask [B, 1] against 3 channels, so each loss is 3x the weighted MSE.
+    return torch.stack([
+        (mask * (rgb - batch['pixels'][..., :3])**2).sum() / mask_sum for rgb, _, _ in ret])
+
+
 def train_step(model, config, rng, optimizer, batch, lr):
     """One optimisation step on batch {'pixels': [B, 3], 'rays': Rays [B, C]}.
 
+    The batch runs forward and backward in Config.grad_accum_steps micro-batches whose gradients
+    add up to those of the whole batch, then the gradients are clipped and Adam steps once.
+
     Returns:
       stats: loss, losses [levels], weight_l2, psnr, psnrs [levels] (of the losses, as the
-      original), grad_norm, grad_abs_max, grad_norm_clipped: detached 0-d tensors (or [levels]).
+      original), grad_norm, grad_abs_max, grad_norm_clipped: detached 0-d tensors (or [levels])
+      on the batch's device, never read on the host here.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if config.weight_decay_mult > 0:
@@ -117,17 +150,22 @@ def train_step(model, config, rng, optimizer, batch, lr):
     else:
         weight_l2 = torch.zeros((), device=batch['pixels'].device)
 
-    ret = model(rng, batch['rays'], config.randomized, config.white_bkgd)
-    mask = batch['rays'].lossmult
-    if config.disable_multiscale_loss:
-        mask = torch.ones_like(mask)
-    # As the original: mask [B, 1] against 3 channels, so each loss is 3x the weighted MSE.
-    losses = torch.stack([
-        (mask * (rgb - batch['pixels'][..., :3])**2).sum() / mask.sum() for rgb, _, _ in ret])
-    loss = config.coarse_loss_mult * torch.sum(losses[:-1]) + losses[-1] + weight_l2
-
+    mask_sum = loss_mask(config, batch['rays']).sum()
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    micro_batches = split_batch(batch, config.grad_accum_steps)
+    losses = 0
+    for i, micro_batch in enumerate(micro_batches):
+        micro_losses = level_losses(model, config, rng, micro_batch, mask_sum)
+        micro_loss = config.coarse_loss_mult * torch.sum(micro_losses[:-1]) + micro_losses[-1]
+        if i == 0:
+            micro_loss = micro_loss + weight_l2
+        # DDP averages the gradients over the processes once, after the last micro-batch.
+        last = i == len(micro_batches) - 1
+        with contextlib.nullcontext() if last or not hasattr(model, 'no_sync') else model.no_sync():
+            micro_loss.backward()
+        losses = losses + micro_losses.detach()
+    loss = config.coarse_loss_mult * torch.sum(losses[:-1]) + losses[-1] + weight_l2.detach()
+
     grads = [p.grad for p in params if p.grad is not None]
     if config.grad_max_val > 0:
         torch.nn.utils.clip_grad_value_(params, config.grad_max_val)
@@ -143,12 +181,44 @@ def train_step(model, config, rng, optimizer, batch, lr):
         group['lr'] = float(lr)
     optimizer.step()
 
-    psnrs = math.mse_to_psnr(losses.detach())
+    psnrs = math.mse_to_psnr(losses)
     return {
-        'loss': loss.detach(), 'losses': losses.detach(), 'weight_l2': weight_l2.detach(),
+        'loss': loss, 'losses': losses, 'weight_l2': weight_l2.detach(),
         'psnr': psnrs[-1], 'psnrs': psnrs, 'grad_norm': grad_norm.detach(),
         'grad_abs_max': grad_abs_max.detach(), 'grad_norm_clipped': grad_norm_clipped.detach(),
     }
+
+
+def train_iteration(state, model, config, rng, dataset, lr_fn):
+    """The body of the training loop: step state.step + 1 of the LR schedule on the next batch.
+
+    Args:
+      state: TrainState; its step is advanced.
+      model: state.model, or its DDP / compiled wrapper.
+      rng: torch.Generator on the model's device, for the sampling.
+      dataset: the training Dataset (batches on the model's device).
+      lr_fn: step -> learning rate (learning_rate_fn).
+
+    Returns:
+      (train_step's stats, the learning rate of the step as a float).
+    """
+    step = state.step + 1
+    # The schedule is evaluated on the host from the step number: nothing waits for the device.
+    lr = float(lr_fn(step))
+    stats = train_step(model, config, rng, state.optimizer, next(dataset), lr)
+    state.step = step
+    return stats, lr
+
+
+def probe_bytes_per_ray(model, config, batch, probe_rays=64):
+    """Bytes autograd saves for the backward pass per ray (common.memory.saved_bytes): the forward
+    and loss of the first probe_rays rays of batch, sampled deterministically so that no random
+    state is drawn."""
+    probe = {'pixels': batch['pixels'][:probe_rays], 'rays': batch['rays'].map(lambda r: r[:probe_rays])}
+    config = dataclasses.replace(config, randomized=False)
+    _, nbytes = memory.saved_bytes(lambda: level_losses(
+        model, config, None, probe, loss_mask(config, probe['rays']).sum()))
+    return nbytes / probe['pixels'].shape[0]
 
 
 def create_train_state(config, example_batch, device):
@@ -262,6 +332,11 @@ def train(config, train_dir, data_dir, info, render_every=0, chunk=8192):
     Returns:
       The TrainState after the last step.
     """
+    # Before anything is read or written: a bad split of the batch is a setting error.
+    memory.check_grad_accum_steps(
+        config.batch_size // info.world_size, config.grad_accum_steps,
+        batch_setting='Config.batch_size' if info.world_size == 1 else
+        f'Config.batch_size / {info.world_size} processes')
     device = info.device
     if device.type == 'cuda':
         device_utils.setup_tf32(config.use_tf32)
@@ -283,7 +358,11 @@ def train(config, train_dir, data_dir, info, render_every=0, chunk=8192):
     num_params = sum(p.numel() for p in state.model.parameters())
     if info.is_main:
         print(f'Number of parameters being optimized: {num_params} on {device}, '
-              f'{config.batch_size} rays per step over {info.world_size} process(es)')
+              f'{config.batch_size} rays per step over {info.world_size} process(es); training '
+              f'rays on {device if dataset.on_device else "the host"}')
+        print(memory.describe_prediction(
+            list(state.model.parameters()), probe_bytes_per_ray(state.model, config, dataset.peek()),
+            dataset.batch_size, config.grad_accum_steps, probe_rays=64))
 
     lr_fn = learning_rate_fn(config)
     log = logger.Logger(train_dir, is_main=info.is_main)
@@ -293,9 +372,7 @@ def train(config, train_dir, data_dir, info, render_every=0, chunk=8192):
     gc.disable()  # As the original: collect every Config.gc_every steps instead.
     try:
         for step in range(init_step, config.max_steps + 1):
-            lr = float(lr_fn(step))
-            stats = train_step(model, config, rng, state.optimizer, next(dataset), lr)
-            state.step = step
+            stats, lr = train_iteration(state, model, config, rng, dataset, lr_fn)
             stats_trace.append(stats)
             bar.update(1)
             if step % config.gc_every == 0:
@@ -328,12 +405,15 @@ def main(unused_argv, info):
     config = parse_config(FLAGS.gin_file, FLAGS.gin_param, FLAGS.dataset_name)
     torch.manual_seed(TORCH_SEED)
     np.random.seed(NUMPY_SEED + info.rank)
-    if config.batch_size % info.world_size:
-        raise ValueError(f'batch_size {config.batch_size} must divide by the {info.world_size} '
-                         'processes')
     try:
+        if config.batch_size % info.world_size:
+            raise ValueError(f'Config.batch_size={config.batch_size} must divide by the '
+                             f'{info.world_size} processes')
+        if FLAGS.device is not None:
+            info = dataclasses.replace(
+                info, device=device_utils.resolve_device(FLAGS.device, setting='--device'))
         state = train(config, train_dir, data_dir, info, FLAGS.render_every, FLAGS.chunk)
-    except (NonFiniteLossError, FileNotFoundError) as error:
+    except (NonFiniteLossError, FileNotFoundError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)
     finally:

@@ -22,7 +22,9 @@ _CONVERT = 'python -m mipnerf.scripts.convert_blender_data --blender_dir {raw} -
 def get_dataset(split, train_dir, config, device=None):
     """Split 'train' or 'test' of the scene in folder train_dir, read by config.dataset_loader.
 
-    device: where training batches go (default CPU); test images stay on the CPU.
+    device: where training batches go (default CPU); test images stay on the CPU. With
+    Config.data_on_device (or, when it is None, when the training set fits, see data_on_device)
+    the training images and rays live on `device` and batches are drawn there.
     """
     if config.dataset_loader not in dataset_dict:
         raise ValueError(f'Config.dataset_loader must be one of {sorted(dataset_dict)}, got '
@@ -117,13 +119,35 @@ def _composite(image, white_bkgd):
     return image[..., :3]
 
 
+def data_on_device(setting, nbytes, device, fraction=0.5):
+    """Whether a training set of nbytes lives on `device`: Config.data_on_device when it is set,
+    else whether it fits in `fraction` of the GPU's free memory; never on the CPU (the host copy
+    and its prefetch thread are already where the model is)."""
+    if device.type == 'cpu':
+        return False
+    if setting is not None:
+        return setting
+    if device.type != 'cuda':
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= fraction * free
+
+
+def _nbytes(tensors):
+    """Bytes of a tensor or a list of tensors."""
+    tensors = tensors if isinstance(tensors, list) else [tensors]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
 class Dataset(prefetch.PrefetchThread):
-    """Images and rays of one split, served by a prefetch thread.
+    """Images and rays of one split, served by a prefetch thread, or drawn on the device.
 
     Subclasses load images and cameras in `_load_renderings` and make `self.rays` in
     `_generate_rays`. `next(dataset)` gives a random training batch {'pixels': [B, 3], 'rays': Rays
     [B, C]} on `device`, or the next test image {'pixels': [H, W, 3], 'rays': Rays [H, W, C]} (only
-    'rays' when rendering a path) on the CPU.
+    'rays' when rendering a path) on the CPU. A training set on the device (self.on_device) has
+    no thread: each batch is gathered there with indices drawn by a generator of that device, so
+    no step copies from the host or waits for it.
     """
 
     def __init__(self, split, data_dir, config, device=None):
@@ -149,9 +173,34 @@ class Dataset(prefetch.PrefetchThread):
         else:
             raise ValueError(f"the split argument should be either 'train' or 'test', set to "
                              f'{split!r} here.')
+        self.on_device = split == 'train' and data_on_device(
+            config.data_on_device, _nbytes(self.images) + sum(
+                _nbytes(getattr(self.rays, f.name)) for f in dataclasses.fields(utils.Rays)),
+            self.device)
+        self._generator = None
+        self._peeked = None
+        if self.on_device:
+            move = lambda x: [y.to(self.device) for y in x] if isinstance(x, list) else x.to(self.device)
+            self.images = move(self.images)
+            self.rays = self.rays.map(move)
+            self._generator = torch.Generator(device=self.device).manual_seed(
+                int(self._rng.integers(2**31)))
+            return
         next_fn = self._next_train if split == 'train' else self._next_test
         # The first batch is made here, so a bad dataset fails in the constructor.
         self.start_prefetch(lambda: self._prepare(next_fn()))
+
+    def __next__(self):
+        if not self.on_device:
+            return super().__next__()
+        batch, self._peeked = self._peeked or self._next_train(), None
+        return batch
+
+    def peek(self):
+        if not self.on_device:
+            return super().peek()
+        self._peeked = self._peeked or self._next_train()
+        return self._peeked
 
     def _hint(self):
         """How to make a synthetic stand-in for this dataset."""
@@ -191,16 +240,23 @@ class Dataset(prefetch.PrefetchThread):
         self._generate_rays()
         self.it = 0
 
+    def _ray_indices(self, num_rays):
+        """batch_size random indices [B] below num_rays, drawn where the training set lives."""
+        if self._generator is None:
+            return torch.from_numpy(self._rng.integers(0, num_rays, (self.batch_size,)))
+        return torch.randint(num_rays, (self.batch_size,), generator=self._generator,
+                             device=self.device)
+
     def _next_train(self):
         """A batch of batch_size random pixels: of all images, or of one random image."""
         if self.batching == 'all_images':
-            ray_indices = torch.from_numpy(
-                self._rng.integers(0, self.images.shape[0], (self.batch_size,)))
+            ray_indices = self._ray_indices(self.images.shape[0])
             return {'pixels': self.images[ray_indices],
                     'rays': self.rays.map(lambda r: r[ray_indices])}
+        # The image is picked on the host (from numpy's state): no device value is read.
         image_index = int(self._rng.integers(0, self.n_examples))
         image = self.images[image_index]
-        ray_indices = torch.from_numpy(self._rng.integers(0, image.shape[0], (self.batch_size,)))
+        ray_indices = self._ray_indices(image.shape[0])
         return {'pixels': image[ray_indices],
                 'rays': self.rays.map(lambda r: r[image_index][ray_indices])}
 

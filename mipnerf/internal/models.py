@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from common import device as device_utils
 from mipnerf.internal import mip
 
 
@@ -119,8 +120,8 @@ class MipNerfModel(nn.Module):
 
             # Only the MLP runs under bf16 autocast; its outputs come back in float32, so
             # compositing, resampling and the loss stay in full precision.
-            with torch.autocast(rays.origins.device.type, dtype=torch.bfloat16,
-                                enabled=self.use_bf16_autocast):
+            # (A no-op context when disabled, so that any device, also one without autocast, runs.)
+            with device_utils.autocast(rays.origins.device, self.use_bf16_autocast, on_cpu=True):
                 raw_rgb, raw_density = self.MLP_0(samples_enc, viewdirs_enc)
             raw_rgb, raw_density = raw_rgb.float(), raw_density.float()
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+from typing import Optional
 
 import gin
 import numpy as np
@@ -76,6 +77,12 @@ class Config:
     use_compile: bool = False  # torch.compile the model (measured slower on CPU).
     nan_check: bool = False  # Stop training with an error when the loss becomes non-finite.
     prefetch_batches: int = 3  # Batches a Dataset thread prepares ahead (the original's queue holds 3).
+    # Micro-batches per step: each one's gradients accumulate, then one clip and Adam step (the
+    # update of the whole batch, with the activation memory of batch_size / grad_accum_steps rays).
+    grad_accum_steps: int = 1
+    # Training images and rays on the device, batches drawn there: None decides by their size
+    # against the GPU's free memory; False keeps them on the host (prefetch thread, a copy a step).
+    data_on_device: Optional[bool] = None
 
 
 def define_common_flags():

@@ -142,3 +142,29 @@ def test_volumetric_rendering_empty_ray_depth_is_near_with_finite_gradients():
         rgb[:1], torch.full((1, 4, 1), 0.1), t_vals[:1], dirs[:1], False
     )
     torch.testing.assert_close(acc, 1 - torch.exp(torch.tensor([-0.8])))
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_full_covariance_ipe_is_float32_exact_under_tf32_flags(device):
+    """The basis projection of integrated_pos_enc(diag=False) is math.matmul (exact float32), so
+    TF32 (10-bit mantissas: an error of ~0.1 in y = 2^7 x at |x| ~ 2) cannot reach it."""
+    gen = torch.Generator().manual_seed(0)
+    mean = 4 * torch.rand(64, 8, 3, generator=gen, dtype=torch.float64) - 2
+    a = torch.randn(64, 8, 3, 3, generator=gen, dtype=torch.float64)
+    cov = 1e-4 * a @ a.transpose(-1, -2)  # with off-diagonal terms, which the encoding ignores
+    # Float64 reference: the basis columns are 2^l e_i, so y = 2^l x_i and var = 4^l cov_ii.
+    scales = 2.0 ** torch.arange(0, 8, dtype=torch.float64)
+    y = (mean[..., None, :] * scales[:, None]).flatten(-2)
+    var = (torch.diagonal(cov, dim1=-2, dim2=-1)[..., None, :] * scales[:, None] ** 2).flatten(-2)
+    expected = torch.exp(-0.5 * torch.cat([var, var], -1)) * torch.sin(torch.cat([y, y + torch.pi / 2], -1))
+
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision()
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.set_float32_matmul_precision("medium")
+    try:
+        enc = mip.integrated_pos_enc((mean.float().to(device), cov.float().to(device)), 0, 8, diag=False)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = flags[0]
+        torch.set_float32_matmul_precision(flags[1])
+    # float32 rounding: of the inputs (|y| < 256: 1.5e-5) and of y + pi / 2 and sin (~3e-5).
+    torch.testing.assert_close(enc.double().cpu(), expected, rtol=0, atol=1e-4)

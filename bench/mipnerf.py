@@ -2,14 +2,17 @@
 
     python bench/mipnerf.py [--gin mipnerf/configs/demo.gin ...] [--batch 1024] [--steps 5]
         [--render_rays 4096] [--compile] [--no_tf32] [--bind 'MLP.net_depth=4' ...]
+    python bench/mipnerf.py --memory     # predicted peak memory of the paper configs (Markdown)
 
 Without --gin it measures the paper's model (multiblender.gin: 128 + 128 samples, MLP 8x256)
 and demo.gin. A training step is forward + loss + backward + Adam (train.train_step) on `--batch`
 random rays of a radius-4 orbit (no dataset is read); rendering is the deterministic eval forward
 in chunks of --chunk rays. Prints the device, dtype and threads with every figure.
+`gpu_check_case` is what bench/gpu_check.py runs for this package.
 """
 
 import argparse
+import dataclasses
 import functools
 import os
 import sys
@@ -25,10 +28,14 @@ import gin  # noqa: E402
 import torch  # noqa: E402
 
 from common import device as device_utils  # noqa: E402
+from common import memory  # noqa: E402
 from mipnerf import train  # noqa: E402
 from mipnerf.internal import models, utils  # noqa: E402
 
 PAPER_AND_DEMO = ('configs/multiblender.gin', 'configs/demo.gin')
+# The published configs: the multi-scale and single-scale Blender ones and LLFF (the ablations
+# *_noextras, *_noipe, *_noloss have the same layer sizes and samples as their base file).
+PAPER_CONFIGS = ('multiblender.gin', 'blender.gin', 'llff.gin')
 
 
 def random_rays(num_rays, generator, device):
@@ -45,6 +52,71 @@ def random_rays(num_rays, generator, device):
     return rays.map(lambda x: x.to(device))
 
 
+def flops_per_ray(model):
+    """2 x multiply-adds per ray of every Linear layer of the MLP, which runs on each of the
+    num_samples samples of each of the num_levels levels (the colour branch on every sample too)."""
+    layers = [(m.in_features, m.out_features) for m in model.MLP_0.modules()
+              if isinstance(m, torch.nn.Linear)]
+    return 2.0 * model.num_levels * model.num_samples * sum(a * b for a, b in layers)
+
+
+def gpu_check_case(device, precision, *, paper=True, compiled=False, batch_rays=None, seed=0):
+    """bench.gpu_case.Case of multiblender.gin (paper) or demo.gin on `device`: train.train_step
+    on a fixed batch of orbit rays made on the CPU from `seed`, without stratified sampling."""
+    from bench import gpu_case
+
+    gpu_case.check_precision(precision)
+    device = torch.device(device)
+    gin_file = PAPER_AND_DEMO[0 if paper else 1]
+    gin.clear_config()
+    config = train.parse_config([gin_file], [] if batch_rays is None else [f'Config.batch_size={batch_rays}'])
+    config = dataclasses.replace(config, randomized=False, use_bf16_autocast=precision == 'bf16')
+    gpu_case.set_tf32(device, precision)
+    generator = torch.Generator().manual_seed(seed)
+    rays = random_rays(config.batch_size, generator, device)
+    batch = {'rays': rays, 'pixels': torch.rand(config.batch_size, 3, generator=generator).to(device)}
+    # The weights are drawn on the CPU from the trainer's seed, then moved.
+    state = train.create_train_state(config, batch, device)
+    model = state.model
+    if compiled:
+        model.forward = device_utils.maybe_compile(model.forward, True, dynamic=False)
+    lr = float(train.learning_rate_fn(config)(1))
+    render_rays = 16384
+    eval_rays = random_rays(render_rays, generator, device).map(lambda x: x[None])
+
+    def train_step():
+        stats = train.train_step(model, config, None, state.optimizer, batch, lr)
+        return {k: stats[k] for k in ('loss', 'psnr', 'grad_norm', 'grad_norm_clipped')}
+
+    def render():
+        return models.render_image(train.render_eval_fn(model, config), eval_rays, None, 8192)[0]
+
+    forward = flops_per_ray(model)
+    return gpu_case.Case(
+        name=f'mipnerf {os.path.basename(gin_file)}', train_step=train_step, render=render,
+        train_rays=config.batch_size, render_rays=render_rays,
+        flops_per_ray_train=3 * forward, flops_per_ray_render=forward)
+
+
+def memory_table(probe_rays=64, card_gib=24):
+    """Markdown rows: predicted peak memory of every paper config at its batch (train's probe of
+    saved_bytes on random rays on the CPU), and the grad_accum_steps that fits a card_gib card."""
+    rows = ['| config | batch | KiB per ray | predicted peak, grad_accum_steps 1 | fits '
+            f'{card_gib} GB with |', '|---|---|---|---|---|']
+    for name in PAPER_CONFIGS:
+        gin.clear_config()
+        config = train.parse_config([f'configs/{name}'], [])
+        generator = torch.Generator().manual_seed(0)
+        cpu = torch.device('cpu')
+        batch = {'rays': random_rays(probe_rays, generator, cpu), 'pixels': torch.rand(probe_rays, 3)}
+        model = train.create_train_state(config, batch, cpu).model
+        per_ray = train.probe_bytes_per_ray(model, config, batch, probe_rays)
+        params = list(model.parameters())
+        peak = lambda k: memory.predicted_peak_bytes(params, per_ray, config.batch_size // k)
+        k = next(k for k in (1, 2, 4, 8, 16, 32, 64) if peak(k) <= card_gib * 1e9 * 0.9)
+        rows.append(f'| `{name}` | {config.batch_size} | {per_ray / 2**10:.1f} | '
+                    f'{peak(1) / memory.GIB:.1f} GiB | grad_accum_steps {k} ({peak(k) / memory.GIB:.1f} GiB) |')
+    return '\n'.join(rows)
 
 
 def bench(gin_file, args, device):
@@ -87,7 +159,12 @@ def main():
     parser.add_argument('--compile', action='store_true', help='torch.compile the model')
     parser.add_argument('--no_tf32', action='store_true')
     parser.add_argument('--bind', action='append', default=[], help='extra gin binding (repeatable)')
+    parser.add_argument('--memory', action='store_true',
+                        help='print the predicted peak memory of every paper config and exit')
     args = parser.parse_args()
+    if args.memory:
+        print(memory_table())
+        return
 
     device = device_utils.pick_device()
     if device.type == 'cuda':

@@ -15,6 +15,8 @@ import math
 
 import torch
 
+from common import safe_math
+
 
 class ProjectionType(enum.Enum):
     """Lens models; ProjectionType('perspective') also accepts the names common.colmap returns."""
@@ -26,13 +28,15 @@ class ProjectionType(enum.Enum):
 def _mat_vec(matrix, vector):
     """Batched matrix-vector product: matrix [..., m, n], vector [..., n] -> [..., m]."""
     # Promote as numpy would: torch's matmul refuses float32 with float64 (e.g. poses from COLMAP).
+    # safe_math.matmul: exact float32 whatever the TF32 flags, as the originals cast rays at
+    # HIGHEST precision.
     dtype = torch.promote_types(matrix.dtype, vector.dtype)
-    return (matrix.to(dtype) @ vector.to(dtype)[..., None])[..., 0]
+    return safe_math.matmul(matrix.to(dtype), vector.to(dtype)[..., None])[..., 0]
 
 
-def _flip_yz(like):
-    """diag(1, -1, -1) as a vector on like's dtype and device: [3]."""
-    return torch.tensor([1.0, -1.0, -1.0], dtype=like.dtype, device=like.device)
+def _flip_yz(x):
+    """x [..., 3] times diag(1, -1, -1), with no constant to copy to x's device: [..., 3]."""
+    return torch.cat([x[..., :1], -x[..., 1:]], dim=-1)
 
 
 def normalize(x):
@@ -155,7 +159,7 @@ def pixels_to_rays(
     v = torch.stack([pix_y, pix_y, pix_y + 1]) + 0.5
     camera_dirs = pixels_to_camera_dirs(u, v, pixtocam, distortion_params, camtype)
     if not opencv:
-        camera_dirs = camera_dirs * _flip_yz(camera_dirs)
+        camera_dirs = _flip_yz(camera_dirs)
     directions, dx, dy = _mat_vec(camtoworld[..., :3, :3], camera_dirs)
     origins = torch.broadcast_to(camtoworld[..., :3, 3], directions.shape)
     viewdirs = normalize(directions)
@@ -196,7 +200,7 @@ def project(
     rotation = camtoworld[..., :3, :3]
     p_cam = _mat_vec(rotation.transpose(-1, -2), points - camtoworld[..., :3, 3])
     if not opencv:
-        p_cam = p_cam * _flip_yz(p_cam)
+        p_cam = _flip_yz(p_cam)
     depth = p_cam[..., 2]
     if ProjectionType(camtype) == ProjectionType.FISHEYE:
         r = torch.linalg.norm(p_cam[..., :2], dim=-1)

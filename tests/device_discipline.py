@@ -14,7 +14,10 @@ returns a CPU tensor, where CUDA raises), so `StandInAccelerator` checks every t
   generators are CPU generators that report the stand-in device, since torch has no meta ones;
 - every host synchronisation of a stand-in tensor (`item`, `bool`, `int`, `float`, `tolist`,
   `cpu`, `numpy`, ...) is recorded with its call site and answered with zeros, so that N steps
-  can run and the test can assert that the count is 0.
+  can run and the test can assert that the count is 0;
+- every upload of host data to the stand-in (`Tensor.to`, `torch.tensor` / `as_tensor` of host
+  data with the stand-in as device) is recorded in `uploads`: from pageable memory CUDA copies
+  them synchronously, so a step should make none.
 """
 
 import contextlib
@@ -70,6 +73,7 @@ SYNCS = {
 MOVES = {_T.to, _T.copy_, _T.cpu, _T.cuda, _T.type_as, _T.numpy, _T.__array__, _T.new_tensor,
          torch.as_tensor, torch.tensor, torch._has_compatible_shallow_copy_type,
          _T.data.__set__, torch.utils.swap_tensors}
+UPLOADS = {_T.to, _T.cuda, torch.tensor, torch.as_tensor}
 INDEXING = {_T.__getitem__, _T.__setitem__}
 RANDOM = {torch.rand, torch.randn, torch.randint, torch.randperm, torch.normal, torch.bernoulli,
           torch.multinomial, torch.rand_like, torch.randn_like, torch.randint_like, _T.uniform_,
@@ -125,6 +129,7 @@ class StandInAccelerator(TorchFunctionMode):
         super().__init__()
         self.strict = strict
         self.syncs = []
+        self.uploads = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -147,6 +152,9 @@ class StandInAccelerator(TorchFunctionMode):
                 raise DeviceMismatchError(
                     f'{_name(func)} at {_caller()} mixes devices {sorted(map(str, devices))}: {shapes}')
         out = func(*args, **kwargs)
+        if func in UPLOADS and isinstance(out, torch.Tensor) and out.device == DEVICE and (
+                not tensors or tensors[0].device.type == 'cpu'):
+            self.uploads.append(Sync('upload', tuple(out.shape), _caller()))
         generator = kwargs.get('generator')
         if func in RANDOM and generator is not None and isinstance(out, torch.Tensor):
             if generator.device.type != out.device.type:

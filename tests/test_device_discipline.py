@@ -62,3 +62,14 @@ def test_the_generator_patch_is_undone():
     with dd.stand_in_accelerator():
         assert isinstance(torch.Generator(device=dd.DEVICE), dd.StandInGenerator)
     assert torch.Generator is dd._REAL_GENERATOR
+
+
+def test_uploads_of_host_data_are_recorded():
+    with dd.stand_in_accelerator() as acc:
+        on_device = torch.ones(3, device=dd.DEVICE)
+        on_device.to(dd.DEVICE)  # already there: no upload
+        torch.ones(3).to(dd.DEVICE)
+        torch.tensor([1.0, 2.0], device=dd.DEVICE)
+        torch.ones(3).to(torch.float64)  # a host-side cast
+    assert [s.shape for s in acc.uploads] == [(3,), (2,)]
+    assert acc.syncs == []

@@ -277,6 +277,8 @@ class Dataset(prefetch.PrefetchThread, metaclass=abc.ABCMeta):
                           _use_device_data(config.data_on_device, self.device, self._data_bytes()))
         self._peeked = None
         if self.on_device:
+            self._tables['patch_offsets'] = camera_utils.pixel_coordinates(
+                self._patch_size, self._patch_size)
             self._tables = {k: _to_device(v, self.device) for k, v in self._tables.items()}
             self._device_rng = torch.Generator(device=self.device).manual_seed(
                 int(self._rng.integers(2**62)))
@@ -356,7 +358,10 @@ class Dataset(prefetch.PrefetchThread, metaclass=abc.ABCMeta):
         cam_idx = torch.as_tensor(cam_idx, device=device)
 
         def broadcast_scalar(x, dtype=torch.float32):
-            return torch.broadcast_to(torch.as_tensor(x, dtype=dtype, device=device), shape)[..., None]
+            # A Python number is filled in on the device; nothing is copied from the host.
+            if not isinstance(x, torch.Tensor):
+                return torch.full((*shape, 1), x, dtype=dtype, device=device)
+            return torch.broadcast_to(x.to(dtype), shape)[..., None]
 
         ray_kwargs = {
             'lossmult': broadcast_scalar(1.),
@@ -422,8 +427,7 @@ class Dataset(prefetch.PrefetchThread, metaclass=abc.ABCMeta):
         draw = functools.partial(torch.randint, generator=self._device_rng, device=self.device)
         pix_x_int = draw(lower_border, self.width - upper_border, (num_patches, 1, 1))
         pix_y_int = draw(lower_border, self.height - upper_border, (num_patches, 1, 1))
-        patch_dx_int, patch_dy_int = (
-            p.to(self.device) for p in camera_utils.pixel_coordinates(self._patch_size, self._patch_size))
+        patch_dx_int, patch_dy_int = self._tables['patch_offsets']
         if self._batching == utils.BatchingMethod.ALL_IMAGES:
             cam_idx = draw(0, self._n_examples, (num_patches, 1, 1))
         else:

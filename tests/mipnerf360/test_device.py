@@ -99,6 +99,7 @@ def test_non_report_steps_make_no_host_sync(scene, tmp_path, grad_accum_steps):
     config = make_config(scene, tmp_path, [f'Config.grad_accum_steps = {grad_accum_steps}'])
     with dd.stand_in_accelerator() as acc:
         dataset, cameras, _, state, _, train_step, rng = setup_on_stand_in(config)
+        acc.uploads.clear()  # set-up copies the model and the data once
         try:
             for step in range(1, 4):
                 state, stats, rng = loop_step(dataset, train_step, rng, state, cameras, step, config, False)
@@ -106,6 +107,7 @@ def test_non_report_steps_make_no_host_sync(scene, tmp_path, grad_accum_steps):
             dataset.close()
     assert state.step == 3
     assert acc.syncs == [], '\n'.join(map(str, acc.syncs))
+    assert acc.uploads == [], '\n'.join(map(str, acc.uploads))
 
 
 def test_a_sync_in_the_step_is_counted(scene, tmp_path):

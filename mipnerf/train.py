@@ -348,6 +348,8 @@ def train(config, train_dir, data_dir, info, render_every=0, chunk=8192):
     restored = restore_checkpoint(train_dir, state, rng, device)
     if restored and info.is_main:
         print(f'resuming from {restored} at step {state.step}')
+    # Probed on the eager model: saved-tensor hooks do not see inside a compiled graph.
+    bytes_per_ray = probe_bytes_per_ray(state.model, config, dataset.peek()) if info.is_main else 0
     model = dist.wrap_ddp(state.model, info)
     if config.use_compile:
         model.forward = device_utils.maybe_compile(model.forward, True)
@@ -360,9 +362,9 @@ def train(config, train_dir, data_dir, info, render_every=0, chunk=8192):
         print(f'Number of parameters being optimized: {num_params} on {device}, '
               f'{config.batch_size} rays per step over {info.world_size} process(es); training '
               f'rays on {device if dataset.on_device else "the host"}')
-        print(memory.describe_prediction(
-            list(state.model.parameters()), probe_bytes_per_ray(state.model, config, dataset.peek()),
-            dataset.batch_size, config.grad_accum_steps, probe_rays=64))
+        print(memory.describe_prediction(list(state.model.parameters()), bytes_per_ray,
+                                         dataset.batch_size, config.grad_accum_steps,
+                                         probe_rays=min(64, dataset.batch_size)))
 
     lr_fn = learning_rate_fn(config)
     log = logger.Logger(train_dir, is_main=info.is_main)

@@ -9,6 +9,11 @@ or llff: the original's blender, multicam and llff) and, without --gin_file, tha
 plus fine loss, each weighted per pixel by its lossmult; a checkpoint every Config.save_every steps
 and at the end; a run restarts from the newest checkpoint in its train_dir, whose config.gin is
 what eval.py and render_video.py read. Several processes train one model under torchrun (DDP).
+
+A step never waits for the device (train_iteration is the loop's body): the training set lives
+there when it fits (Config.data_on_device), the stats stay there and are read only on report
+steps. Config.grad_accum_steps splits a step's batch into micro-batches whose gradients add up to
+the one-shot step's; --device picks the device.
 """
 
 import contextlib

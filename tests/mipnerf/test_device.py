@@ -136,3 +136,21 @@ def test_memory_probe_runs_on_the_device_and_scales_with_the_model(scene):
     assert acc.syncs == []
     # The MLP trunk saves net_width floats per sample and layer: 4 times as many at 64.
     assert 0 < per_ray[16] < per_ray[64] < 4 * per_ray[16] + 1
+
+
+@pytest.mark.parametrize("batching", ["all_images", "single_image"])
+def test_device_draw_pairs_each_pixel_with_its_ray(scene, batching, monkeypatch):
+    # The device path on the CPU, where its values can be read: every drawn (pixel, ray) row is a
+    # row of the training table, and the 64 rows are not all the same.
+    monkeypatch.setattr(datasets, "data_on_device", lambda *args: True)
+    config = train.parse_config(["configs/demo.gin"], TINY + [f"Config.batching = '{batching}'"])
+    dataset = datasets.get_dataset("train", scene, config)
+    assert dataset.on_device and dataset._generator is not None
+    join = lambda pixels, rays: torch.cat([pixels, rays.directions, rays.lossmult], -1)
+    images = dataset.images if batching == "all_images" else torch.cat(dataset.images)
+    rays = dataset.rays if batching == "all_images" else dataset.rays.map(torch.cat)
+    table = join(images, rays)
+    batch = next(dataset)
+    rows = join(batch["pixels"], batch["rays"])
+    assert (rows[:, None] == table[None]).all(-1).any(-1).all()
+    assert rows.unique(dim=0).shape[0] > 32

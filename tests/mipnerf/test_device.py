@@ -83,10 +83,14 @@ def test_non_report_steps_never_wait_for_the_device(scene):
     with dd.stand_in_accelerator() as acc:
         config, dataset, state, rng = _trainer(scene, EVERYTHING + ["Config.grad_accum_steps = 2"])
         lr_fn = train.learning_rate_fn(config)
+        set_up = len(acc.uploads)  # the model and the training set, moved once
         for _ in range(3):
             train.train_iteration(state, state.model, config, rng, dataset, lr_fn)
         assert state.step == 3
         assert acc.syncs == [], "host syncs in the step:\n" + "\n".join(map(str, acc.syncs))
+        # Nothing is copied from the host either (CUDA copies pageable memory synchronously).
+        uploads = acc.uploads[set_up:]
+        assert uploads == [], "uploads in the step:\n" + "\n".join(map(str, uploads))
 
 
 @pytest.mark.parametrize("batching", ["all_images", "single_image"])

@@ -73,3 +73,9 @@ def split_batch(tree, num_chunks):
     split = [x.chunk(num_chunks) if isinstance(x, torch.Tensor) and x.dim() > 0 else [x] * num_chunks
              for x in leaves]
     return [_pytree.tree_unflatten([s[i] for s in split], spec) for i in range(num_chunks)]
+
+
+def fits_free_memory(nbytes, device, fraction=0.5):
+    """Whether nbytes take at most `fraction` of the free memory of a CUDA device."""
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= fraction * free

@@ -82,8 +82,7 @@ def data_on_device(setting, nbytes, device, fraction=0.5):
         return setting
     if device.type != 'cuda':
         return True
-    free, _ = torch.cuda.mem_get_info(device)
-    return nbytes <= fraction * free
+    return memory.fits_free_memory(nbytes, device, fraction)
 
 
 def dataset_bytes(dataset):

@@ -76,8 +76,7 @@ def data_fits_on_device(n_bytes, device, fraction=0.5):
         return True
     if device.type != 'cuda':
         return False
-    free, _ = torch.cuda.mem_get_info(device)
-    return n_bytes <= fraction * free
+    return memory.fits_free_memory(n_bytes, device, fraction)
 
 
 def training_data(images, poses, hwf, config, device):

@@ -12,6 +12,8 @@ tgt: img, K, K_inv, G_src_tgt, xyzs with the target axis of length 1).
 import numpy as np
 import torch
 
+from common import memory
+
 # Share of the free device memory the views may take; the rest is for the model and its activations.
 FREE_MEMORY_FRACTION = 0.25
 ON_DEVICE_VALUES = ("auto", True, False)
@@ -25,8 +27,7 @@ def fits_on_device(nbytes, device):
     device = torch.device(device)
     if device.type != "cuda":
         return False
-    free, _ = torch.cuda.mem_get_info(device)
-    return nbytes <= FREE_MEMORY_FRACTION * free
+    return memory.fits_free_memory(nbytes, device, FREE_MEMORY_FRACTION)
 
 
 def check_on_device(setting):

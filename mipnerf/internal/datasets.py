@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from common import cameras, dist, llff, prefetch
+from common import cameras, dist, llff, memory, prefetch
 from mipnerf.internal import utils
 
 # Camera axes of NeRF (OpenGL: y up, z backward) from OpenCV's (y down, z forward).
@@ -129,8 +129,7 @@ def data_on_device(setting, nbytes, device, fraction=0.5):
         return setting
     if device.type != 'cuda':
         return True
-    free, _ = torch.cuda.mem_get_info(device)
-    return nbytes <= fraction * free
+    return memory.fits_free_memory(nbytes, device, fraction)
 
 
 def _nbytes(tensors):

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import torch
 
-from common import colmap, dist, llff, prefetch
+from common import colmap, dist, llff, memory, prefetch
 from mipnerf360.internal import camera_utils, utils
 from mipnerf360.internal import image as lib_image
 
@@ -51,8 +51,7 @@ def _use_device_data(data_on_device, device, nbytes):
     if device.type == 'cpu':
         return False
     if device.type == 'cuda':
-        free, _ = torch.cuda.mem_get_info(device)
-        return nbytes <= free // 2
+        return memory.fits_free_memory(nbytes, device)
     return True
 
 

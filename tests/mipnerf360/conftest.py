@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import gin
 import pytest
 
 
@@ -13,3 +14,10 @@ def scene(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "data_tools.synth", "--scene", "unbounded360", "--res", "32x24",
                     "--views", "12", "--out", str(out)], check=True, capture_output=True)
     return out
+
+
+@pytest.fixture(autouse=True)
+def clear_gin_after_each_test():
+    """gin's bindings are global: a test's Config bindings must not reach the next test."""
+    yield
+    gin.clear_config()

@@ -34,7 +34,9 @@ class Embedder:
 
     def embed(self, inputs):
         """inputs [..., d] -> [..., out_dim], ordered (input, then per frequency each periodic fn)."""
-        freqs = self.freq_bands.to(inputs)
+        if self.freq_bands.device != inputs.device or self.freq_bands.dtype != inputs.dtype:
+            self.freq_bands = self.freq_bands.to(inputs)  # once per device, not every call
+        freqs = self.freq_bands
         scaled = inputs[..., None, :] * freqs[:, None]
         parts = torch.stack([fn(scaled) for fn in self.kwargs['periodic_fns']], -2)
         parts = parts.reshape(*inputs.shape[:-1], -1)

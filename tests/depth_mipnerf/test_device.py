@@ -92,9 +92,11 @@ def test_non_report_steps_never_wait_for_the_device(scene):
         s = _trainer_state(scene, EVERYTHING + ["train.grad_accum_steps = 2"])
         batches = train.RayBatches(s.dataset, 64, 0, dd.DEVICE, on_device=True)
         assert not acc.syncs, "\n".join(map(str, acc.syncs))  # setting up reads nothing either
+        acc.uploads.clear()  # set-up copies the model and the data once
         for step in (1, 2, 3):
             _step(s, batches, step)
         assert acc.syncs == [], "host syncs in the step:\n" + "\n".join(map(str, acc.syncs))
+        assert acc.uploads == [], "host copies in the step:\n" + "\n".join(map(str, acc.uploads))
 
 
 @pytest.mark.parametrize("on_device", [True, False])

@@ -96,9 +96,15 @@ def test_train_nerf_steps_do_not_sync(on_device):
         data = train_nerf.training_data(images, poses, HWF, config, dd.DEVICE)
         kwargs = train_nerf.train_kwargs_of(render_kwargs, config, NEAR, FAR)
         for step in (1, 2, 3):
+            if step == 2:
+                # Set-up and the first step copy the model, the data and the encodings' frequency
+                # bands over once; later steps copy nothing.
+                acc.uploads.clear()
             train_nerf.train_step(optimizer, train_nerf.draw_batch(data, config, step, dd.DEVICE), HWF,
                                   kwargs, config, step)
     assert acc.syncs == [], '\n'.join(map(str, acc.syncs))
+    if on_device:  # the host path copies each batch over by design
+        assert acc.uploads == [], '\n'.join(map(str, acc.uploads))
 
 
 def test_data_on_device_decision():

@@ -1,8 +1,11 @@
 """Golden equivalence: every case produced by the ORIGINAL implementations must be matched by the port.
 
-Cases live in `tests/golden/<package>/` (copied from ../shared/golden, see its README) or any folder
-given with `--golden-dir`. A package that does not exist yet is skipped as "not ported yet"; once it
-exists every one of its cases runs.
+Cases live in `tests/golden/<package>/` (copied from ../shared/golden, see its README). `--golden-dir`
+names another folder: either one package folder (it holds a `manifest.json`) or a folder of package
+folders. Every array a case uses is read from that case's own file. A case that is not a plain call
+goes through the adapter registered for its `function` in `tests/golden_adapters/<package>/`, never
+through one chosen by file name, so new cases of a ported function run the same way. A package that
+does not exist yet is skipped as "not ported yet"; once it exists every one of its cases runs.
 """
 
 import importlib
@@ -15,10 +18,20 @@ import numpy as np
 import pytest
 import torch
 
+from tests.golden_adapters import call_args
+
+
+def _manifests(golden_dir):
+    """golden_dir/manifest.json when golden_dir is one package folder, else those of its sub-folders."""
+    golden_dir = pathlib.Path(golden_dir)
+    if (golden_dir / "manifest.json").is_file():
+        return [golden_dir / "manifest.json"]
+    return sorted(golden_dir.glob("*/manifest.json"))
+
 
 def _load_manifests(golden_dir):
     """Yields (package folder, case dict) for every manifest entry under golden_dir."""
-    for manifest in sorted(pathlib.Path(golden_dir).glob("*/manifest.json")):
+    for manifest in _manifests(golden_dir):
         for case in json.loads(manifest.read_text()):
             yield manifest.parent, case
 
@@ -47,7 +60,9 @@ def _to_torch(array):
 
 
 def _inputs(case, arrays):
-    """{argname: tensor}; an argument stored as in_<name>_0, in_<name>_1, ... becomes a tuple."""
+    """{name: tensor} of every in_<name> array of the case file: the call's arguments (in `args`
+    order; one stored as in_<name>_0, in_<name>_1, ... becomes a tuple), then any other input the
+    case stores for an adapter (weights, dataset attributes), keyed without the `in_` prefix."""
     inputs = {}
     for name in case["args"]:
         if f"in_{name}" in arrays:
@@ -58,26 +73,31 @@ def _inputs(case, arrays):
                 parts.append(_to_torch(arrays[f"in_{name}_{i}"]))
                 i += 1
             inputs[name] = tuple(parts)
+    for key in arrays.files:
+        if key.startswith("in_") and key[3:] not in inputs:
+            inputs[key[3:]] = _to_torch(arrays[key])
     return inputs
 
 
 def _call_plainly(case, inputs, function):
     """Array args positionally in manifest order, static values by keyword."""
-    args = [inputs[name] for name in case["args"] if name in inputs]
-    return function(*args, **case["static"])
+    return function(*call_args(case, inputs), **case["static"])
 
 
-def _adapter_for(package, case):
-    """The adapter registered for this case in tests/golden_adapters/<package>/*.py, if any."""
+def adapters_of(package):
+    """{function: adapter} merged from every tests/golden_adapters/<package>/*.py `ADAPTERS`."""
     adapters = {}
     try:
         folder = importlib.import_module(f"tests.golden_adapters.{package}")
     except ModuleNotFoundError:
-        return None
+        return adapters
     for info in pkgutil.iter_modules(getattr(folder, "__path__", [])):
         module = importlib.import_module(f"{folder.__name__}.{info.name}")
-        adapters.update(getattr(module, "ADAPTERS", {}))
-    return adapters.get(case["case"]) or adapters.get(case["function"])
+        for function, adapter in getattr(module, "ADAPTERS", {}).items():
+            assert ":" in function, f"{module.__name__}: ADAPTERS key {function!r} is not a `function`"
+            assert function not in adapters, f"two adapters for {function}"
+            adapters[function] = adapter
+    return adapters
 
 
 def _as_numpy(value):
@@ -120,7 +140,7 @@ def test_golden(golden_case):
     arrays = np.load(folder / case["case"], allow_pickle=False)
     function = _resolve(case["function"])
     inputs = _inputs(case, arrays)
-    adapter = _adapter_for(package, case) or _call_plainly
+    adapter = adapters_of(package).get(case["function"], _call_plainly)
     with torch.no_grad():
         result = adapter(case, inputs, function)
     for name, actual in _named_outputs(case, result).items():

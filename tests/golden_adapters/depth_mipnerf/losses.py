@@ -1,32 +1,19 @@
 """Adapters for depth_mipnerf's ray-weight losses (they read rays.depth) and MSELoss.forward."""
 
-import pathlib
 import types
 
-import numpy as np
-import torch
-
 from depth_mipnerf.models import loss, mip_nerf
-
-_GOLDEN = pathlib.Path(__file__).parents[2] / "golden" / "depth_mipnerf"
-
-
-def _arrays(case):
-    """{name: tensor} of the case's in_* arrays (the harness passes only those named in `args`)."""
-    arrays = np.load(_GOLDEN / case["case"])
-    return {k[3:]: torch.from_numpy(arrays[k]) for k in arrays.files if k.startswith("in_")}
 
 
 def _rays_depth(case, inputs, function):
     """function(rays, tvals_, w, **static) with rays carrying only depth (stored as in_rays_depth)."""
-    arrays = _arrays(case)
-    rays = types.SimpleNamespace(depth=arrays["rays_depth"])
-    return function(rays, arrays["tvals_"], arrays["w"], **case["static"])
+    rays = types.SimpleNamespace(depth=inputs["rays_depth"])
+    return function(rays, inputs["tvals_"], inputs["w"], **case["static"])
 
 
 def _mse_loss_forward(case, inputs, function):
     """MSELoss(hparams=static).forward on the results/targets the case's notes describe."""
-    a = _arrays(case)
+    a = inputs
     t, w = a["t_samples"], a["weights"]
     rays = types.SimpleNamespace(depth=a["depth_gt"][:, None])
     empty, near = mip_nerf.lossfun_depth_weight_CDF(rays, t, w, 0.3)
@@ -44,5 +31,5 @@ ADAPTERS = {
     "depth_mipnerf.models.mip_nerf:lossfun_depth_weight_CDF": _rays_depth,
     "depth_mipnerf.models.mip_nerf:lossfun_depth_weight_CDF_test": _rays_depth,
     "depth_mipnerf.models.mip_nerf:lossfun_depth_weight": _rays_depth,
-    "loss_MSELoss_forward.npz": _mse_loss_forward,
+    "depth_mipnerf.models.loss:MSELoss.forward": _mse_loss_forward,
 }

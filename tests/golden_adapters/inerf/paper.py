@@ -1,23 +1,19 @@
 """Adapters for the cases of Part B (salykovaa/inerf): modules built from the case, grads, embedders."""
 
-import pathlib
-
-import numpy as np
 import torch
 
-_GOLDEN = pathlib.Path(__file__).parents[2] / "golden" / "inerf"
+from tests.golden_adapters import arg_inputs
 
 
 def _camera_transf(case, inputs, function):
     """camera_transf with parameters set from the case; forward(x), then grads of sum(out * weight)."""
-    arrays = np.load(_GOLDEN / case["case"])
     model = function()
     with torch.no_grad():
         for name in ("w", "v", "theta"):
             getattr(model, name).copy_(inputs[name])
     with torch.enable_grad():
         out = model(inputs["x"])
-        (out * torch.from_numpy(arrays["in_loss_weight"])).sum().backward()
+        (out * inputs["loss_weight"]).sum().backward()
     return [out, model.w.grad, model.v.grad, model.theta.grad]
 
 
@@ -29,10 +25,8 @@ def _embedder(case, inputs, function):
 
 def _nerf_mlp(case, inputs, function):
     """NeRF(**static) with the case's state dict, forward(x)."""
-    arrays = np.load(_GOLDEN / case["case"])
     model = function(**case["static"])
-    model.load_state_dict({k[len("in_sd_"):]: torch.from_numpy(arrays[k])
-                           for k in arrays.files if k.startswith("in_sd_")})
+    model.load_state_dict({k[len("sd_"):]: v for k, v in inputs.items() if k.startswith("sd_")})
     return model(inputs["x"])
 
 
@@ -43,7 +37,7 @@ def _find_poi(case, inputs, function):
 
 def _by_keyword(case, inputs, function):
     """Array and static arguments all by keyword (the static ones come first in the signature)."""
-    return function(**case["static"], **inputs)
+    return function(**case["static"], **arg_inputs(case, inputs))
 
 
 ADAPTERS = {

@@ -1,22 +1,12 @@
 """Adapters for inerf.src.model cases: modules built from the case's static values and weights."""
 
-import pathlib
-
-import numpy as np
 import torch
 from pyhocon import ConfigFactory
 
-_GOLDEN = pathlib.Path(__file__).parents[2] / "golden" / "inerf"
 
-
-def _arrays(case):
-    """All arrays of the case file (weights and encode() inputs are not among the call args)."""
-    return np.load(_GOLDEN / case["case"])
-
-
-def _state_dict(arrays):
-    """{name: tensor} from the in_sd_<name> arrays."""
-    return {k[len("in_sd_"):]: torch.from_numpy(arrays[k]) for k in arrays.files if k.startswith("in_sd_")}
+def _state_dict(inputs):
+    """{name: tensor} from the case's in_sd_<name> arrays."""
+    return {k[len("sd_"):]: v for k, v in inputs.items() if k.startswith("sd_")}
 
 
 def _positional_encoding(case, inputs, function):
@@ -29,7 +19,7 @@ def _resnetfc(case, inputs, function):
     static = dict(case["static"])
     combine_inner_dims = tuple(static.pop("combine_inner_dims"))
     net = function(**static)
-    net.load_state_dict(_state_dict(_arrays(case)))
+    net.load_state_dict(_state_dict(inputs))
     return net(inputs["zx"], combine_inner_dims=combine_inner_dims)
 
 
@@ -37,28 +27,24 @@ def _encoder_index(case, inputs, function):
     """SpatialEncoder (custom backbone) with the stored latent and scaling; index(uv, None, image_size)."""
     from inerf.src.model.encoder import SpatialEncoder
 
-    arrays = _arrays(case)
     encoder = SpatialEncoder(backbone="custom", pretrained=False, **case["static"])
-    encoder.latent = torch.from_numpy(arrays["in_latent"])
-    encoder.latent_scaling = torch.from_numpy(arrays["in_latent_scaling"])
+    encoder.latent = inputs["latent"]
+    encoder.latent_scaling = inputs["latent_scaling"]
     return function(encoder, inputs["uv"], None, inputs["image_size"])
 
 
-def _encoded_net(case, function):
-    """(net, arrays): PixelNeRFNet from static.conf with the stored MLP weights, encode()d."""
-    arrays = _arrays(case)
+def _encoded_net(case, inputs, function):
+    """PixelNeRFNet from static.conf with the stored MLP weights, encode()d on the stored views."""
     net = function(ConfigFactory.from_dict(case["static"]["conf"]))
-    net.load_state_dict(_state_dict(arrays), strict=False)
+    net.load_state_dict(_state_dict(inputs), strict=False)
     net.eval()
-    c = torch.from_numpy(arrays["in_c"]) if "in_c" in arrays.files else None
-    net.encode(torch.from_numpy(arrays["in_images"]), torch.from_numpy(arrays["in_poses"]),
-               torch.from_numpy(arrays["in_focal"]), c=c)
+    net.encode(inputs["images"], inputs["poses"], inputs["focal"], c=inputs.get("c"))
     return net
 
 
 def _pixelnerf_forward(case, inputs, function):
     """Coarse and fine outputs at xyz, and the world->camera poses the net stored."""
-    net = _encoded_net(case, function)
+    net = _encoded_net(case, inputs, function)
     coarse = net(inputs["xyz"], coarse=True, viewdirs=inputs["viewdirs"])
     fine = net(inputs["xyz"], coarse=False, viewdirs=inputs["viewdirs"])
     return coarse, fine, net.poses
@@ -66,7 +52,7 @@ def _pixelnerf_forward(case, inputs, function):
 
 def _pixelnerf_projection(case, inputs, function):
     """uv and image size passed to encoder.index during forward, and the stored focal and c."""
-    net = _encoded_net(case, function)
+    net = _encoded_net(case, inputs, function)
     seen = {}
     index = net.encoder.index
 
@@ -79,14 +65,16 @@ def _pixelnerf_projection(case, inputs, function):
     return seen["uv"], seen["image_shape"], net.focal, net.c
 
 
+def _pixelnerf(case, inputs, function):
+    """The projection case when the case's outputs are the uv it records, else the forward case."""
+    if "uv" in case["outputs"]:
+        return _pixelnerf_projection(case, inputs, function)
+    return _pixelnerf_forward(case, inputs, function)
+
+
 ADAPTERS = {
-    "positional_encoding_0.npz": _positional_encoding,
-    "positional_encoding_1.npz": _positional_encoding,
-    "resnetfc_0.npz": _resnetfc,
-    "resnetfc_1.npz": _resnetfc,
-    "encoder_index_0.npz": _encoder_index,
-    "encoder_index_1.npz": _encoder_index,
-    "pixelnerf_forward_noenc_0.npz": _pixelnerf_forward,
-    "pixelnerf_forward_noenc_1.npz": _pixelnerf_forward,
-    "pixelnerf_projection_uv_0.npz": _pixelnerf_projection,
+    "inerf.src.model.code:PositionalEncoding": _positional_encoding,
+    "inerf.src.model.resnetfc:ResnetFC": _resnetfc,
+    "inerf.src.model.encoder:SpatialEncoder.index": _encoder_index,
+    "inerf.src.model.models:PixelNeRFNet": _pixelnerf,
 }

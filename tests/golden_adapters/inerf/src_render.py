@@ -1,13 +1,8 @@
 """Adapters for inerf.src.render.nerf cases: NeRFRenderer methods with a stub model or a seed."""
 
-import pathlib
-
-import numpy as np
 import torch
 
 from inerf.src.render.nerf import NeRFRenderer
-
-_GOLDEN = pathlib.Path(__file__).parents[2] / "golden" / "inerf"
 
 
 class _StubModel(torch.nn.Module):
@@ -34,7 +29,7 @@ class _StubModel(torch.nn.Module):
 def _composite(case, inputs, function):
     """NeRFRenderer(n_coarse=K, white_bkgd, eval_batch_size).composite(stub, rays, z_samp, coarse, sb)."""
     s = case["static"]
-    raw = torch.from_numpy(np.load(_GOLDEN / case["case"])["in_raw"])
+    raw = inputs["raw"]
     B, K = inputs["z_samp"].shape
     renderer = NeRFRenderer(n_coarse=K, white_bkgd=s["white_bkgd"], eval_batch_size=s["eval_batch_size"]).eval()
     model = _StubModel(raw, s["model_use_viewdirs"], s["sb"])
@@ -61,10 +56,7 @@ def _sample_fine(case, inputs, function):
 
 
 ADAPTERS = {
-    "composite_0.npz": _composite,
-    "composite_1.npz": _composite,
-    "sample_coarse_seeded_0.npz": _sample_coarse,
-    "sample_coarse_seeded_1.npz": _sample_coarse,
-    "sample_fine_seeded_0.npz": _sample_fine,
-    "sample_fine_seeded_1.npz": _sample_fine,
+    "inerf.src.render.nerf:NeRFRenderer.composite": _composite,
+    "inerf.src.render.nerf:NeRFRenderer.sample_coarse": _sample_coarse,
+    "inerf.src.render.nerf:NeRFRenderer.sample_fine": _sample_fine,
 }

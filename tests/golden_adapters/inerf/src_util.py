@@ -13,8 +13,6 @@ def _gen_rays(case, inputs, function):
 
 
 ADAPTERS = {
-    "unproj_map_0.npz": _unproj_map,
-    "unproj_map_1.npz": _unproj_map,
-    "gen_rays_0.npz": _gen_rays,
-    "gen_rays_1.npz": _gen_rays,
+    "inerf.src.util.util:unproj_map": _unproj_map,
+    "inerf.src.util.util:gen_rays": _gen_rays,
 }

@@ -8,13 +8,14 @@ from mine.network.monodepth2.depth_decoder import DepthDecoder
 from mine.operations.homography_sampler import HomographySample
 from mine.synthesis_task import SynthesisTask
 from mine.utils import get_embedder
+from tests.golden_adapters import arg_inputs, call_args
 
 
 def _seeded(case, inputs, function):
     """torch.manual_seed(static seed) right before the call; every argument by keyword."""
     static = dict(case["static"])
     seed = static.pop("torch_manual_seed")
-    static.update(inputs)
+    static.update(arg_inputs(case, inputs))
     torch.manual_seed(seed)
     return function(**static)
 
@@ -23,7 +24,7 @@ def _constructed(case, inputs, function):
     """`Class(**static.constructor).method(*args)` for HomographySample.sample and SSIM.forward."""
     owner = HomographySample if case["function"].endswith("HomographySample.sample") else function
     obj = owner(**case["static"]["constructor"])
-    args = [inputs[name] for name in case["args"]]
+    args = call_args(case, inputs)
     return obj.sample(*args) if owner is HomographySample else obj(*args)
 
 
@@ -31,7 +32,7 @@ def _render_tgt(case, inputs, function):
     """render_tgt_rgb_depth with a HomographySample(H, W) as its first argument."""
     static = dict(case["static"])
     sampler = static.pop("H_sampler")
-    args = [inputs[name] for name in case["args"]]
+    args = call_args(case, inputs)
     return function(HomographySample(sampler["H_tgt"], sampler["W_tgt"]), *args, **static)
 
 
@@ -98,17 +99,15 @@ def _decoder(case, inputs, function):
 
 
 ADAPTERS = {
-    **{f"uniformly_sample_disparity_from_linspace_bins_{i}.npz": _seeded for i in range(2)},
-    **{f"uniformly_sample_disparity_from_bins_{i}.npz": _seeded for i in range(2)},
-    **{f"sample_pdf_{i}.npz": _seeded for i in range(2)},
-    **{f"get_disparity_list_{i}.npz": _seeded for i in range(2)},
-    "homography_sample_0.npz": _constructed,
-    "SSIM_module_0.npz": _constructed,
-    "render_tgt_rgb_depth_0.npz": _render_tgt,
-    "render_tgt_rgb_depth_alpha.npz": _render_tgt,
-    "compute_scale_factor_realestate10k.npz": _scale_factor,
-    "compute_scale_factor_flowers.npz": _scale_factor,
-    "get_embedder_m10.npz": _embedder,
-    "llff_info_transform_0.npz": _info_transform,
-    "depth_decoder_forward_0.npz": _decoder,
+    "mine.operations.rendering_utils:uniformly_sample_disparity_from_linspace_bins": _seeded,
+    "mine.operations.rendering_utils:uniformly_sample_disparity_from_bins": _seeded,
+    "mine.operations.rendering_utils:sample_pdf": _seeded,
+    "mine.synthesis_task:_get_disparity_list": _seeded,
+    "mine.operations.homography_sampler:HomographySample.sample": _constructed,
+    "mine.network.ssim:SSIM": _constructed,
+    "mine.operations.mpi_rendering:render_tgt_rgb_depth": _render_tgt,
+    "mine.synthesis_task:SynthesisTask.compute_scale_factor": _scale_factor,
+    "mine.utils:get_embedder": _embedder,
+    "mine.input_pipelines.llff.nerf_dataset:NeRFDataset._info_transform": _info_transform,
+    "mine.network.monodepth2.depth_decoder:DepthDecoder.forward": _decoder,
 }

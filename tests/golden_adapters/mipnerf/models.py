@@ -1,18 +1,15 @@
 """Adapters for mipnerf.internal.models cases: a model built from the case, given flax weights."""
 
-import pathlib
 import re
 
 import gin
-import numpy as np
 import torch
 
 from mipnerf.internal import models, utils
 
-# The harness finds no `in_params` / `in_rays` arrays (they are stored leaf by leaf and field by
-# field), so the adapter reads the case file itself, from the default golden folder.
-_GOLDEN = pathlib.Path(__file__).parents[2] / "golden" / "mipnerf"
-_PARAM = re.compile(r"in_params_MLP_0_Dense_(\d+)_(kernel|bias)")
+# The flax parameters are stored leaf by leaf (in_params_MLP_0_Dense_<i>_<kernel|bias>) and the rays
+# field by field (in_<field>).
+_PARAM = re.compile(r"params_MLP_0_Dense_(\d+)_(kernel|bias)")
 _CALL_ARGS = ("randomized", "white_bkgd")
 _RAY_FIELDS = ("origins", "directions", "viewdirs", "radii", "lossmult", "near", "far")
 
@@ -20,7 +17,6 @@ _RAY_FIELDS = ("origins", "directions", "viewdirs", "radii", "lossmult", "near",
 def _forward_with_flax_params(case, inputs, function):
     """Builds MipNerfModel from the static values (`MLP.*` through gin), loads the flax Dense
     weights in_params_MLP_0_Dense_<i>_{kernel,bias} and renders the stored rays."""
-    arrays = np.load(_GOLDEN / case["case"])
     static = case["static"]
     model_kwargs = {k: v for k, v in static.items() if "." not in k and k not in _CALL_ARGS}
     model_kwargs["density_activation"] = {"softplus": torch.nn.functional.softplus}[
@@ -35,14 +31,14 @@ def _forward_with_flax_params(case, inputs, function):
         gin.clear_config()
 
     flax_params = {}
-    for name in arrays.files:
+    for name, value in inputs.items():
         if match := _PARAM.fullmatch(name):
-            flax_params[f"MLP_0/Dense_{match[1]}/{match[2]}"] = arrays[name]
+            flax_params[f"MLP_0/Dense_{match[1]}/{match[2]}"] = value.numpy()
     models.load_flax_params(model, flax_params)
 
-    rays = utils.Rays(**{f: torch.from_numpy(arrays[f"in_{f}"]) for f in _RAY_FIELDS})
+    rays = utils.Rays(**{f: inputs[f] for f in _RAY_FIELDS})
     levels = model(None, rays, static["randomized"], static["white_bkgd"])
     return [x for level in levels for x in level]
 
 
-ADAPTERS = {"models_mipnerf_forward_small.npz": _forward_with_flax_params}
+ADAPTERS = {"mipnerf.internal.models:MipNerfModel": _forward_with_flax_params}

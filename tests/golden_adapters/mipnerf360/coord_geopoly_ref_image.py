@@ -3,6 +3,7 @@
 import torch
 
 from mipnerf360.internal import coord
+from tests.golden_adapters import call_args
 
 
 def _warp_fn(name):
@@ -30,7 +31,7 @@ def compute_sq_dist(case, inputs, function):
 
 def encoding_fn(case, inputs, function):
     """generate_ide_fn(deg_view)(xyz, kappa_inv) and generate_dir_enc_fn(deg_view)(xyz)."""
-    return function(**case["static"])(*(inputs[name] for name in case["args"]))
+    return function(**case["static"])(*call_args(case, inputs))
 
 
 def metric_harness(case, inputs, function):
@@ -38,13 +39,10 @@ def metric_harness(case, inputs, function):
 
 
 ADAPTERS = {
-    "coord_track_linearize_contract.npz": track_linearize,
-    "coord_construct_ray_warps_None.npz": construct_ray_warps,
-    "coord_construct_ray_warps_piecewise.npz": construct_ray_warps,
-    "coord_construct_ray_warps_reciprocal.npz": construct_ray_warps,
-    "geopoly_compute_sq_dist.npz": compute_sq_dist,
-    "ref_utils_ide_deg4.npz": encoding_fn,
-    "ref_utils_ide_deg5.npz": encoding_fn,
-    "ref_utils_dir_enc_deg4.npz": encoding_fn,
-    "image_metric_harness.npz": metric_harness,
+    "mipnerf360.internal.coord:track_linearize": track_linearize,
+    "mipnerf360.internal.coord:construct_ray_warps": construct_ray_warps,
+    "mipnerf360.internal.geopoly:compute_sq_dist": compute_sq_dist,
+    "mipnerf360.internal.ref_utils:generate_ide_fn": encoding_fn,
+    "mipnerf360.internal.ref_utils:generate_dir_enc_fn": encoding_fn,
+    "mipnerf360.internal.image:MetricHarness": metric_harness,
 }

@@ -1,15 +1,16 @@
 """Adapters for mipnerf360.internal.render / camera_utils cases that are not plain calls."""
 
+from tests.golden_adapters import arg_inputs, call_args
+
 
 def _numpy_call(case, inputs, function):
     """Pose and path utilities take numpy float64 poses, as in multinerf's loaders."""
-    args = [inputs[name].numpy() for name in case["args"]]
-    return function(*args, **case["static"])
+    return function(*(x.numpy() for x in call_args(case, inputs)), **case["static"])
 
 
-def _ndc_rays(case, inputs, function):
-    """pixtocam_ndc is a keyword: multinerf's pixels_to_rays takes distortion_params before it."""
-    return function(**inputs, **case["static"])
+def _pixels_to_rays(case, inputs, function):
+    """Every argument by keyword: an optional pixtocam_ndc comes after the static distortion_params."""
+    return function(**arg_inputs(case, inputs), **case["static"])
 
 
 _CAMERA_UTILS = "mipnerf360.internal.camera_utils:"
@@ -27,5 +28,5 @@ ADAPTERS = {
             "generate_interpolated_path",
         )
     },
-    "camera_utils_pixels_to_rays_ndc.npz": _ndc_rays,
+    _CAMERA_UTILS + "pixels_to_rays": _pixels_to_rays,
 }

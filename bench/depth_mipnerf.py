@@ -80,7 +80,8 @@ def flops_per_ray(model, training):
 
 def gpu_check_case(device, precision, *, paper=True, compiled=False, batch_rays=None, seed=0):
     """bench.gpu_case.Case of lego.gin (paper) or demo.gin on `device`: train.train_step on a fixed
-    batch of random orbit rays, render_image on val.chunk_size rays; deterministic sampling.
+    batch of random orbit rays, render_image on gpu_case.render_rays(paper) rays in chunks of
+    val.chunk_size; deterministic sampling.
 
     precision: 'fp32', 'tf32' (TF32 matmuls), 'bf16' (Config.precision 16: bf16 MLP autocast on CUDA).
     Weights and rays are made on the CPU from `seed`, then moved.
@@ -98,7 +99,7 @@ def gpu_check_case(device, precision, *, paper=True, compiled=False, batch_rays=
     nerf_system.use_mlp_autocast(model, config, device)
     nerf_system.use_compile(model, compiled)
     generator = torch.Generator().manual_seed(seed)
-    n_train, n_render = sections['train'].batch_size, sections['val'].chunk_size
+    n_train, n_render = sections['train'].batch_size, gpu_case.render_rays(paper)
     batches = FixedBatches(random_rays(n_train, generator, device),
                            torch.rand(n_train, 3, generator=generator).to(device))
     image = random_rays(n_render, generator, device)
@@ -115,7 +116,7 @@ def gpu_check_case(device, precision, *, paper=True, compiled=False, batch_rays=
         return {'loss': losses['total'], 'grad_norm': losses['grad_norm'], 'psnr': losses['psnr']}
 
     def render():
-        return nerf_system.render_image(model, image, n_render)['rgb_fine']
+        return nerf_system.render_image(model, image, sections['val'].chunk_size)['rgb_fine']
 
     name = f'depth_mipnerf {"lego.gin" if paper else "demo.gin"} {precision}{" compiled" if compiled else ""}'
     return gpu_case.Case(name=name, train_step=train_step, render=render, train_rays=n_train,

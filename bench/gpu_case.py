@@ -13,6 +13,13 @@ from typing import Callable
 import torch
 
 PRECISIONS = ('fp32', 'tf32', 'bf16')
+# Rays of the render the acceptance run times: 64k at the paper configs, fewer for a CPU dry run.
+PAPER_RENDER_RAYS, DEMO_RENDER_RAYS = 65536, 4096
+
+
+def render_rays(paper):
+    """How many rays a NeRF package's gpu_check_case renders."""
+    return PAPER_RENDER_RAYS if paper else DEMO_RENDER_RAYS
 
 
 @dataclasses.dataclass

@@ -14,12 +14,13 @@ For each package (its bench/<pkg>.py `gpu_check_case`, see bench/gpu_case.py) an
 With --multinerf TREE (google-research/multinerf, unpacked outside this repository) it also times
 multinerf's own JAX train step at 360.gin on the same card (bench/multinerf_jax.py), so the speed-up
 over the original is a ratio from one run. Everything goes to --out as JSON and is printed as a
-table. Needs no network: gin-config and pyhocon, if the machine lacks them, come from wheels
-installed beforehand (see README "Running on a GPU").
+table. Needs no network: gin-config and pyhocon, if the machine lacks them, are imported from the wheels
+`make gpu-wheels` puts in .whl/ (carried with the tree; see README "Running on a GPU").
 """
 
 import argparse
 import datetime
+import glob
 import importlib
 import json
 import os
@@ -32,6 +33,13 @@ import traceback
 # This file lives in bench/, whose scripts share names with the packages: import from the root.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:] = [ROOT] + [p for p in sys.path if os.path.abspath(p or '.') != os.path.join(ROOT, 'bench')]
+# Pure-Python wheels carried to a machine that lacks them (`make gpu-wheels`: gin-config, pyhocon)
+# import straight from the .whl files, after whatever is installed; the child processes (one per
+# package, and multinerf's JAX timing) get them through PYTHONPATH.
+CARRIED_WHEELS = sorted(glob.glob(os.path.join(ROOT, '.whl', '*.whl')))
+sys.path += CARRIED_WHEELS
+os.environ['PYTHONPATH'] = os.pathsep.join(
+    [p for p in [os.environ.get('PYTHONPATH', '')] if p] + CARRIED_WHEELS)
 
 import torch  # noqa: E402
 

@@ -81,8 +81,7 @@ def nerf_flops_per_ray(config):
     return flops
 
 
-def gpu_check_case(device, precision, *, paper=True, compiled=False, batch_rays=None, seed=0,
-                   render_rays=4096):
+def gpu_check_case(device, precision, *, paper=True, compiled=False, batch_rays=None, seed=0):
     """bench.gpu_case.Case of train_nerf's step at nerf_blender.gin (paper: 8x256 coarse + fine NeRF,
     64 + 128 samples, N_rand 1024) or demo.gin, on `device` (see bench/gpu_case.py).
 
@@ -116,6 +115,7 @@ def gpu_check_case(device, precision, *, paper=True, compiled=False, batch_rays=
         aim = torch.rand(n, 3, generator=generator) * 2 - 1
         return origins.to(device), (aim - origins).to(device)
 
+    render_rays = gpu_case.render_rays(paper)
     rays_o, rays_d = rays(config.N_rand)
     batch = (rays_o, rays_d, torch.rand(config.N_rand, 3, generator=generator).to(device))
     render_o, render_d = rays(render_rays)

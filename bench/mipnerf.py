@@ -81,7 +81,7 @@ def gpu_check_case(device, precision, *, paper=True, compiled=False, batch_rays=
     if compiled:
         model.forward = device_utils.maybe_compile(model.forward, True, dynamic=False)
     lr = float(train.learning_rate_fn(config)(1))
-    render_rays = 16384
+    render_rays = gpu_case.render_rays(paper)
     eval_rays = random_rays(render_rays, generator, device).map(lambda x: x[None])
 
     def train_step():

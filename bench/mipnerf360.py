@@ -73,7 +73,7 @@ def gpu_check_case(device, precision, *, paper=True, compiled=False, batch_rays=
         model.forward = device_utils.maybe_compile(model.forward, True, dynamic=False)
     rays = random_rays(config.batch_size, generator, device)
     batch = utils.Batch(rays=rays, rgb=torch.rand(config.batch_size, 3, generator=generator).to(device))
-    render_rays = 65536
+    render_rays = gpu_case.render_rays(paper)
     eval_rays = random_rays(render_rays, generator, device).map(lambda x: x[None])
 
     def step():

@@ -33,6 +33,18 @@ def pytest_collection_modifyitems(config, items):
             "(Config, MLP), so run one package per pytest process, as `make test` does")
 
 
+@pytest.fixture
+def low_precision_flags():
+    """TF32 on and float32 matmul precision 'medium', as Config.use_tf32 sets them on a GPU
+    (on a CPU they leave float32 matmuls as they are; the tests that use this run on CUDA too)."""
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision())
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.set_float32_matmul_precision("medium")
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = before[0]
+    torch.set_float32_matmul_precision(before[1])
+
+
 def pytest_configure(config):
     # One intra-op thread: the CI machine has two cores and tests run in a single process.
     torch.set_num_threads(1)

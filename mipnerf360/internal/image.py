@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from common import metrics
+from mipnerf360.internal.math import matmul
 
 
 def mse_to_psnr(mse):
@@ -95,7 +96,8 @@ def color_correct(img, ref, num_iters=5, eps=0.5 / 255):
                 raise ValueError("color_correct: the least-squares fit is not finite")
             warp.append(torch.from_numpy(w).to(img_mat))
         warp = torch.stack(warp, dim=-1)
-        img_mat = torch.clamp(torch.matmul(a_mat, warp), 0, 1)
+        # The original's full-precision product (math.matmul): exact float32 under TF32 too.
+        img_mat = torch.clamp(matmul(a_mat, warp), 0, 1)
     return img_mat.reshape(img.shape)
 
 

@@ -6,17 +6,6 @@ import torch
 from common import safe_math
 
 
-@pytest.fixture
-def low_precision_flags():
-    """TF32 on and float32 matmul precision 'medium', as Config.use_tf32 sets them on a GPU."""
-    before = (torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision())
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.set_float32_matmul_precision('medium')
-    yield
-    torch.backends.cuda.matmul.allow_tf32 = before[0]
-    torch.set_float32_matmul_precision(before[1])
-
-
 @pytest.mark.parametrize('shape_a, shape_b', [
     ((4096, 3), (3, 21)),          # coord.lift_and_diagonalize: means onto the IPE basis
     ((512, 3, 3), (3, 21)),        # ... and covariances onto it

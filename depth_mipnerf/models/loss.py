@@ -196,7 +196,8 @@ class MSELoss(nn.Module):
                     (self.lambda_near_loss, 'near'), (self.lambda_empty_loss, 'empty')]
         # Terms of weight 0 are left out of the sum: on a batch without GT normals (or depth) they are
         # 0/0 = NaN, and 0 * NaN would poison the total (the fork's data always had both).
-        total = rgb_loss + sum(lam * losses[name] for lam, name in weighted if lam != 0)
+        # [1] as the fork's, whose [1] empty / near terms are in the sum whatever their weights.
+        total = (rgb_loss + sum(lam * losses[name] for lam, name in weighted if lam != 0)).reshape(1)
         if self.prop_mlp:
             losses['envelope'] = ratio('envelope')
             total = total + self.lambda_prop_loss * losses['envelope']

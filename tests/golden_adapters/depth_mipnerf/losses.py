@@ -11,20 +11,43 @@ def _rays_depth(case, inputs, function):
     return function(rays, inputs["tvals_"], inputs["w"], **case["static"])
 
 
-def _mse_loss_forward(case, inputs, function):
-    """MSELoss(hparams=static).forward on the results/targets the case's notes describe."""
-    a = inputs
+# The ray-weight depth loss that made results' (empty_loss, near_loss), by the static 'depth_loss'.
+_DEPTH_LOSSES = {
+    "cdf": lambda rays, t, w, s: mip_nerf.lossfun_depth_weight_CDF(rays, t, w, s.get("eps", 0.3),
+                                                                   beta=s.get("beta", 0.0)),
+    "urf": lambda rays, t, w, s: mip_nerf.lossfun_depth_weight(rays, t, w, s.get("eps", 0.3)),
+    "cdf_test": lambda rays, t, w, s: mip_nerf.lossfun_depth_weight_CDF_test(rays, t, w, s.get("eps", 0.3)),
+}
+
+
+def _results(static, a):
+    """MipNerf's results dict from the case's arrays: every entry the case stores (in_<key>, the depth as
+    in_depth_pred); entries it leaves out are computed as the case notes describe: distortion from
+    (t_samples, weights), empty/near from static['depth_loss'] (default 'cdf', eps 0.3, beta 0) with
+    rays.depth = in_depth_gt, envelope_loss = lossfun_outer(t, w, t, 1.1 w)."""
     t, w = a["t_samples"], a["weights"]
-    rays = types.SimpleNamespace(depth=a["depth_gt"][:, None])
-    empty, near = mip_nerf.lossfun_depth_weight_CDF(rays, t, w, 0.3)
-    results = {
-        "rgb_fine": a["rgb_fine"], "depth": a["depth_pred"], "weights": w,
-        "density_normals": a["density_normals"], "distortion": mip_nerf.lossfun_distortion(t, w),
-        "near_loss": near, "empty_loss": empty, "envelope_loss": mip_nerf.lossfun_outer(t, w, t, 1.1 * w),
-    }
+    results = {"depth": a["depth_pred"]}
+    for key in ("rgb_fine", "rgb_coarse", "weights", "t_samples", "density_normals", "mlp_normals", "acc",
+                "distortion", "empty_loss", "near_loss", "envelope_loss"):
+        if key in a:
+            results[key] = a[key]
+    if "distortion" not in results:
+        results["distortion"] = mip_nerf.lossfun_distortion(t, w)
+    if "near_loss" not in results or "empty_loss" not in results:
+        rays = types.SimpleNamespace(depth=a["depth_gt"].reshape(-1, 1))
+        depth_loss = _DEPTH_LOSSES[static.get("depth_loss", "cdf")]
+        results["empty_loss"], results["near_loss"] = depth_loss(rays, t, w, static)
+    if "envelope_loss" not in results:
+        results["envelope_loss"] = mip_nerf.lossfun_outer(t, w, t, 1.1 * w)
+    return results
+
+
+def _mse_loss_forward(case, inputs, function):
+    """MSELoss(hparams=static, read by key name).forward on the case's results and targets."""
+    a = inputs
     targets = {"rgb": a["rgb_gt"], "depth": a["depth_gt"], "normal": a["normal_gt"], "dirs": a["dirs"],
                "dmask": a["dmask"]}
-    return function(loss.MSELoss(case["static"]), results, targets)
+    return function(loss.MSELoss(case["static"]), _results(case["static"], a), targets)
 
 
 ADAPTERS = {

@@ -112,10 +112,18 @@ class MSELoss(nn.Module):
         self.mlp_normals = hparams['nerf.mlp.mlp_normals']
         self.depth_divide_acc = hparams.get('loss.depth_divide_acc', False)
 
-    def forward(self, results, targets, mask=None):
+    def forward(self, results, targets, mask=None, step=1):
         """results: MipNerf's dict; targets: rgb [B, 3], depth [B], normal [B, 3], dirs [B, 3],
-        dmask [B] (True = no depth). mask [B] (bool) restricts the RGB terms. -> dict of losses."""
-        return self.combine(self.pieces(results, targets, mask))
+        dmask [B] (True = no depth). -> dict of losses (total [1], the others []).
+
+        mask and step are taken for the fork's signature and unused, as there: the fork's forward
+        resets mask to None (its validation passes one), so the RGB terms cover every ray
+        (`pieces(mask=...)` restricts them). 'normal_loss_lowerbounded' and 'incomplete' are the
+        fork's two entries that are always 0 (its lower-bound normal loss is switched off).
+        """
+        losses = self.combine(self.pieces(results, targets))
+        zero = torch.zeros_like(losses['rgb'])
+        return {**losses, 'normal_loss_lowerbounded': zero, 'incomplete': zero}
 
     def pieces(self, results, targets, mask=None):
         """{term: (sum [], count [])} of one batch; `combine` turns them into the losses.

@@ -193,9 +193,12 @@ LOSS_SETUPS = [
                                       loss__lambda_normal=0.01, nerf__mlp__mlp_normals=True),
      "urf", 0.05, 0.0, 4, 64, 0.25, 0.5),
 ]
+# Setups whose forward also gets a mask [B] and a step (the fork's validation call): both unused there.
+MASKED = {"lego_cdf_masked": ("lego_cdf", 1200), "two_stage_masked": ("two_stage", 7)}
+LOSS_SETUPS += [(name,) + next(s for s in LOSS_SETUPS if s[0] == base)[1:] for name, (base, _) in MASKED.items()]
 
 LOSS_OUTPUTS = ["total", "rgb", "depth", "normal", "orientation", "distortion", "empty", "near", "envelope",
-                "psnr", "chord"]
+                "psnr", "chord", "normal_loss_lowerbounded", "incomplete"]
 
 
 def unit(rng, shape):
@@ -250,10 +253,17 @@ def mse_loss_cases(mip_nerf, loss_mod, rng):
         targets = {"rgb": torch.from_numpy(arrays["in_rgb_gt"]), "depth": torch.from_numpy(arrays["in_depth_gt"]),
                    "normal": torch.from_numpy(normal_gt), "dirs": torch.from_numpy(arrays["in_dirs"]),
                    "dmask": torch.from_numpy(arrays["in_dmask"])}
-        out = loss_mod.MSELoss(hparams).forward(results, targets)
+        args, static = ["results", "targets"], dict(hparams, depth_loss=kind, eps=eps, beta=beta)
+        if name in MASKED:
+            arrays["in_mask"] = rng.uniform(size=batch) < 0.5
+            static["step"] = MASKED[name][1]
+            args.append("mask")
+            out = loss_mod.MSELoss(hparams).forward(results, targets, mask=torch.from_numpy(arrays["in_mask"]),
+                                                    step=static["step"])
+        else:
+            out = loss_mod.MSELoss(hparams).forward(results, targets)
         for key in LOSS_OUTPUTS:
             arrays[f"out_{key}"] = np32(out[key]).astype(np.float32)
-        static = dict(hparams, depth_loss=kind, eps=eps, beta=beta)
         case = f"gen_MSELoss_forward_{name}.npz"
         note = (
             "MSELoss(hparams=static).forward(results, targets); static holds the fork's flattened yaml keys "
@@ -264,9 +274,11 @@ def mse_loss_cases(mip_nerf, loss_mod, rng):
             "the total); targets: rgb=in_rgb_gt, depth=in_depth_gt, normal=in_normal_gt (all-zero = no GT "
             "normal), dirs, dmask (True = no depth). prop_mlp=False: rgb adds coarse_loss_mult * MSE of "
             "rgb_coarse and envelope is 0; mlp_normals=True: normal/chord average the self-supervised "
-            "(mlp vs density normals) and supervised terms.")
+            "(mlp vs density normals) and supervised terms. A case with a `mask` arg (bool [B]) and a static "
+            "'step' passes both to forward, which ignores them (the fork resets mask to None); "
+            "normal_loss_lowerbounded and incomplete are the fork's always-zero entries.")
         cases.append((case, arrays, entry(case, "depth_mipnerf.models.loss:MSELoss.forward", "MSELoss.forward",
-                                          ["results", "targets"], static, LOSS_OUTPUTS, note, atol=1e-6,
+                                          args, static, LOSS_OUTPUTS, note, atol=1e-6,
                                           path="models/loss.py")))
     return cases
 

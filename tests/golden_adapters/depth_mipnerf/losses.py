@@ -43,7 +43,7 @@ def _results(static, a):
 
 
 def _mse_loss_forward(case, inputs, function):
-    """MSELoss(hparams=static, read by key name).forward on the case's results and targets."""
+    """MSELoss(hparams=static, read by key name).forward(results, targets[, mask=in_mask][, step=static step])."""
     a = inputs
     targets = {"rgb": a["rgb_gt"], "depth": a["depth_gt"], "normal": a["normal_gt"], "dirs": a["dirs"],
                "dmask": a["dmask"]}

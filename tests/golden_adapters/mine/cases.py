@@ -1,5 +1,7 @@
 """Adapters for mine cases that are not plain calls: seeded draws, constructors, methods, the decoder."""
 
+import re
+
 import numpy as np
 import torch
 
@@ -79,23 +81,39 @@ def _decoder_weight(key, k, shape):
     return torch.from_numpy(value.astype(np.float32).reshape(shape))
 
 
-def _decoder(case, inputs, function):
-    """DepthDecoder built from the case with its deterministic weights, eval mode, four scales."""
-    ctor = dict(case["static"]["constructor"])
-    ctor["embedder"] = get_embedder(10)[0]
-    ctor["embedder_out_dim"] = 21
-    decoder = DepthDecoder(**ctor)
-    state = decoder.state_dict()
-    float_keys = sorted(k for k, v in state.items() if v.is_floating_point())
-    assert float_keys == case["static"]["state_dict_float_keys_sorted"]
+def _embedder_of(ctor):
+    """(embed, out_dim) named by the case: constructor.embedder is the string "get_embedder(M)[0]"."""
+    match = re.fullmatch(r"get_embedder\((\d+)\)\[0\]", ctor["embedder"])
+    assert match, f"unknown embedder {ctor['embedder']!r}"
+    embed, out_dim = get_embedder(int(match.group(1)))
+    assert out_dim == ctor["embedder_out_dim"], (out_dim, ctor["embedder_out_dim"])
+    return embed, out_dim
+
+
+def fill_module(module, expected_float_keys=None):
+    """Loads the cases' deterministic weights into every float state-dict entry of module (see _decoder_weight)."""
+    state = module.state_dict()
+    if expected_float_keys is not None:
+        assert sorted(k for k, v in state.items() if v.is_floating_point()) == expected_float_keys
     # k counts every sorted key, num_batches_tracked included (they are skipped, not re-numbered).
     values = {key: _decoder_weight(key, k, state[key].shape) for k, key in enumerate(sorted(state))
               if state[key].is_floating_point()}
-    decoder.load_state_dict({**state, **values})
+    module.load_state_dict({**state, **values})
+
+
+def _decoder(case, inputs, function):
+    """DepthDecoder built from the case's constructor with its deterministic weights, eval mode.
+
+    Outputs disp_<s> are outputs[("disp", s)] for the case's output names.
+    """
+    ctor = dict(case["static"]["constructor"])
+    ctor["embedder"], ctor["embedder_out_dim"] = _embedder_of(ctor)
+    decoder = DepthDecoder(**ctor)
+    fill_module(decoder, case["static"]["state_dict_float_keys_sorted"])
     decoder.eval()
     feats = [inputs[f"feat{i}"] for i in range(5)]
     outputs = function(decoder, feats, inputs["disparity"])
-    return [outputs[("disp", s)] for s in range(4)]
+    return {name: outputs[("disp", int(name.split("_")[1]))] for name in case["outputs"]}
 
 
 ADAPTERS = {

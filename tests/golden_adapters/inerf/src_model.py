@@ -42,34 +42,26 @@ def _encoded_net(case, inputs, function):
     return net
 
 
-def _pixelnerf_forward(case, inputs, function):
-    """Coarse and fine outputs at xyz, and the world->camera poses the net stored."""
-    net = _encoded_net(case, inputs, function)
-    coarse = net(inputs["xyz"], coarse=True, viewdirs=inputs["viewdirs"])
-    fine = net(inputs["xyz"], coarse=False, viewdirs=inputs["viewdirs"])
-    return coarse, fine, net.poses
-
-
-def _pixelnerf_projection(case, inputs, function):
-    """uv and image size passed to encoder.index during forward, and the stored focal and c."""
+def _pixelnerf(case, inputs, function):
+    """Coarse and fine outputs at xyz, the net's stored world->camera poses, focal and c, and the uv and
+    image size forward passed to encoder.index (recorded when the net has an encoder): every one the
+    case names in its outputs."""
     net = _encoded_net(case, inputs, function)
     seen = {}
-    index = net.encoder.index
+    if net.use_encoder:
+        index = net.encoder.index
 
-    def recording_index(uv, cam_z=None, image_size=(), z_bounds=None):
-        seen["uv"], seen["image_shape"] = uv.clone(), torch.as_tensor(image_size).clone()
-        return index(uv, cam_z, image_size, z_bounds)
+        def recording_index(uv, cam_z=None, image_size=(), z_bounds=None):
+            seen["uv"], seen["image_shape"] = uv.clone(), torch.as_tensor(image_size).clone()
+            return index(uv, cam_z, image_size, z_bounds)
 
-    net.encoder.index = recording_index
-    net(inputs["xyz"], coarse=True, viewdirs=inputs["viewdirs"])
-    return seen["uv"], seen["image_shape"], net.focal, net.c
-
-
-def _pixelnerf(case, inputs, function):
-    """The projection case when the case's outputs are the uv it records, else the forward case."""
-    if "uv" in case["outputs"]:
-        return _pixelnerf_projection(case, inputs, function)
-    return _pixelnerf_forward(case, inputs, function)
+        net.encoder.index = recording_index
+    viewdirs = inputs.get("viewdirs")
+    outputs = {"coarse": net(inputs["xyz"], coarse=True, viewdirs=viewdirs)}
+    if "fine" in case["outputs"]:
+        outputs["fine"] = net(inputs["xyz"], coarse=False, viewdirs=viewdirs)
+    outputs.update(seen, poses_w2c=net.poses, focal_internal=net.focal, c_internal=net.c)
+    return outputs
 
 
 ADAPTERS = {

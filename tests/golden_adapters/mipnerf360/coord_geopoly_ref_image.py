@@ -6,13 +6,31 @@ from mipnerf360.internal import coord
 from tests.golden_adapters import call_args
 
 
+# The coord warps a case may name (multinerf's configs bind @coord.contract).
+_COORD_WARPS = {"contract": coord.contract, "inv_contract": coord.inv_contract}
+# The jnp functions construct_ray_warps accepts (it finds the inverse by __name__), as torch's.
+_TORCH_WARPS = {
+    "reciprocal": torch.reciprocal,
+    "log": torch.log,
+    "exp": torch.exp,
+    "sqrt": torch.sqrt,
+    "square": torch.square,
+}
+
+
 def _warp_fn(name):
-    """The warp a case's static `fn` names: None, 'piecewise', 'contract' or a torch function name."""
+    """The warp a case's static `fn` names: None, 'piecewise', a coord warp ('contract',
+    'inv_contract') or a jnp function ('reciprocal', 'log', 'exp', 'sqrt', 'square') as the port's
+    torch equivalent. A gin-style or qualified name ('@jnp.log', 'coord.contract') is read by its
+    last component."""
     if name is None or name == "piecewise":
         return name
-    if name == "contract":
-        return coord.contract
-    return getattr(torch, name)
+    short = name.lstrip("@").rsplit(".", 1)[-1]
+    if short in _COORD_WARPS:
+        return _COORD_WARPS[short]
+    if short in _TORCH_WARPS:
+        return _TORCH_WARPS[short]
+    raise KeyError(f"static fn {name!r} names no warp the port has")
 
 
 def track_linearize(case, inputs, function):

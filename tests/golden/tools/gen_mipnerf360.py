@@ -1,0 +1,265 @@
+"""Writes golden cases for mipnerf360 by running the ORIGINAL multinerf (JAX) on seeded inputs.
+
+It imports `internal.coord` and `internal.ref_utils` from the multinerf tree named by --original
+(google-research/multinerf, a plain checkout or `git archive` of the commit given by --commit), calls
+them on CPU on seeded inputs, and writes one .npz per case into --out, replacing (never duplicating)
+the manifest entries of the same case names in --out/manifest.json.
+
+Cases made here (issue 17, point 2):
+  coord.construct_ray_warps  every fn its callers can bind (None, 'piecewise', jnp.reciprocal, log,
+                             sqrt, exp, square), near/far of the configs, other batch shapes;
+  coord.track_linearize      fn = contract and inv_contract, other batch shapes;
+  ref_utils.generate_ide_fn / generate_dir_enc_fn  deg_view 1..5, other batch shapes.
+
+A function-valued argument is stored in `static` by name, as the existing cases do: null for None,
+'piecewise', the jnp function's name ('reciprocal', 'log', ...) or the coord function's name
+('contract', 'inv_contract').
+
+Needs jax and numpy (not torch), e.g.
+  python3 -m venv /tmp/venv_jax && /tmp/venv_jax/bin/pip install jax jaxlib numpy
+  /tmp/venv_jax/bin/python tests/golden/tools/gen_mipnerf360.py --original /tmp/orig_multinerf \
+      --out tests/golden/mipnerf360
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+COMMIT = "5b4d4f64608ec8077222c52fdf814d40acc10bc1"
+PORT = "mipnerf360.internal"
+
+
+def _f32(x):
+    return np.asarray(x, dtype=np.float32)
+
+
+class Writer:
+    """Collects cases: writes each .npz and keeps its manifest entry."""
+
+    def __init__(self, out, commit):
+        self.out = pathlib.Path(out)
+        self.commit = commit
+        self.entries = []
+
+    def add(self, case, module, function, args, static, inputs, outputs, rtol, atol, notes):
+        arrays = {f"in_{k}": v for k, v in inputs.items()}
+        arrays.update({f"out_{k}": _f32(v) for k, v in outputs.items()})
+        np.savez_compressed(self.out / f"{case}.npz", **arrays)
+        self.entries.append({
+            "case": f"{case}.npz",
+            "function": f"{PORT}.{module}:{function}",
+            "reference": f"google-research/multinerf@{self.commit}:internal/{module}.py:{function}",
+            "args": args,
+            "static": static,
+            "outputs": list(outputs),
+            "rtol": rtol,
+            "atol": atol,
+            "notes": notes,
+        })
+
+    def write_manifest(self):
+        path = self.out / "manifest.json"
+        manifest = json.loads(path.read_text()) if path.exists() else []
+        new = {e["case"] for e in self.entries}
+        manifest = [e for e in manifest if e["case"] not in new] + self.entries
+        path.write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def _shape_name(shape):
+    return "x".join(str(s) for s in shape)
+
+
+# --- coord.construct_ray_warps ----------------------------------------------------------------
+
+# (fn name, batch shape, samples per ray, near range, far range, rtol, atol). near/far: 360.gin and
+# tat.gin (0.2 / 0.1, 1e6), blender (2, 6), llff (0, 1, only with None or 'piecewise'), and random.
+RAY_WARPS = [
+    (None, (6,), 11, (0.0, 0.0), (1.0, 1.0), 1e-5, 1e-6),
+    (None, (2, 3, 5), 8, (2.0, 2.0), (6.0, 6.0), 1e-5, 1e-6),
+    ("piecewise", (6,), 11, (0.0, 0.0), (1.0, 1.0), 1e-5, 1e-6),
+    ("piecewise", (2, 3, 5), 8, (0.05, 0.5), (2.0, 1e3), 1e-5, 1e-6),
+    ("reciprocal", (6,), 11, (0.2, 0.2), (1e6, 1e6), 1e-5, 1e-6),
+    ("reciprocal", (2, 3, 5), 8, (2.0, 2.0), (6.0, 6.0), 1e-5, 1e-6),
+    ("reciprocal", (3, 4), 16, (0.1, 0.1), (1e6, 1e6), 1e-5, 1e-6),
+    ("log", (6,), 11, (0.2, 0.2), (1e6, 1e6), 1e-5, 1e-6),
+    ("log", (2, 3, 5), 8, (0.05, 0.5), (2.0, 20.0), 1e-5, 1e-6),
+    ("log", (3, 4), 16, (2.0, 2.0), (6.0, 6.0), 1e-5, 1e-6),
+    ("sqrt", (6,), 11, (0.2, 0.2), (1e6, 1e6), 1e-5, 1e-6),
+    ("sqrt", (2, 3, 5), 8, (0.05, 0.5), (2.0, 20.0), 1e-5, 1e-6),
+    ("sqrt", (3, 4), 16, (0.0, 0.0), (1.0, 1.0), 1e-5, 1e-6),
+    ("exp", (6,), 11, (2.0, 2.0), (6.0, 6.0), 1e-5, 1e-6),
+    ("exp", (2, 3, 5), 8, (0.0, 0.5), (1.0, 3.0), 1e-5, 1e-6),
+    ("square", (6,), 11, (2.0, 2.0), (6.0, 6.0), 1e-5, 1e-6),
+    ("square", (2, 3, 5), 8, (0.0, 0.5), (1.0, 20.0), 1e-5, 1e-6),
+]
+
+
+def gen_construct_ray_warps(w, coord, jnp, seed):
+    for i, (fn_name, batch, n, near_range, far_range, rtol, atol) in enumerate(RAY_WARPS):
+        rng = np.random.default_rng(seed + i)
+        t_near = _f32(rng.uniform(*near_range, size=batch + (1,)))
+        t_far = _f32(rng.uniform(*far_range, size=batch + (1,)))
+        # Distances inside [near, far], log-spaced when the range is wide, plus both ends.
+        u = np.sort(rng.uniform(size=batch + (n,)), axis=-1)
+        u[..., 0], u[..., -1] = 0.0, 1.0
+        if near_range[0] > 0 and far_range[0] / near_range[1] > 1e3:
+            t = _f32(np.exp(np.log(t_near) + u * (np.log(t_far) - np.log(t_near))))
+        else:
+            t = _f32(t_near + u * (t_far - t_near))
+        s = np.sort(rng.uniform(size=batch + (n,)), axis=-1)
+        s[..., 0], s[..., -1] = 0.0, 1.0
+        s = _f32(s)
+        fn = fn_name if fn_name in (None, "piecewise") else getattr(jnp, fn_name)
+        t_to_s, s_to_t = coord.construct_ray_warps(fn, jnp.asarray(t_near), jnp.asarray(t_far))
+        outputs = {"t_to_s": np.asarray(t_to_s(jnp.asarray(t))),
+                   "s_to_t": np.asarray(s_to_t(jnp.asarray(s)))}
+        for k, v in outputs.items():
+            assert np.all(np.isfinite(v)), (fn_name, k)
+        w.add(
+            f"coord_construct_ray_warps_{fn_name}_{_shape_name(batch)}x{n}",
+            "coord", "construct_ray_warps", ["t_near", "t_far", "t", "s"], {"fn": fn_name},
+            {"t_near": t_near, "t_far": t_far, "t": t, "s": s}, outputs, rtol, atol,
+            "t_to_s, s_to_t = construct_ray_warps(fn, t_near, t_far); out_t_to_s = t_to_s(in_t), "
+            "out_s_to_t = s_to_t(in_s). static fn names the warp: null = None, 'piecewise', or the "
+            f"name of the jnp function (jnp.{fn_name} -> torch.{fn_name}), whose inverse the port "
+            "finds by __name__. t spans [t_near, t_far] with both ends, s spans [0, 1] with both ends. "
+            f"near in {list(near_range)}, far in {list(far_range)}.",
+        )
+
+
+# --- coord.track_linearize --------------------------------------------------------------------
+
+# (fn name, batch shape, radius range of the means). contract: points inside and far outside the
+# unit ball (and the origin); inv_contract: its domain |z| < 2, inside and outside the unit ball.
+TRACK_LINEARIZE = [
+    ("contract", (7,), (0.0, 300.0)),
+    ("contract", (2, 3, 4), (0.0, 50.0)),
+    ("inv_contract", (12,), (0.0, 1.95)),
+    ("inv_contract", (2, 3, 4), (0.0, 1.9)),
+    ("inv_contract", (4, 1, 5), (0.5, 1.5)),
+]
+
+
+def gen_track_linearize(w, coord, jnp, seed):
+    for i, (fn_name, batch, (r_lo, r_hi)) in enumerate(TRACK_LINEARIZE):
+        rng = np.random.default_rng(seed + i)
+        direction = rng.normal(size=batch + (3,))
+        direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
+        if r_hi > 10:  # Log-uniform radii: as many near the unit sphere as far away.
+            radius = np.exp(rng.uniform(np.log(0.05), np.log(r_hi), size=batch + (1,)))
+        else:
+            radius = rng.uniform(r_lo, r_hi, size=batch + (1,))
+        mean = direction * radius
+        if r_lo == 0.0:
+            mean.reshape(-1, 3)[0] = 0.0  # The origin: the eps clamp's point.
+        a = rng.normal(size=batch + (3, 3)) * (0.05 + 0.2 * radius[..., None])
+        cov = a @ np.swapaxes(a, -1, -2)
+        mean, cov = _f32(mean), _f32(cov)
+        fn = getattr(coord, fn_name)
+        fn_mean, fn_cov = coord.track_linearize(fn, jnp.asarray(mean), jnp.asarray(cov))
+        outputs = {"fn_mean": np.asarray(fn_mean), "fn_cov": np.asarray(fn_cov)}
+        w.add(
+            f"coord_track_linearize_{fn_name}_{_shape_name(batch)}",
+            "coord", "track_linearize", ["mean", "cov"], {"fn": fn_name},
+            {"mean": mean, "cov": cov}, outputs, 1e-5, 1e-6,
+            f"static fn names the warp: '{fn_name}' = coord.{fn_name}. fn_cov = J cov J^T with J the "
+            "Jacobian of fn at mean (jax.linearize). Means at radii "
+            f"[{r_lo}, {r_hi}] (the first one the origin when 0 is included).",
+        )
+
+
+# --- ref_utils.generate_ide_fn / generate_dir_enc_fn --------------------------------------------
+
+ENCODING_SHAPES = {1: (13,), 2: (2, 3, 4), 3: (5, 7), 4: (3, 1, 6), 5: (17,)}
+# Tolerances: the z part of every harmonic is sum_k c_k z^k with |c_k| up to 109 (deg 4) and 9.0e4
+# (deg 5, l = 16) of alternating sign, so its float32 value depends on the summation order: the
+# rounding bound 2^-24 sum_k |c_k| |z|^k reaches 1.4e-5 (deg 4) and 1.7e-2 (deg 5) at |z| = 1.
+# Measured (port, torch 2.13 CPU, vs the original, jax 0.10.2 CPU): deg 4 5.1e-6, deg 5 4.4e-3; the
+# original itself vs float64 1.6e-3 (deg 5), and against its own deg-5 output of another jax version
+# (ref_utils_ide_deg5.npz) 1.0e-3. Degrees 1-3 agree to 5e-7.
+ENCODING_TOL = {1: (1e-5, 1e-6), 2: (1e-5, 1e-6), 3: (1e-5, 1e-6), 4: (1e-5, 2e-5), 5: (1e-5, 1e-2)}
+ENCODING_TOL_NOTE = {
+    4: " atol 2e-5: the degree-8 z polynomial (|c_k| up to 109) in float32 has a rounding bound "
+       "2^-24 sum|c_k||z|^k of 1.4e-5; measured port vs original 5.1e-6.",
+    5: " atol 1e-2: the degree-16 z polynomial (|c_k| up to 9.0e4, alternating) in float32 has a "
+       "rounding bound 2^-24 sum|c_k||z|^k of 1.7e-2 and depends on the summation order; measured "
+       "port vs original 4.4e-3, original vs float64 1.6e-3, original vs itself under another jax "
+       "version 1.0e-3.",
+}
+
+
+def _unit_dirs(rng, batch):
+    xyz = rng.normal(size=batch + (3,))
+    xyz /= np.linalg.norm(xyz, axis=-1, keepdims=True)
+    flat = xyz.reshape(-1, 3)
+    # The poles and the equator: z^k or (x + iy)^m at their extremes.
+    edges = np.array([[0, 0, 1], [0, 0, -1], [1, 0, 0], [0, -1, 0], [0.6, 0.8, 0]], dtype=np.float64)
+    flat[: min(len(edges), len(flat))] = edges[: len(flat)]
+    return _f32(xyz)
+
+
+def gen_encodings(w, ref_utils, jnp, seed):
+    for deg_view in range(1, 6):
+        batch = ENCODING_SHAPES[deg_view]
+        rtol, atol = ENCODING_TOL[deg_view]
+        rng = np.random.default_rng(seed + deg_view)
+        xyz = _unit_dirs(rng, batch)
+        # kappa_inv is the roughness, softplus(raw - 1) in the MLP: 0 (mirror) up to a few.
+        kappa_inv = _f32(np.exp(rng.uniform(np.log(1e-3), np.log(3.0), size=batch + (1,))))
+        kappa_inv.reshape(-1)[0] = 0.0
+        ide = ref_utils.generate_ide_fn(deg_view)(jnp.asarray(xyz), jnp.asarray(kappa_inv))
+        w.add(
+            f"ref_utils_ide_deg{deg_view}_{_shape_name(batch)}",
+            "ref_utils", "generate_ide_fn", ["xyz", "kappa_inv"], {"deg_view": deg_view},
+            {"xyz": xyz, "kappa_inv": kappa_inv}, {"ide": np.asarray(ide)}, rtol, atol,
+            "Call generate_ide_fn(deg_view)(xyz, kappa_inv). Output is [real parts, imag parts] "
+            "concatenated. xyz unit directions (the poles and the equator among them), kappa_inv in "
+            "{0} and [1e-3, 3]." + ENCODING_TOL_NOTE.get(deg_view, ""),
+        )
+        xyz = _unit_dirs(np.random.default_rng(seed + 100 + deg_view), batch)
+        de = ref_utils.generate_dir_enc_fn(deg_view)(jnp.asarray(xyz))
+        w.add(
+            f"ref_utils_dir_enc_deg{deg_view}_{_shape_name(batch)}",
+            "ref_utils", "generate_dir_enc_fn", ["xyz"], {"deg_view": deg_view},
+            {"xyz": xyz}, {"de": np.asarray(de)}, rtol, atol,
+            "Call generate_dir_enc_fn(deg_view)(xyz). Output is [real parts, imag parts] "
+            "concatenated. xyz unit directions (the poles and the equator among them)."
+            + ENCODING_TOL_NOTE.get(deg_view, ""),
+        )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--original", required=True, help="multinerf tree (holds internal/coord.py)")
+    parser.add_argument("--out", default="tests/golden/mipnerf360")
+    parser.add_argument("--commit", default=COMMIT, help="the multinerf commit of --original")
+    parser.add_argument("--seed", type=int, default=360)
+    args = parser.parse_args()
+
+    original = pathlib.Path(args.original).resolve()
+    if not (original / "internal" / "coord.py").is_file():
+        sys.exit(f"{original}/internal/coord.py not found: --original must be a multinerf tree")
+    sys.path.insert(0, str(original))
+    if not hasattr(np, "math"):  # multinerf calls np.math.factorial, gone from numpy >= 2.
+        import math
+
+        np.math = math
+    import jax
+
+    jax.config.update("jax_platform_name", "cpu")
+    import jax.numpy as jnp
+    from internal import coord, ref_utils
+
+    w = Writer(args.out, args.commit)
+    gen_construct_ray_warps(w, coord, jnp, args.seed)
+    gen_track_linearize(w, coord, jnp, args.seed + 1000)
+    gen_encodings(w, ref_utils, jnp, args.seed + 2000)
+    w.write_manifest()
+    print(f"wrote {len(w.entries)} cases to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

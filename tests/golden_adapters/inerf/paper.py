@@ -6,15 +6,19 @@ from tests.golden_adapters import arg_inputs
 
 
 def _camera_transf(case, inputs, function):
-    """camera_transf with parameters set from the case; forward(x), then grads of sum(out * weight)."""
+    """camera_transf with parameters set from the case; forward(x), then (when the case stores
+    in_loss_weight) the parameter grads of sum(out * loss_weight)."""
     model = function()
     with torch.no_grad():
         for name in ("w", "v", "theta"):
             getattr(model, name).copy_(inputs[name])
     with torch.enable_grad():
         out = model(inputs["x"])
-        (out * inputs["loss_weight"]).sum().backward()
-    return [out, model.w.grad, model.v.grad, model.theta.grad]
+        if "loss_weight" in inputs:
+            (out * inputs["loss_weight"]).sum().backward()
+    outputs = {case["outputs"][0]: out}
+    outputs.update({f"grad_{name}": getattr(model, name).grad for name in ("w", "v", "theta")})
+    return outputs
 
 
 def _embedder(case, inputs, function):

@@ -1,5 +1,7 @@
 """Adapters for inerf.src.model cases: modules built from the case's static values and weights."""
 
+import inspect
+
 import torch
 from pyhocon import ConfigFactory
 
@@ -14,23 +16,45 @@ def _positional_encoding(case, inputs, function):
     return function(**case["static"])(inputs["x"])
 
 
+def _constructor_kwargs(cls, static):
+    """The static values that are parameters of cls.__init__ (the rest are call arguments)."""
+    names = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in static.items() if k in names}
+
+
 def _resnetfc(case, inputs, function):
-    """ResnetFC(d_in, ...) with the stored weights, forward(zx, combine_inner_dims)."""
-    static = dict(case["static"])
-    combine_inner_dims = tuple(static.pop("combine_inner_dims"))
-    net = function(**static)
+    """ResnetFC(d_in, ...) from static with the stored weights, forward(zx, combine_inner_dims).
+
+    combine_inner_dims comes from static, else from an in_combine_inner_dims array, else (1,)."""
+    static = case["static"]
+    if "combine_inner_dims" in static:
+        combine_inner_dims = tuple(static["combine_inner_dims"])
+    elif "combine_inner_dims" in inputs:
+        combine_inner_dims = tuple(int(d) for d in inputs["combine_inner_dims"].reshape(-1))
+    else:
+        combine_inner_dims = (1,)
+    net = function(**_constructor_kwargs(function, static))
     net.load_state_dict(_state_dict(inputs))
     return net(inputs["zx"], combine_inner_dims=combine_inner_dims)
 
 
 def _encoder_index(case, inputs, function):
-    """SpatialEncoder (custom backbone) with the stored latent and scaling; index(uv, None, image_size)."""
+    """SpatialEncoder (custom backbone unless static names one; its weights are unused) with the stored
+    latent and scaling and static's index_interp / index_padding; index(uv, None, image_size)."""
     from inerf.src.model.encoder import SpatialEncoder
 
-    encoder = SpatialEncoder(backbone="custom", pretrained=False, **case["static"])
+    kwargs = {"backbone": "custom", "pretrained": False, **_constructor_kwargs(SpatialEncoder, case["static"])}
+    encoder = SpatialEncoder(**kwargs)
     encoder.latent = inputs["latent"]
-    encoder.latent_scaling = inputs["latent_scaling"]
-    return function(encoder, inputs["uv"], None, inputs["image_size"])
+    if "latent_scaling" in inputs:
+        encoder.latent_scaling = inputs["latent_scaling"]
+    else:  # as forward sets it from the latent's (w, h)
+        size = torch.tensor(inputs["latent"].shape[-1:-3:-1], dtype=torch.float32)
+        encoder.latent_scaling = size / (size - 1) * 2.0
+    image_size = inputs.get("image_size", case["static"].get("image_size", ()))
+    if isinstance(image_size, (list, tuple)) and len(image_size) > 0:
+        image_size = torch.tensor(image_size, dtype=torch.float32)
+    return function(encoder, inputs["uv"], None, image_size)
 
 
 def _encoded_net(case, inputs, function):
@@ -38,7 +62,10 @@ def _encoded_net(case, inputs, function):
     net = function(ConfigFactory.from_dict(case["static"]["conf"]))
     net.load_state_dict(_state_dict(inputs), strict=False)
     net.eval()
-    net.encode(inputs["images"], inputs["poses"], inputs["focal"], c=inputs.get("c"))
+    focal, c = inputs.get("focal", case["static"].get("focal")), inputs.get("c", case["static"].get("c"))
+    focal = focal if isinstance(focal, torch.Tensor) else torch.tensor(focal, dtype=torch.float32)
+    c = c if c is None or isinstance(c, torch.Tensor) else torch.tensor(c, dtype=torch.float32)
+    net.encode(inputs["images"], inputs["poses"], focal, c=c)
     return net
 
 

@@ -27,13 +27,18 @@ class _StubModel(torch.nn.Module):
 
 
 def _composite(case, inputs, function):
-    """NeRFRenderer(n_coarse=K, white_bkgd, eval_batch_size).composite(stub, rays, z_samp, coarse, sb)."""
+    """NeRFRenderer(n_coarse=K, white_bkgd, eval_batch_size).composite(stub, rays, z_samp, coarse, sb).
+
+    Static values the case leaves out take the release's defaults (black, 100000, coarse, sb 0, and a
+    model without use_viewdirs)."""
     s = case["static"]
     raw = inputs["raw"]
     B, K = inputs["z_samp"].shape
-    renderer = NeRFRenderer(n_coarse=K, white_bkgd=s["white_bkgd"], eval_batch_size=s["eval_batch_size"]).eval()
-    model = _StubModel(raw, s["model_use_viewdirs"], s["sb"])
-    weights, rgb, depth = function(renderer, model, inputs["rays"], inputs["z_samp"], s["coarse"], s["sb"])
+    sb = s.get("sb", 0)
+    renderer = NeRFRenderer(n_coarse=K, white_bkgd=s.get("white_bkgd", False),
+                            eval_batch_size=s.get("eval_batch_size", 100000)).eval()
+    model = _StubModel(raw, s.get("model_use_viewdirs", False), sb)
+    weights, rgb, depth = function(renderer, model, inputs["rays"], inputs["z_samp"], s.get("coarse", True), sb)
     points = torch.cat(model.points, dim=-2).reshape(B, K, 3)
     return weights, rgb, depth, points
 

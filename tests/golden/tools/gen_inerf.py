@@ -336,27 +336,36 @@ def _net_conf(use_encoder, **overrides):
     return conf
 
 
+def _encoder_prefixes(net):
+    """Names of the encoder layers that run: resnet conv1/bn1, then one stage per extra layer."""
+    stages = tuple(f"encoder.model.layer{i}." for i in range(1, net.encoder.num_layers))
+    return ("encoder.model.conv1.", "encoder.model.bn1.") + stages
+
+
 def _used_state_dict(net):
-    """State dict without the encoder layers that num_layers=1 never runs (they would be MBs)."""
-    keep = ("mlp_", "encoder.model.conv1.", "encoder.model.bn1.")
+    """State dict without the encoder layers that num_layers never runs (they would be MBs)."""
+    keep = ("mlp_",) + _encoder_prefixes(net)
     return {k: v for k, v in net.state_dict().items() if k.startswith(keep)}
 
 
 def _randomise(net, g):
+    used = _encoder_prefixes(net)
     with torch.no_grad():
         for name, p in net.named_parameters():
-            if name.startswith("encoder.") and not name.startswith(("encoder.model.conv1", "encoder.model.bn1")):
+            if name.startswith("encoder.") and not name.startswith(used):
                 continue
-            if name.endswith("bn1.weight"):
+            if ".bn" in name and name.endswith(".weight"):
                 p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
             else:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.3)
             if name.endswith("lin_out.bias"):  # sigma mostly positive: no MLP dead under the ReLU
                 p[3] = 1.0 + 0.5 * torch.rand((), generator=g)
         for name, b in net.named_buffers():
-            if name == "encoder.model.bn1.running_mean":
+            if not name.startswith(used):
+                continue
+            if name.endswith("running_mean"):
                 b.copy_(torch.randn(b.shape, generator=g) * 0.1)
-            elif name == "encoder.model.bn1.running_var":
+            elif name.endswith("running_var"):
                 b.copy_(0.5 + torch.rand(b.shape, generator=g))
 
 
@@ -502,12 +511,14 @@ def gen_train_step(o, w):
     from pyhocon import ConfigFactory
     ref = f"{PIXELNERF}:pixel-nerf/train/train.py:PixelNeRFTrainer.calc_losses"
     conf_dict = _step_conf()
-    variants = [  # (name, nviews, SB, NV, H, W, rays per object, lindisp, white)
-        ("mv2", "2", 2, 3, 10, 12, 6, False, True),
-        ("sv1_black", "1", 2, 2, 8, 8, 5, True, False),
+    variants = [  # (name, nviews, SB, NV, H, W, rays per object, lindisp, white, encoder num_layers)
+        ("mv2", "2", 2, 3, 10, 12, 6, False, True, 1),
+        ("sv1_black", "1", 2, 2, 8, 8, 5, True, False, 1),
+        ("enc2_layers", "2", 2, 2, 12, 10, 5, False, True, 2),
     ]
-    for k, (name, nviews, SB, NV, H, W, R, lindisp, white) in enumerate(variants):
+    for k, (name, nviews, SB, NV, H, W, R, lindisp, white, num_layers) in enumerate(variants):
         conf_dict["renderer"]["white_bkgd"] = white
+        conf_dict["model"]["encoder"]["num_layers"] = num_layers
         z_near, z_far = 1.0, 3.0
         conf = ConfigFactory.from_dict(conf_dict)
         args = types.SimpleNamespace(gpu_id=[0], batch_size=SB, nviews=nviews, freeze_enc=None,
@@ -556,7 +567,7 @@ def gen_train_step(o, w):
               "One pixelNeRF training step (train/train.py PixelNeRFTrainer.calc_losses, is_train=True: "
               "coarse + fine MSE, loss = lambda_coarse*rc + lambda_fine*rf, then backward). Build "
               "net = make_model(static.conf.model), load_state_dict(strict=False) from in_sd_* (MLPs, and the "
-              "resnet18 conv1/bn1 of the num_layers=1 encoder: the only encoder layers that run), "
+              "resnet18 conv1/bn1 (+ layer1 with num_layers=2): the only encoder layers that run), "
               "renderer = NeRFRenderer.from_conf(static.conf.renderer, lindisp=static.lindisp); trainer "
               "state: nviews from static.nviews, ray_batch_size, z_near/z_far, lambdas and MSE criteria from "
               "static.conf.loss, use_bbox = no_bbox_step > 0 with no bbox in the batch. net.train() (batch "

@@ -1,20 +1,24 @@
-"""Writes golden cases for depth_mipnerf's ray-weight depth losses and its total loss (MSELoss.forward)
-by running the ORIGINAL fork (AlexSheldrick/mipnerf_pl, branch depth-mipnerf) on seeded inputs.
+"""Writes golden cases for depth_mipnerf (ray-weight depth losses, the total loss MSELoss.forward, whole
+training steps) by running the ORIGINAL fork (AlexSheldrick/mipnerf_pl, branch depth-mipnerf) on seeded inputs.
 
     python tests/golden/tools/gen_depth_mipnerf.py --original /tmp/orig_depth_mipnerf \
         --out tests/golden/depth_mipnerf
 
 `--original` is a work tree of the fork at the commit below (the script records that commit in each
-case's `reference`). The fork's `models/mip_nerf.py` and `models/loss.py` are imported from there as
-they are; the modules they import only for the model (`models.mip`, `utils.vis`, which pull in
-torchvision, cv2, the datasets) are replaced by empty stand-ins, since none of the functions run here
-touches them. Needs torch (2.13 was used), numpy, einops; runs on the CPU in a few seconds.
+case's `reference`). The fork's `models/mip.py`, `models/mip_nerf.py` and `models/loss.py` are imported
+from there as they are; of the modules they import only for datasets and visualisation, stand-ins give
+what the model uses: `datasets.datasets.Rays` (a namedtuple of the same fields) and `utils.vis.l2_normalize`
+(that one function, executed from the fork's own file). `models.mip.diagonal_scale` is pinned to 'cuda:0'
+in the fork; it is replaced by the same powers of two on the CPU. Needs torch (2.13 was used), numpy,
+einops; runs on the CPU in a few seconds.
 
 Cases are named `gen_*.npz`; running the script again replaces its own manifest entries (same case
 name) and leaves every other entry as it was.
 """
 
 import argparse
+import ast
+import collections
 import importlib.util
 import json
 import pathlib
@@ -27,35 +31,46 @@ import torch
 COMMIT = "e12007d28a329ab93b77108d6240f95e8dcead42"
 REPO = "AlexSheldrick/mipnerf_pl"
 
+RAYS_FIELDS = ("origins", "directions", "viewdirs", "radii", "lossmult", "near", "far", "depth", "normal", "mask",
+               "depth_vars", "cam_idx")
 RAYS_NOTE = ("`rays` is the fork's Rays namedtuple; only rays.depth ([B,1], 0 = no depth) is read: "
              "stored as in_rays_depth. ")
 
 
+def _function_from(path, name, namespace):
+    """Executes only the top-level function `name` of the source file at path (its other imports are
+    heavy and unused here) in namespace; returns it."""
+    tree = ast.parse(pathlib.Path(path).read_text())
+    node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+    exec(compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"), namespace)
+    return namespace[name]
+
+
 def load_original(root):
-    """(mip_nerf, loss) modules of the fork at root, with stand-ins for its model-only imports."""
+    """(mip_nerf, loss) modules of the fork at root. Its model imports stand in as: `datasets.datasets`
+    (only its Rays namedtuple, same fields), `utils.vis` (only l2_normalize, taken from the fork's file)."""
     root = pathlib.Path(root)
     sys.path.insert(0, str(root))
-    models = types.ModuleType("models")
-    models.__path__ = [str(root / "models")]
-    sys.modules["models"] = models
-    mip = types.ModuleType("models.mip")
-    for name in ("sample_along_rays", "integrated_pos_enc", "pos_enc", "volumetric_rendering",
-                 "resample_along_rays"):
-        setattr(mip, name, None)
-    sys.modules["models.mip"] = mip
-    utils = types.ModuleType("utils")
-    utils.__path__ = []
+    for package, path in (("models", root / "models"), ("utils", None), ("datasets", None)):
+        module = types.ModuleType(package)
+        module.__path__ = [str(path)] if path else []
+        sys.modules[package] = module
+    data = types.ModuleType("datasets.datasets")
+    data.Rays = collections.namedtuple("Rays", RAYS_FIELDS)
     vis = types.ModuleType("utils.vis")
-    vis.l2_normalize = None
-    sys.modules["utils"], sys.modules["utils.vis"] = utils, vis
-    loaded = []
-    for name in ("mip_nerf", "loss"):
+    vis.l2_normalize = _function_from(root / "utils" / "vis.py", "l2_normalize", {"torch": torch, "np": np})
+    sys.modules["datasets.datasets"], sys.modules["utils.vis"] = data, vis
+    loaded = {}
+    for name in ("mip", "mip_nerf", "loss"):
         spec = importlib.util.spec_from_file_location(f"models.{name}", root / "models" / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[f"models.{name}"] = module
         spec.loader.exec_module(module)
-        loaded.append(module)
-    return loaded
+        loaded[name] = module
+        if name == "mip":
+            # The fork pins its positional-encoding scales to 'cuda:0'; the same powers of two on the CPU.
+            module.diagonal_scale = lambda min_deg, max_deg: 2 ** torch.arange(min_deg, max_deg)[..., None]
+    return loaded["mip_nerf"], loaded["loss"]
 
 
 def ray_samples(rng, batch, n, near=2.0, far=6.0, frac_no_depth=0.25, dense=0.5):
@@ -283,6 +298,102 @@ def mse_loss_cases(mip_nerf, loss_mod, rng):
     return cases
 
 
+# Whole training steps: the fork's MipNerf (deterministic sampling) + MSELoss + backward, as its
+# MipNeRFSystem.training_step. (name, MipNerf kwargs, proposal MLP (depth, width), loss hparams, eps,
+# batch, white_bkgd, grad_accum_steps the port is asked to split the batch into)
+STEP_SETUPS = [
+    ("lego_l3_s16_b8", dict(num_samples=16, num_levels=3, max_deg_point=8, mlp_net_depth=4, mlp_net_width=32,
+                            mlp_net_width_condition=16, mlp_skip_index=2), (2, 32),
+     variant("lego", loss__lambda_distortion=1e-3), 0.3, 8, True, 1),
+    ("scannet_l2_s12_b6_accum2", dict(num_samples=12, num_levels=2, max_deg_point=6, deg_view=2, mlp_net_depth=3,
+                                     mlp_net_width=24, mlp_net_width_condition=12, mlp_skip_index=4,
+                                     density_bias=-0.5, resample_padding=0.05),
+     (3, 16), variant("scannet", loss__lambda_depth=0.02), 0.15, 6, False, 2),
+]
+STEP_LOSSES = ["total", "rgb", "depth", "normal", "orientation", "distortion", "empty", "near", "envelope", "psnr",
+               "chord"]
+STEP_RESULTS = ["rgb_coarse", "rgb_fine", "depth", "weights", "distortion", "envelope_loss"]
+
+
+def step_rays(rng, batch):
+    """Rays (as arrays, the fork's fields) of cameras on a radius-4 sphere looking near the origin, with
+    unnormalised directions, depth (0 = none) and GT normals (some zero), and the rgb targets."""
+    origins = unit(rng, (batch, 3)) * 4.0
+    view = unit(rng, (batch, 3)) * 0.15 - origins / 4.0
+    viewdirs = view / np.linalg.norm(view, axis=-1, keepdims=True)
+    directions = viewdirs * rng.uniform(1.0, 1.2, (batch, 1))
+    depth = rng.uniform(3.2, 4.8, (batch, 1))
+    depth[1::3] = 0.0
+    normal = unit(rng, (batch, 3))
+    normal[2::4] = 0.0
+    rays = {"origins": origins, "directions": directions, "viewdirs": viewdirs,
+            "radii": np.full((batch, 1), 0.0015), "lossmult": np.ones((batch, 1)), "near": np.full((batch, 1), 2.0),
+            "far": np.full((batch, 1), 6.0), "depth": depth, "normal": normal, "mask": depth <= 0,
+            "depth_vars": np.zeros((batch, 1)), "cam_idx": np.zeros((batch, 1))}
+    rays = {k: v if v.dtype == bool else v.astype(np.float32) for k, v in rays.items()}
+    return rays, rng.uniform(size=(batch, 3)).astype(np.float32)
+
+
+def step_cases(mip_nerf, loss_mod, rng):
+    """One training step of the fork per STEP_SETUPS entry: results, losses and every gradient."""
+    cases = []
+    for i, (name, kwargs, (prop_depth, prop_width), hparams, eps, batch, white_bkgd, accum) in enumerate(STEP_SETUPS):
+        kwargs = dict(kwargs, prop_mlp=True, num_glo_features=0, num_glo_embeddings=0, mlp_normals=False)
+        torch.manual_seed(100 + i)
+        model = mip_nerf.MipNerf(**kwargs)
+        xyz_dim = (kwargs["max_deg_point"] - kwargs.get("min_deg_point", 0)) * 6
+        # The fork hard-codes a 4 x 256 proposal MLP; the fork's own MLP class of a smaller size keeps the
+        # case small (the port's prop_net_depth / prop_net_width).
+        model.prop_mlp = mip_nerf.MLP(prop_depth, prop_width, 1, 128, 8, 3, 1, "relu", xyz_dim, 0, prop_mlp=True)
+        # Non-zero biases, so that their gradients are tested with the weights'.
+        with torch.no_grad():
+            for pname, p in model.named_parameters():
+                if pname.endswith("bias"):
+                    p.copy_(0.1 * torch.randn_like(p))
+        rays_np, rgbs = step_rays(rng, batch)
+        Rays = sys.modules["datasets.datasets"].Rays
+        rays = Rays(*[torch.from_numpy(rays_np[f]) for f in RAYS_FIELDS])
+        ret = model(rays, False, white_bkgd, False, eps, zero_glo=False)
+        targets = {"rgb": torch.from_numpy(rgbs)[..., :3], "depth": rays.depth.view(-1), "normal": rays.normal,
+                   "dirs": rays.viewdirs, "var": rays.depth_vars, "dmask": rays.mask.view(-1)}
+        losses = loss_mod.MSELoss(hparams)(ret, targets, step=1)
+        losses["total"].sum().backward()
+        arrays = {f"in_rays_{f}": rays_np[f] for f in RAYS_FIELDS}
+        arrays["in_rgbs"] = rgbs
+        arrays.update({f"in_params_{k}": np32(v) for k, v in model.state_dict().items()})
+        arrays.update({f"out_{k}": np32(losses[k]).astype(np.float32) for k in STEP_LOSSES})
+        arrays.update({f"out_ret_{k}": np32(ret[k]) for k in STEP_RESULTS})
+        grads = [k for k, p in model.named_parameters() if p.grad is not None]
+        arrays.update({f"out_grad_{k}": np32(p.grad) for k, p in model.named_parameters() if p.grad is not None})
+        static = {**{f"MipNerf.{k}": v for k, v in kwargs.items()},
+                  "MipNerf.prop_net_depth": prop_depth, "MipNerf.prop_net_width": prop_width,
+                  "MipNerf.num_fine_samples": 32, **hparams, "eps": eps, "randomized": False,
+                  "white_bkgd": white_bkgd, "compute_density_normals": False, "grad_accum_steps": accum}
+        case = f"gen_train_step_{name}.npz"
+        note = (
+            "WHOLE-STEP case: the fork's MipNeRFSystem.training_step on one batch, deterministic (randomized "
+            "False), zero_glo False: MipNerf forward (num_levels-1 proposal levels + the NeRF level of 32 "
+            "samples, hard-coded in the fork) -> MSELoss(hparams)(ret, targets) -> total.backward(). Build the "
+            "port's MipNerf from the static 'MipNerf.<kwarg>' values (the fork's constructor arguments; "
+            "prop_net_depth / prop_net_width: the fork hard-codes a 4 x 256 proposal MLP, the case swaps in the "
+            "fork's MLP class of this size, skip_index 8), load the state dict in_params_<name> (the fork's "
+            "names), the loss from the static 'loss.*' / 'nerf.mlp.*' keys; rays in_rays_<field> (the fork's Rays "
+            "fields), targets rgb = in_rgbs, depth/normal/dirs/dmask from the rays; eps, white_bkgd, "
+            "compute_density_normals from static. The port runs it with depth_mipnerf.train.backward_batch "
+            "in static grad_accum_steps micro-batches (their gradients must add up to the fork's one-shot "
+            "step). Outputs: the losses, ret_<key> of the model's results (the last level's; rgb_coarse = the level "
+            "before the last), "
+            "and grad_<name> of every parameter the fork's step gives a gradient (depth_network.variance has "
+            "none). atol 5e-8 (about 2e-6 of the largest gradient entries, 1e-3 of the proposal MLP's, which only "
+            "the small envelope loss reaches): float32 sums over rays and samples in another order; the port "
+            "measured at most 1.3e-8 absolute on the gradients.")
+        cases.append((case, arrays, entry(case, "depth_mipnerf.train:backward_batch",
+                                          "MipNeRFSystem.training_step", ["params", "rays", "rgbs"], static,
+                                          STEP_LOSSES + [f"ret_{k}" for k in STEP_RESULTS] + [f"grad_{k}" for k in grads], note,
+                                          rtol=1e-5, atol=5e-8, path="models/nerf_system.py")))
+    return cases
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--original", required=True, help="work tree of AlexSheldrick/mipnerf_pl@" + COMMIT)
@@ -293,6 +404,7 @@ def main():
     mip_nerf, loss_mod = load_original(args.original)
     rng = np.random.default_rng(args.seed)
     cases = ray_loss_cases(mip_nerf, rng) + mse_loss_cases(mip_nerf, loss_mod, rng)
+    cases += step_cases(mip_nerf, loss_mod, rng)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"

@@ -9,7 +9,8 @@ Cases made here (issue 17, point 2):
   coord.construct_ray_warps  every fn its callers can bind (None, 'piecewise', jnp.reciprocal, log,
                              sqrt, exp, square), near/far of the configs, other batch shapes;
   coord.track_linearize      fn = contract and inv_contract, other batch shapes;
-  ref_utils.generate_ide_fn / generate_dir_enc_fn  deg_view 1..5, other batch shapes.
+  ref_utils.generate_ide_fn / generate_dir_enc_fn  deg_view 1..5, other batch shapes;
+  coord.lift_and_diagonalize  one Gaussian alone (unbatched) and other bases.
 
 A function-valued argument is stored in `static` by name, as the existing cases do: null for None,
 'piecewise', the jnp function's name ('reciprocal', 'log', ...) or the coord function's name
@@ -69,7 +70,7 @@ class Writer:
 
 
 def _shape_name(shape):
-    return "x".join(str(s) for s in shape)
+    return "x".join(str(s) for s in shape) if shape else "unbatched"
 
 
 # --- coord.construct_ray_warps ----------------------------------------------------------------
@@ -94,6 +95,8 @@ RAY_WARPS = [
     ("exp", (2, 3, 5), 8, (0.0, 0.5), (1.0, 3.0), 1e-5, 1e-6),
     ("square", (6,), 11, (2.0, 2.0), (6.0, 6.0), 1e-5, 1e-6),
     ("square", (2, 3, 5), 8, (0.0, 0.5), (1.0, 20.0), 1e-5, 1e-6),
+    ("reciprocal", (), 7, (0.2, 0.2), (1e6, 1e6), 1e-5, 1e-6),  # One ray: t_near [1], t [n].
+    ("log", (), 7, (0.5, 0.5), (100.0, 100.0), 1e-5, 1e-6),
 ]
 
 
@@ -119,7 +122,7 @@ def gen_construct_ray_warps(w, coord, jnp, seed):
         for k, v in outputs.items():
             assert np.all(np.isfinite(v)), (fn_name, k)
         w.add(
-            f"coord_construct_ray_warps_{fn_name}_{_shape_name(batch)}x{n}",
+            f"coord_construct_ray_warps_{fn_name}_{_shape_name(batch + (n,))}",
             "coord", "construct_ray_warps", ["t_near", "t_far", "t", "s"], {"fn": fn_name},
             {"t_near": t_near, "t_far": t_far, "t": t, "s": s}, outputs, rtol, atol,
             "t_to_s, s_to_t = construct_ray_warps(fn, t_near, t_far); out_t_to_s = t_to_s(in_t), "
@@ -140,6 +143,8 @@ TRACK_LINEARIZE = [
     ("inv_contract", (12,), (0.0, 1.95)),
     ("inv_contract", (2, 3, 4), (0.0, 1.9)),
     ("inv_contract", (4, 1, 5), (0.5, 1.5)),
+    ("contract", (), (3.0, 3.0)),  # One Gaussian: mean [3], cov [3, 3].
+    ("inv_contract", (), (1.5, 1.5)),
 ]
 
 
@@ -171,9 +176,35 @@ def gen_track_linearize(w, coord, jnp, seed):
         )
 
 
+# --- coord.lift_and_diagonalize ----------------------------------------------------------------
+
+# (batch shape, basis shape, subdivisions): the MLP's icosahedron-2 basis and another one.
+LIFT_AND_DIAGONALIZE = [((), "icosahedron", 2), ((6,), "octahedron", 1), ((2, 1, 3), "icosahedron", 1)]
+
+
+def gen_lift_and_diagonalize(w, coord, geopoly, jnp, seed):
+    for i, (batch, shape, subdivisions) in enumerate(LIFT_AND_DIAGONALIZE):
+        rng = np.random.default_rng(seed + i)
+        mean = _f32(rng.normal(size=batch + (3,)) * 2)
+        a = rng.normal(size=batch + (3, 3)) * 0.3
+        cov = _f32(a @ np.swapaxes(a, -1, -2))
+        basis = _f32(geopoly.generate_basis(shape, subdivisions).T)
+        fn_mean, fn_cov_diag = coord.lift_and_diagonalize(
+            jnp.asarray(mean), jnp.asarray(cov), jnp.asarray(basis))
+        w.add(
+            f"coord_lift_and_diagonalize_{shape}{subdivisions}_{_shape_name(batch)}",
+            "coord", "lift_and_diagonalize", ["mean", "cov", "basis"], {},
+            {"mean": mean, "cov": cov, "basis": basis},
+            {"fn_mean": np.asarray(fn_mean), "fn_cov_diag": np.asarray(fn_cov_diag)}, 1e-5, 1e-6,
+            f"basis = generate_basis('{shape}', {subdivisions}).T, shape {list(basis.shape)}; "
+            f"mean {list(mean.shape)} (a single Gaussian when unbatched).",
+        )
+
+
 # --- ref_utils.generate_ide_fn / generate_dir_enc_fn --------------------------------------------
 
 ENCODING_SHAPES = {1: (13,), 2: (2, 3, 4), 3: (5, 7), 4: (3, 1, 6), 5: (17,)}
+UNBATCHED_DEGREES = (2, 4)  # Also one direction, xyz [3] and kappa_inv [1].
 # Tolerances: the z part of every harmonic is sum_k c_k z^k with |c_k| up to 109 (deg 4) and 9.0e4
 # (deg 5, l = 16) of alternating sign, so its float32 value depends on the summation order: the
 # rounding bound 2^-24 sum_k |c_k| |z|^k reaches 1.4e-5 (deg 4) and 1.7e-2 (deg 5) at |z| = 1.
@@ -197,19 +228,21 @@ def _unit_dirs(rng, batch):
     flat = xyz.reshape(-1, 3)
     # The poles and the equator: z^k or (x + iy)^m at their extremes.
     edges = np.array([[0, 0, 1], [0, 0, -1], [1, 0, 0], [0, -1, 0], [0.6, 0.8, 0]], dtype=np.float64)
-    flat[: min(len(edges), len(flat))] = edges[: len(flat)]
+    if len(flat) > 1:  # (One direction alone stays random.)
+        flat[: min(len(edges), len(flat))] = edges[: len(flat)]
     return _f32(xyz)
 
 
 def gen_encodings(w, ref_utils, jnp, seed):
-    for deg_view in range(1, 6):
-        batch = ENCODING_SHAPES[deg_view]
+    cases = [(d, ENCODING_SHAPES[d]) for d in range(1, 6)] + [(d, ()) for d in UNBATCHED_DEGREES]
+    for deg_view, batch in cases:
         rtol, atol = ENCODING_TOL[deg_view]
-        rng = np.random.default_rng(seed + deg_view)
+        rng = np.random.default_rng(seed + deg_view + (50 if not batch else 0))
         xyz = _unit_dirs(rng, batch)
         # kappa_inv is the roughness, softplus(raw - 1) in the MLP: 0 (mirror) up to a few.
         kappa_inv = _f32(np.exp(rng.uniform(np.log(1e-3), np.log(3.0), size=batch + (1,))))
-        kappa_inv.reshape(-1)[0] = 0.0
+        if batch:
+            kappa_inv.reshape(-1)[0] = 0.0
         ide = ref_utils.generate_ide_fn(deg_view)(jnp.asarray(xyz), jnp.asarray(kappa_inv))
         w.add(
             f"ref_utils_ide_deg{deg_view}_{_shape_name(batch)}",
@@ -219,7 +252,7 @@ def gen_encodings(w, ref_utils, jnp, seed):
             "concatenated. xyz unit directions (the poles and the equator among them), kappa_inv in "
             "{0} and [1e-3, 3]." + ENCODING_TOL_NOTE.get(deg_view, ""),
         )
-        xyz = _unit_dirs(np.random.default_rng(seed + 100 + deg_view), batch)
+        xyz = _unit_dirs(np.random.default_rng(seed + 100 + deg_view + (50 if not batch else 0)), batch)
         de = ref_utils.generate_dir_enc_fn(deg_view)(jnp.asarray(xyz))
         w.add(
             f"ref_utils_dir_enc_deg{deg_view}_{_shape_name(batch)}",
@@ -251,12 +284,13 @@ def main():
 
     jax.config.update("jax_platform_name", "cpu")
     import jax.numpy as jnp
-    from internal import coord, ref_utils
+    from internal import coord, geopoly, ref_utils
 
     w = Writer(args.out, args.commit)
     gen_construct_ray_warps(w, coord, jnp, args.seed)
     gen_track_linearize(w, coord, jnp, args.seed + 1000)
     gen_encodings(w, ref_utils, jnp, args.seed + 2000)
+    gen_lift_and_diagonalize(w, coord, geopoly, jnp, args.seed + 3000)
     w.write_manifest()
     print(f"wrote {len(w.entries)} cases to {args.out}")
 

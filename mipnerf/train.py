@@ -137,11 +137,47 @@ def level_losses(model, config, rng, batch, mask_sum):
         (mask * (rgb - batch['pixels'][..., :3])**2).sum() / mask_sum for rgb, _, _ in ret])
 
 
+def weight_l2_fn(config, params, device):
+    """Config.weight_decay_mult x the mean square of every parameter entry: a 0-d tensor.
+
+    params: the trained tensors (the original sums over the whole flax variable tree).
+    """
+    if config.weight_decay_mult == 0:
+        return torch.zeros((), device=device)  # The original's 0 * mean, without the reductions.
+    return config.weight_decay_mult * (
+        sum(torch.sum(p**2) for p in params) / sum(p.numel() for p in params))
+
+
+def loss_fn(model, config, rng, batch):
+    """The loss of the original's train_step (its inner loss_fn) on one whole batch.
+
+    loss = coarse_loss_mult * sum(losses[:-1]) + losses[-1] + weight_l2, where losses [levels]
+    are level_losses (lossmult-weighted, / the sum of the loss weights).
+
+    Args:
+      batch: {'pixels': [B, 3], 'rays': Rays [B, C]}.
+
+    Returns:
+      loss: 0-d tensor, differentiable with respect to the model's parameters.
+      stats: loss, losses [levels], weight_l2, psnr, psnrs [levels] (of the losses), detached.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    weight_l2 = weight_l2_fn(config, params, batch['pixels'].device)
+    losses = level_losses(model, config, rng, batch, loss_mask(config, batch['rays']).sum())
+    loss = config.coarse_loss_mult * torch.sum(losses[:-1]) + losses[-1] + weight_l2
+    psnrs = math.mse_to_psnr(losses.detach())
+    stats = {
+        'loss': loss.detach(), 'losses': losses.detach(), 'weight_l2': weight_l2.detach(),
+        'psnr': psnrs[-1], 'psnrs': psnrs,
+    }
+    return loss, stats
+
+
 def train_step(model, config, rng, optimizer, batch, lr):
     """One optimisation step on batch {'pixels': [B, 3], 'rays': Rays [B, C]}.
 
-    The batch runs forward and backward in Config.grad_accum_steps micro-batches whose gradients
-    add up to those of the whole batch, then the gradients are clipped and Adam steps once.
+    The loss is loss_fn's; the batch runs forward and backward in Config.grad_accum_steps
+    micro-batches whose gradients add up to those of the whole batch, then the gradients are clipped and Adam steps once.
 
     Returns:
       stats: loss, losses [levels], weight_l2, psnr, psnrs [levels] (of the losses, as the
@@ -149,11 +185,7 @@ def train_step(model, config, rng, optimizer, batch, lr):
       on the batch's device, never read on the host here.
     """
     params = [p for p in model.parameters() if p.requires_grad]
-    if config.weight_decay_mult > 0:
-        weight_l2 = config.weight_decay_mult * (
-            sum(torch.sum(p**2) for p in params) / sum(p.numel() for p in params))
-    else:
-        weight_l2 = torch.zeros((), device=batch['pixels'].device)
+    weight_l2 = weight_l2_fn(config, params, batch['pixels'].device)
 
     mask_sum = loss_mask(config, batch['rays']).sum()
     optimizer.zero_grad(set_to_none=True)

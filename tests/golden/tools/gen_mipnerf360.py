@@ -10,7 +10,9 @@ Cases made here (issue 17, point 2):
                              sqrt, exp, square), near/far of the configs, other batch shapes;
   coord.track_linearize      fn = contract and inv_contract, other batch shapes;
   ref_utils.generate_ide_fn / generate_dir_enc_fn  deg_view 1..5, other batch shapes;
-  coord.lift_and_diagonalize  one Gaussian alone (unbatched) and other bases.
+  coord.lift_and_diagonalize  one Gaussian alone (unbatched) and other bases;
+  what they call (contract, inv_contract, expected_sin, integrated_pos_enc, pos_enc, get_ml_array,
+  reflect, l2_normalize): other shapes, degrees and edge values.
 
 A function-valued argument is stored in `static` by name, as the existing cases do: null for None,
 'piecewise', the jnp function's name ('reciprocal', 'log', ...) or the coord function's name
@@ -47,7 +49,8 @@ class Writer:
 
     def add(self, case, module, function, args, static, inputs, outputs, rtol, atol, notes):
         arrays = {f"in_{k}": v for k, v in inputs.items()}
-        arrays.update({f"out_{k}": _f32(v) for k, v in outputs.items()})
+        arrays.update({f"out_{k}": v if np.asarray(v).dtype.kind in "iu" else _f32(v)
+                       for k, v in outputs.items()})
         np.savez_compressed(self.out / f"{case}.npz", **arrays)
         self.entries.append({
             "case": f"{case}.npz",
@@ -264,6 +267,68 @@ def gen_encodings(w, ref_utils, jnp, seed):
         )
 
 
+# --- plain calls of what the functions above call: other shapes, degrees and edge values ---------
+
+
+def _plain_cases(rng):
+    """(case, module, function, {arg: array}, static, output names, rtol, atol, notes)."""
+    unit = lambda shape: (lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True))(
+        rng.normal(size=shape + (3,)))
+    x_big = rng.normal(size=(4, 5, 3)) * np.exp(rng.uniform(-3, 5, size=(4, 5, 1)))
+    x_big[0, 0] = 0.0  # The origin: the eps clamp.
+    z_ball = unit((4, 5)) * rng.uniform(0, 1.99, size=(4, 5, 1))
+    z_ball[0, 0] = 0.0
+    ipe_mean = rng.normal(size=(5, 21)) * 1.5  # Lifted means of contracted points: |x| < 2.
+    ipe_var = np.exp(rng.uniform(-12, 0, size=(5, 21)))
+    yield ("coord_contract_4x5", "coord", "contract", {"x": x_big}, {}, ["z"], 1e-5, 1e-6,
+           "Radii from 0 (the origin, the eps clamp) to ~1e4.")
+    yield ("coord_contract_unbatched", "coord", "contract", {"x": np.array([3.0, -1.0, 0.5])}, {},
+           ["z"], 1e-5, 1e-6, "One point, x [3].")
+    yield ("coord_inv_contract_4x5", "coord", "inv_contract", {"z": z_ball}, {}, ["x"], 1e-5, 1e-6,
+           "Radii in [0, 1.99) (the origin among them).")
+    yield ("coord_expected_sin_4x5_big", "coord", "expected_sin",
+           {"mean": rng.normal(size=(4, 5)) * 2e3, "var": np.exp(rng.uniform(-12, 2, size=(4, 5)))},
+           {}, ["y"], 1e-5, 1e-6, "Means up to ~8e3: safe_sin reduces |x| >= 100 pi modulo 100 pi.")
+    yield ("coord_integrated_pos_enc_2_8_5x21", "coord", "integrated_pos_enc",
+           {"mean": ipe_mean, "var": ipe_var}, {"min_deg": 2, "max_deg": 8}, ["encoded"],
+           1e-5, 1e-6, "min_deg > 0.")
+    yield ("coord_integrated_pos_enc_0_12_unbatched", "coord", "integrated_pos_enc",
+           {"mean": ipe_mean[0], "var": ipe_var[0]}, {"min_deg": 0, "max_deg": 12}, ["encoded"],
+           1e-5, 1e-6, "One Gaussian, mean/var [21] (the MLP's lifted icosahedron-2 basis).")
+    yield ("coord_pos_enc_0_4_id_unbatched", "coord", "pos_enc", {"x": unit(())},
+           {"min_deg": 0, "max_deg": 4, "append_identity": True}, ["encoded"], 1e-5, 1e-6,
+           "One view direction, x [3]: the MLP's view-direction encoding for deg_view 4.")
+    yield ("coord_pos_enc_2_6_2x3x3", "coord", "pos_enc", {"x": rng.normal(size=(2, 3, 3))},
+           {"min_deg": 2, "max_deg": 6, "append_identity": False}, ["encoded"], 1e-5, 1e-6,
+           "min_deg > 0, no identity.")
+    for deg_view in range(1, 5):
+        yield (f"ref_utils_get_ml_array_deg{deg_view}", "ref_utils", "get_ml_array", {},
+               {"deg_view": deg_view}, ["ml_array"], 0, 0, "Integer output, compared exactly.")
+    normals = unit((3, 4))
+    yield ("ref_utils_reflect_3x4", "ref_utils", "reflect",
+           {"viewdirs": unit((3, 4)), "normals": normals}, {}, ["refdirs"], 1e-5, 1e-6, "")
+    yield ("ref_utils_reflect_unbatched", "ref_utils", "reflect",
+           {"viewdirs": unit(()), "normals": unit(())}, {}, ["refdirs"], 1e-5, 1e-6, "x [3].")
+    x = rng.normal(size=(3, 4, 3)) * np.exp(rng.uniform(-5, 5, size=(3, 4, 1)))
+    x[0, 0] = 0.0
+    yield ("ref_utils_l2_normalize_3x4", "ref_utils", "l2_normalize", {"x": x}, {}, ["y"],
+           1e-5, 1e-6, "Norms from 0 (the zero vector: the eps clamp) to ~1e2.")
+
+
+def gen_plain(w, modules, seed):
+    rng = np.random.default_rng(seed)
+    for case, module, function, inputs, static, outputs, rtol, atol, notes in _plain_cases(rng):
+        inputs = {k: _f32(v) for k, v in inputs.items()}
+        fn = getattr(modules[module], function)
+        result = fn(*[modules["jnp"].asarray(v) for v in inputs.values()], **static)
+        result = result if isinstance(result, tuple) else (result,)
+        outs = {}
+        for name, value in zip(outputs, result):
+            value = np.asarray(value)
+            outs[name] = value if value.dtype.kind in "iu" else _f32(value)
+        w.add(case, module, function, list(inputs), static, inputs, outs, rtol, atol, notes)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--original", required=True, help="multinerf tree (holds internal/coord.py)")
@@ -291,6 +356,7 @@ def main():
     gen_track_linearize(w, coord, jnp, args.seed + 1000)
     gen_encodings(w, ref_utils, jnp, args.seed + 2000)
     gen_lift_and_diagonalize(w, coord, geopoly, jnp, args.seed + 3000)
+    gen_plain(w, {"coord": coord, "ref_utils": ref_utils, "jnp": jnp}, args.seed + 4000)
     w.write_manifest()
     print(f"wrote {len(w.entries)} cases to {args.out}")
 

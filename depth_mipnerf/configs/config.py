@@ -90,6 +90,8 @@ class NerfSection:
     append_identity: bool = True
     compute_density_normals: bool = False
     num_fine_samples: int = 32  # Port key: the fork hard-codes 32 samples on the last level.
+    # Fix: without stop_resample_grad the fork's levels keep the first level's sample count.
+    fix_resample_count: bool = False
 
 
 @gin.configurable('mlp', module='nerf')

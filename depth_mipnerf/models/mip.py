@@ -160,12 +160,17 @@ def sorted_piecewise_constant_pdf(bins, weights, num_samples, randomized):
 
 
 def resample_along_rays(origins, directions, radii, t_samples, weights, randomized, ray_shape,
-                        stop_grad, resample_padding, num_samples):
-    """Fenceposts [B, num_samples + 1] drawn from blurpooled weights [B, N], and their Gaussians."""
+                        stop_grad, resample_padding, num_samples, fix_resample_count=False):
+    """Fenceposts [B, num_samples + 1] drawn from blurpooled weights [B, N], and their Gaussians.
+
+    Without stop_grad the fork draws as many fenceposts as t_samples has ([B, N + 1], num_samples
+    ignored); fix_resample_count draws num_samples + 1 there too.
+    """
     weights_pad = torch.cat([weights[..., :1], weights, weights[..., -1:]], dim=-1)
     weights_max = torch.maximum(weights_pad[..., :-1], weights_pad[..., 1:])
     weights_blur = 0.5 * (weights_max[..., :-1] + weights_max[..., 1:])
-    new_t = sorted_piecewise_constant_pdf(t_samples, weights_blur + resample_padding, num_samples + 1, randomized)
+    count = num_samples + 1 if stop_grad or fix_resample_count else t_samples.shape[-1]
+    new_t = sorted_piecewise_constant_pdf(t_samples, weights_blur + resample_padding, count, randomized)
     if stop_grad:
         new_t = new_t.detach()
     return new_t, cast_rays(new_t, origins, directions, radii, ray_shape)

@@ -108,6 +108,8 @@ class MipNerf(nn.Module):
       cdf_beta: the bounded-CDF loss' offset of the two CDFs (the write-up's beta * eps).
       cdf_sigma_from_eps: the CDF's std is forward's `eps` (the write-up) instead of 0.03 (the code).
       urf_fix_sigma: the URF target's std is eps / 3 instead of (eps / 3)^2.
+      fix_resample_count: without stop_resample_grad, still draw num_samples / num_fine_samples
+        (the fork draws as many as the level before, so its last level keeps num_samples).
       ds_nerf_sigma: the std of DS-NeRF's Gaussian around the depth.
     """
 
@@ -121,7 +123,7 @@ class MipNerf(nn.Module):
                  prop_mlp=False, num_glo_embeddings=18, num_glo_features=4, mlp_normals=True,
                  num_fine_samples=32, prop_net_depth=4, prop_net_width=256, encode_glo=False,
                  depth_loss='cdf', cdf_beta=0., cdf_sigma_from_eps=False, urf_fix_sigma=False,
-                 ds_nerf_sigma=0.03):
+                 ds_nerf_sigma=0.03, fix_resample_count=False):
         super().__init__()
         if density_activation != 'softplus' or rgb_activation != 'sigmoid':
             raise ValueError('the fork supports density_activation softplus and rgb_activation sigmoid only')
@@ -137,7 +139,7 @@ class MipNerf(nn.Module):
         self.num_glo_embeddings, self.num_glo_features, self.encode_glo = num_glo_embeddings, num_glo_features, encode_glo
         self.depth_loss, self.cdf_beta = depth_loss, cdf_beta
         self.cdf_sigma_from_eps, self.ds_nerf_sigma = cdf_sigma_from_eps, ds_nerf_sigma
-        self.urf_fix_sigma = urf_fix_sigma
+        self.urf_fix_sigma, self.fix_resample_count = urf_fix_sigma, fix_resample_count
         self.mlp_normals = mlp_normals
         xyz_dim = (max_deg_point - min_deg_point) * 3 * 2
         view_dim = (deg_view * 3 * 2 + (3 if append_identity else 0)) if use_viewdirs else 0
@@ -186,7 +188,9 @@ class MipNerf(nn.Module):
         means = means_covs[0]
         # Grad on only for the normals: under no_grad (rendering) the MLP builds no graph otherwise.
         with torch.enable_grad() if compute_normals else contextlib.nullcontext():
-            if compute_normals:
+            if compute_normals and not means.requires_grad:
+                # Means already in the graph (stop_resample_grad False) stay there, as the fork's:
+                # the rendering's gradient reaches the proposal weights through them.
                 means = means.detach().requires_grad_()
             samples_enc = mip.integrated_pos_enc((means, means_covs[1]), self.min_deg_point, self.max_deg_point)
             out = self.mlp(samples_enc, viewdirs_enc, glo_vec)
@@ -220,7 +224,7 @@ class MipNerf(nn.Module):
                 t_samples, means_covs = mip.resample_along_rays(
                     rays.origins, rays.directions, rays.radii, t_samples, weights, randomized,
                     self.ray_shape, self.stop_resample_grad, self.resample_padding,
-                    self.num_fine_samples if last else self.num_samples)
+                    self.num_fine_samples if last else self.num_samples, self.fix_resample_count)
             if self.disable_integration:
                 means_covs = (means_covs[0], torch.zeros_like(means_covs[1]))
             raw_rgb, raw_density, mlp_normals, density_normals = self._field(

@@ -309,10 +309,21 @@ STEP_SETUPS = [
                                      mlp_net_width=24, mlp_net_width_condition=12, mlp_skip_index=4,
                                      density_bias=-0.5, resample_padding=0.05),
      (3, 16), variant("scannet", loss__lambda_depth=0.02), 0.15, 6, False, 2),
+    # Density normals (gradient of the density, double backward) and the MLP's own normals: the fork
+    # runs mlp_normals only with compute_normals (its other branch unpacks two of three outputs).
+    ("normals_l3_s8_b6", dict(num_samples=8, num_levels=3, max_deg_point=6, mlp_net_depth=3, mlp_net_width=24,
+                              mlp_net_width_condition=12, mlp_skip_index=4, mlp_normals=True), (2, 16),
+     variant("lego", loss__lambda_normal=0.02, loss__lambda_orientation=0.01, loss__lambda_distortion=1e-3,
+             nerf__mlp__mlp_normals=True), 0.3, 6, True, 1, True),
+    ("normals_nostopgrad_l2_s8_b4", dict(num_samples=8, num_levels=2, max_deg_point=5, mlp_net_depth=2,
+                                         mlp_net_width=16, mlp_net_width_condition=8, stop_resample_grad=False),
+     (2, 16), variant("scannet", loss__lambda_normal=0.05, loss__lambda_orientation=0.05), 0.3, 4, True, 1,
+     True),
 ]
 STEP_LOSSES = ["total", "rgb", "depth", "normal", "orientation", "distortion", "empty", "near", "envelope", "psnr",
                "chord"]
-STEP_RESULTS = ["rgb_coarse", "rgb_fine", "depth", "weights", "distortion", "envelope_loss"]
+STEP_RESULTS = ["rgb_coarse", "rgb_fine", "depth", "weights", "distortion", "envelope_loss", "density_normals",
+                "mlp_normals"]
 
 
 def step_rays(rng, batch):
@@ -337,8 +348,10 @@ def step_rays(rng, batch):
 def step_cases(mip_nerf, loss_mod, rng):
     """One training step of the fork per STEP_SETUPS entry: results, losses and every gradient."""
     cases = []
-    for i, (name, kwargs, (prop_depth, prop_width), hparams, eps, batch, white_bkgd, accum) in enumerate(STEP_SETUPS):
-        kwargs = dict(kwargs, prop_mlp=True, num_glo_features=0, num_glo_embeddings=0, mlp_normals=False)
+    for i, (name, kwargs, (prop_depth, prop_width), hparams, eps, batch, white_bkgd, accum, *normals) in \
+            enumerate(STEP_SETUPS):
+        normals = bool(normals and normals[0])
+        kwargs = dict({"mlp_normals": False, **kwargs}, prop_mlp=True, num_glo_features=0, num_glo_embeddings=0)
         torch.manual_seed(100 + i)
         model = mip_nerf.MipNerf(**kwargs)
         xyz_dim = (kwargs["max_deg_point"] - kwargs.get("min_deg_point", 0)) * 6
@@ -353,7 +366,7 @@ def step_cases(mip_nerf, loss_mod, rng):
         rays_np, rgbs = step_rays(rng, batch)
         Rays = sys.modules["datasets.datasets"].Rays
         rays = Rays(*[torch.from_numpy(rays_np[f]) for f in RAYS_FIELDS])
-        ret = model(rays, False, white_bkgd, False, eps, zero_glo=False)
+        ret = model(rays, False, white_bkgd, normals, eps, zero_glo=False)
         targets = {"rgb": torch.from_numpy(rgbs)[..., :3], "depth": rays.depth.view(-1), "normal": rays.normal,
                    "dirs": rays.viewdirs, "var": rays.depth_vars, "dmask": rays.mask.view(-1)}
         losses = loss_mod.MSELoss(hparams)(ret, targets, step=1)
@@ -362,13 +375,17 @@ def step_cases(mip_nerf, loss_mod, rng):
         arrays["in_rgbs"] = rgbs
         arrays.update({f"in_params_{k}": np32(v) for k, v in model.state_dict().items()})
         arrays.update({f"out_{k}": np32(losses[k]).astype(np.float32) for k in STEP_LOSSES})
-        arrays.update({f"out_ret_{k}": np32(ret[k]) for k in STEP_RESULTS})
+        # The zero placeholders of normals not computed are left out (the fork shapes them [B, 32, 3]
+        # whatever the last level's sample count).
+        results = [k for k in STEP_RESULTS if not ((k == "density_normals" and not normals) or
+                                                   (k == "mlp_normals" and not kwargs["mlp_normals"]))]
+        arrays.update({f"out_ret_{k}": np32(ret[k]) for k in results})
         grads = [k for k, p in model.named_parameters() if p.grad is not None]
         arrays.update({f"out_grad_{k}": np32(p.grad) for k, p in model.named_parameters() if p.grad is not None})
         static = {**{f"MipNerf.{k}": v for k, v in kwargs.items()},
                   "MipNerf.prop_net_depth": prop_depth, "MipNerf.prop_net_width": prop_width,
                   "MipNerf.num_fine_samples": 32, **hparams, "eps": eps, "randomized": False,
-                  "white_bkgd": white_bkgd, "compute_density_normals": False, "grad_accum_steps": accum}
+                  "white_bkgd": white_bkgd, "compute_density_normals": normals, "grad_accum_steps": accum}
         case = f"gen_train_step_{name}.npz"
         note = (
             "WHOLE-STEP case: the fork's MipNeRFSystem.training_step on one batch, deterministic (randomized "
@@ -389,7 +406,7 @@ def step_cases(mip_nerf, loss_mod, rng):
             "measured at most 1.3e-8 absolute on the gradients.")
         cases.append((case, arrays, entry(case, "depth_mipnerf.train:backward_batch",
                                           "MipNeRFSystem.training_step", ["params", "rays", "rgbs"], static,
-                                          STEP_LOSSES + [f"ret_{k}" for k in STEP_RESULTS] + [f"grad_{k}" for k in grads], note,
+                                          STEP_LOSSES + [f"ret_{k}" for k in results] + [f"grad_{k}" for k in grads], note,
                                           rtol=1e-5, atol=5e-8, path="models/nerf_system.py")))
     return cases
 

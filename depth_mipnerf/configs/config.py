@@ -92,6 +92,8 @@ class NerfSection:
     num_fine_samples: int = 32  # Port key: the fork hard-codes 32 samples on the last level.
     # Fix: without stop_resample_grad the fork's levels keep the first level's sample count.
     fix_resample_count: bool = False
+    # Fix: the fork casts cones whatever ray_shape says; True honours 'cylinder'.
+    fix_ray_shape: bool = False
 
 
 @gin.configurable('mlp', module='nerf')

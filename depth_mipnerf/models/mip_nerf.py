@@ -108,6 +108,8 @@ class MipNerf(nn.Module):
       cdf_beta: the bounded-CDF loss' offset of the two CDFs (the write-up's beta * eps).
       cdf_sigma_from_eps: the CDF's std is forward's `eps` (the write-up) instead of 0.03 (the code).
       urf_fix_sigma: the URF target's std is eps / 3 instead of (eps / 3)^2.
+      fix_ray_shape: cast cylinders for ray_shape 'cylinder' (the fork casts cones whatever
+        ray_shape says: its cylinder branch is commented out).
       fix_resample_count: without stop_resample_grad, still draw num_samples / num_fine_samples
         (the fork draws as many as the level before, so its last level keeps num_samples).
       ds_nerf_sigma: the std of DS-NeRF's Gaussian around the depth.
@@ -123,14 +125,17 @@ class MipNerf(nn.Module):
                  prop_mlp=False, num_glo_embeddings=18, num_glo_features=4, mlp_normals=True,
                  num_fine_samples=32, prop_net_depth=4, prop_net_width=256, encode_glo=False,
                  depth_loss='cdf', cdf_beta=0., cdf_sigma_from_eps=False, urf_fix_sigma=False,
-                 ds_nerf_sigma=0.03, fix_resample_count=False):
+                 ds_nerf_sigma=0.03, fix_resample_count=False, fix_ray_shape=False):
         super().__init__()
         if density_activation != 'softplus' or rgb_activation != 'sigmoid':
             raise ValueError('the fork supports density_activation softplus and rgb_activation sigmoid only')
         if depth_loss not in DEPTH_LOSSES:
             raise ValueError(f'depth_loss must be one of {DEPTH_LOSSES}, got {depth_loss!r}')
         self.num_levels, self.num_samples, self.num_fine_samples = num_levels, num_samples, num_fine_samples
-        self.disparity, self.depth_sampling, self.ray_shape = disparity, depth_sampling, ray_shape
+        if ray_shape not in ('cone', 'cylinder'):
+            raise ValueError(f"ray_shape must be 'cone' or 'cylinder', got {ray_shape!r}")
+        self.disparity, self.depth_sampling = disparity, depth_sampling
+        self.ray_shape = ray_shape if fix_ray_shape else 'cone'
         self.disable_integration = disable_integration
         self.min_deg_point, self.max_deg_point = min_deg_point, max_deg_point
         self.use_viewdirs, self.deg_view, self.append_identity = use_viewdirs, deg_view, append_identity

@@ -33,7 +33,8 @@ def build_model(sections):
         mlp_normals=mlp.mlp_normals, num_fine_samples=nerf.num_fine_samples, prop_net_depth=mlp.prop_net_depth,
         prop_net_width=mlp.prop_net_width, encode_glo=mlp.encode_glo, depth_loss=loss.depth_loss,
         cdf_beta=loss.cdf_beta, cdf_sigma_from_eps=loss.cdf_sigma_from_eps, urf_fix_sigma=loss.urf_fix_sigma,
-        ds_nerf_sigma=loss.ds_nerf_sigma, fix_resample_count=nerf.fix_resample_count)
+        ds_nerf_sigma=loss.ds_nerf_sigma, fix_resample_count=nerf.fix_resample_count,
+        fix_ray_shape=nerf.fix_ray_shape)
 
 
 def build_dataset(config, sections, split):

@@ -314,11 +314,23 @@ STEP_SETUPS = [
     ("normals_l3_s8_b6", dict(num_samples=8, num_levels=3, max_deg_point=6, mlp_net_depth=3, mlp_net_width=24,
                               mlp_net_width_condition=12, mlp_skip_index=4, mlp_normals=True), (2, 16),
      variant("lego", loss__lambda_normal=0.02, loss__lambda_orientation=0.01, loss__lambda_distortion=1e-3,
-             nerf__mlp__mlp_normals=True), 0.3, 6, True, 1, True),
+             nerf__mlp__mlp_normals=True), 0.3, 6, True, 1, {"normals": True}),
     ("normals_nostopgrad_l2_s8_b4", dict(num_samples=8, num_levels=2, max_deg_point=5, mlp_net_depth=2,
                                          mlp_net_width=16, mlp_net_width_condition=8, stop_resample_grad=False),
      (2, 16), variant("scannet", loss__lambda_normal=0.05, loss__lambda_orientation=0.05), 0.3, 4, True, 1,
-     True),
+     {"normals": True}),
+    # ray_shape 'cylinder' (the fork casts cones whatever it says), disparity sampling, PE (no IPE).
+    ("cylinder_disparity_pe_l2_s8_b5", dict(num_samples=8, num_levels=2, max_deg_point=5, deg_view=3,
+                                            mlp_net_depth=2, mlp_net_width=16, mlp_net_width_condition=8,
+                                            ray_shape="cylinder", disparity=True, disable_integration=True,
+                                            density_bias=0.0, rgb_padding=0.01),
+     (2, 16), variant("matterport", loss__lambda_depth=0.02), 0.45, 5, False, 1),
+    # Depth-guided sampling: a quarter of the first level's samples drawn around the depth with the
+    # learned std exp(-variance) (torch's generator seeded; every ray has a depth, so the draws are
+    # one randn [B, n / 4], the same in the port).
+    ("depth_sampling_l3_s8_b4", dict(num_samples=8, num_levels=3, max_deg_point=5, mlp_net_depth=2,
+                                     mlp_net_width=16, mlp_net_width_condition=8, depth_sampling=True),
+     (2, 16), CONFIGS["lego"], 0.3, 4, True, 1, {"all_depth": True, "torch_seed": 5}),
 ]
 STEP_LOSSES = ["total", "rgb", "depth", "normal", "orientation", "distortion", "empty", "near", "envelope", "psnr",
                "chord"]
@@ -326,7 +338,7 @@ STEP_RESULTS = ["rgb_coarse", "rgb_fine", "depth", "weights", "distortion", "env
                 "mlp_normals"]
 
 
-def step_rays(rng, batch):
+def step_rays(rng, batch, all_depth=False):
     """Rays (as arrays, the fork's fields) of cameras on a radius-4 sphere looking near the origin, with
     unnormalised directions, depth (0 = none) and GT normals (some zero), and the rgb targets."""
     origins = unit(rng, (batch, 3)) * 4.0
@@ -334,7 +346,8 @@ def step_rays(rng, batch):
     viewdirs = view / np.linalg.norm(view, axis=-1, keepdims=True)
     directions = viewdirs * rng.uniform(1.0, 1.2, (batch, 1))
     depth = rng.uniform(3.2, 4.8, (batch, 1))
-    depth[1::3] = 0.0
+    if not all_depth:
+        depth[1::3] = 0.0
     normal = unit(rng, (batch, 3))
     normal[2::4] = 0.0
     rays = {"origins": origins, "directions": directions, "viewdirs": viewdirs,
@@ -348,9 +361,10 @@ def step_rays(rng, batch):
 def step_cases(mip_nerf, loss_mod, rng):
     """One training step of the fork per STEP_SETUPS entry: results, losses and every gradient."""
     cases = []
-    for i, (name, kwargs, (prop_depth, prop_width), hparams, eps, batch, white_bkgd, accum, *normals) in \
+    for i, (name, kwargs, (prop_depth, prop_width), hparams, eps, batch, white_bkgd, accum, *opts) in \
             enumerate(STEP_SETUPS):
-        normals = bool(normals and normals[0])
+        opts = opts[0] if opts else {}
+        normals = opts.get("normals", False)
         kwargs = dict({"mlp_normals": False, **kwargs}, prop_mlp=True, num_glo_features=0, num_glo_embeddings=0)
         torch.manual_seed(100 + i)
         model = mip_nerf.MipNerf(**kwargs)
@@ -363,9 +377,11 @@ def step_cases(mip_nerf, loss_mod, rng):
             for pname, p in model.named_parameters():
                 if pname.endswith("bias"):
                     p.copy_(0.1 * torch.randn_like(p))
-        rays_np, rgbs = step_rays(rng, batch)
+        rays_np, rgbs = step_rays(rng, batch, opts.get("all_depth", False))
         Rays = sys.modules["datasets.datasets"].Rays
         rays = Rays(*[torch.from_numpy(rays_np[f]) for f in RAYS_FIELDS])
+        if "torch_seed" in opts:
+            torch.manual_seed(opts["torch_seed"])
         ret = model(rays, False, white_bkgd, normals, eps, zero_glo=False)
         targets = {"rgb": torch.from_numpy(rgbs)[..., :3], "depth": rays.depth.view(-1), "normal": rays.normal,
                    "dirs": rays.viewdirs, "var": rays.depth_vars, "dmask": rays.mask.view(-1)}
@@ -386,6 +402,8 @@ def step_cases(mip_nerf, loss_mod, rng):
                   "MipNerf.prop_net_depth": prop_depth, "MipNerf.prop_net_width": prop_width,
                   "MipNerf.num_fine_samples": 32, **hparams, "eps": eps, "randomized": False,
                   "white_bkgd": white_bkgd, "compute_density_normals": normals, "grad_accum_steps": accum}
+        if "torch_seed" in opts:
+            static["torch_seed"] = opts["torch_seed"]
         case = f"gen_train_step_{name}.npz"
         note = (
             "WHOLE-STEP case: the fork's MipNeRFSystem.training_step on one batch, deterministic (randomized "
@@ -396,7 +414,8 @@ def step_cases(mip_nerf, loss_mod, rng):
             "fork's MLP class of this size, skip_index 8), load the state dict in_params_<name> (the fork's "
             "names), the loss from the static 'loss.*' / 'nerf.mlp.*' keys; rays in_rays_<field> (the fork's Rays "
             "fields), targets rgb = in_rgbs, depth/normal/dirs/dmask from the rays; eps, white_bkgd, "
-            "compute_density_normals from static. The port runs it with depth_mipnerf.train.backward_batch "
+            "compute_density_normals from static; a static torch_seed seeds torch's generator right before the "
+            "forward (depth-guided sampling draws from it). The port runs it with depth_mipnerf.train.backward_batch "
             "in static grad_accum_steps micro-batches (their gradients must add up to the fork's one-shot "
             "step). Outputs: the losses, ret_<key> of the model's results (the last level's; rgb_coarse = the level "
             "before the last), "

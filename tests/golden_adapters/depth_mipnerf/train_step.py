@@ -13,7 +13,8 @@ _PREFIX = "MipNerf."
 
 def _backward_batch(case, inputs, function):
     """MipNerf(static 'MipNerf.<kwarg>') with the state dict in_params_<name>, MSELoss(static by key name);
-    function(model, loss_fn, rays, rgbs, eps, sections, grad_accum_steps) with gradients on. Returns the
+    function(model, loss_fn, rays, rgbs, eps, sections, grad_accum_steps) with gradients on (torch's
+    generator seeded with static torch_seed first, if the case has one). Returns the
     losses of the batch's pieces, ret_<key> of a forward on the same rays, grad_<name> of the parameters."""
     static = case["static"]
     model = MipNerf(**{k[len(_PREFIX):]: v for k, v in static.items() if k.startswith(_PREFIX)})
@@ -23,10 +24,15 @@ def _backward_batch(case, inputs, function):
     rays = Rays(*[inputs[f"rays_{field}"] for field in Rays._fields])
     sections = {"train": types.SimpleNamespace(randomized=static["randomized"], white_bkgd=static["white_bkgd"]),
                 "nerf": types.SimpleNamespace(compute_density_normals=static["compute_density_normals"])}
+    seed = static.get("torch_seed")
+    if seed is not None:
+        torch.manual_seed(seed)
     with torch.enable_grad():
         pieces = function(model, loss_fn, rays, inputs["rgbs"], static["eps"], sections,
                           static.get("grad_accum_steps", 1))
     out = dict(loss_fn.combine(pieces))
+    if seed is not None:
+        torch.manual_seed(seed)
     ret = model(rays, static["randomized"], static["white_bkgd"], static["compute_density_normals"],
                 static["eps"], zero_glo=False)
     out.update({f"ret_{k}": v for k, v in ret.items()})

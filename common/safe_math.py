@@ -9,7 +9,8 @@ import torch
 def matmul(a, b):
     """a @ b in exact float32 (or higher), whatever TF32, matmul-precision or autocast flags say.
 
-    a: [..., m, k], b: [..., k, n] -> [..., m, n] (broadcast like torch.matmul; both at least 2-D).
+    a: [..., m, k], b: [..., k, n] -> [..., m, n], broadcast like torch.matmul (and jnp.matmul): a
+    1-D a [k] is a row and a 1-D b [k] a column, each dimension dropped from the result.
     For the originals' small products (k = 3 in the IPE projection and ray casting, k <= 17 in
     ref_utils), where they ask XLA for HIGHEST precision.
     """
@@ -17,7 +18,15 @@ def matmul(a, b):
     # (torch.backends.cuda.matmul.allow_tf32, set_float32_matmul_precision) nor autocast touches,
     # so every product is a float32 product; for such small k it is as cheap as a GEMM launch.
     dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
-    return torch.sum(a.to(dtype)[..., :, :, None] * b.to(dtype)[..., None, :, :], dim=-2)
+    a_row, b_column = a.dim() == 1, b.dim() == 1
+    a = a.to(dtype)[None, :] if a_row else a.to(dtype)
+    b = b.to(dtype)[:, None] if b_column else b.to(dtype)
+    product = torch.sum(a[..., :, :, None] * b[..., None, :, :], dim=-2)
+    if a_row:
+        product = product.squeeze(-2)
+    if b_column:
+        product = product.squeeze(-1)
+    return product
 
 
 def safe_trig_helper(x, fn, t=100 * math.pi):

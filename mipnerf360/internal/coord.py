@@ -126,9 +126,7 @@ def lift_and_diagonalize(mean, cov, basis):
       fn_mean: [..., n] projected means.
       fn_cov_diag: [..., n] variances along each basis direction, b^T cov b.
     """
-    # mean as a [..., 1, 3] row: math.matmul wants at least 2-D operands, and jnp.matmul takes a
-    # single mean [3] as a vector.
-    fn_mean = math.matmul(mean[..., None, :], basis)[..., 0, :]
+    fn_mean = math.matmul(mean, basis)
     fn_cov_diag = torch.sum(basis * math.matmul(cov, basis), dim=-2)
     return fn_mean, fn_cov_diag
 

@@ -91,11 +91,7 @@ def generate_ide_fn(deg_view):
         index = m_index.to(xyz.device)
         vmxy_re = torch.cat(re_pows, dim=-1)[..., index]
         vmxy_im = torch.cat(im_pows, dim=-1)[..., index]
-        # vmz as a [..., 1, l_max + 1] row: math.matmul wants at least 2-D operands, and one
-        # direction alone (xyz [3]) gives a 1-D vmz, which jnp.matmul takes as a vector.
-        z_part = math.matmul(
-            vmz[..., None, :], torch.as_tensor(mat, dtype=xyz.dtype, device=xyz.device)
-        )[..., 0, :]
+        z_part = math.matmul(vmz, torch.as_tensor(mat, dtype=xyz.dtype, device=xyz.device))
         attenuation = torch.exp(
             -torch.as_tensor(sigma, dtype=xyz.dtype, device=xyz.device) * kappa_inv
         )

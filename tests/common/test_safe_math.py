@@ -43,3 +43,19 @@ def test_matmul_gradients_match_torch_matmul():
     b = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(safe_math.matmul, (a, b))
     torch.testing.assert_close(safe_math.matmul(a, b), a @ b)
+
+
+@pytest.mark.parametrize('shape_a, shape_b', [
+    ((3,), (3, 21)),               # one Gaussian's mean onto the IPE basis
+    ((5, 4, 3), (3,)),             # a batch of matrices times one vector
+    ((3,), (3,)),                  # a dot product
+    ((17,), (2, 17, 16)),          # a row broadcast against a batch of matrices
+])
+def test_matmul_takes_1d_operands_as_torch_and_jnp_matmul_do(shape_a, shape_b):
+    gen = torch.Generator().manual_seed(2)
+    a = torch.randn(shape_a, generator=gen, dtype=torch.float64)
+    b = torch.randn(shape_b, generator=gen, dtype=torch.float64)
+    out = safe_math.matmul(a, b)
+    expected = torch.matmul(a, b)
+    assert out.shape == expected.shape
+    torch.testing.assert_close(out, expected)

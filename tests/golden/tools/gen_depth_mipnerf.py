@@ -208,6 +208,15 @@ LOSS_SETUPS = [
                                       loss__lambda_normal=0.01, nerf__mlp__mlp_normals=True),
      "urf", 0.05, 0.0, 4, 64, 0.25, 0.5),
 ]
+# Setups stored in the visible case's layout (loss_MSELoss_forward.npz): only rgb_fine, depth_pred, weights,
+# t_samples, density_normals and the targets; distortion, empty/near (static depth_loss, eps, beta on
+# rays.depth = depth_gt) and envelope_loss = lossfun_outer(t, w, t, 1.1 w) are left to the caller.
+LEGACY = {"legacy_urf_eps0.15", "legacy_cdf_eps0.05_beta0.06", "legacy_cdf_test"}
+LOSS_SETUPS += [
+    ("legacy_urf_eps0.15", CONFIGS["scannet"], "urf", 0.15, 0.0, 6, 32, 0.25, 0.0),
+    ("legacy_cdf_eps0.05_beta0.06", CONFIGS["lego"], "cdf", 0.05, 0.06, 8, 24, 0.25, 0.0),
+    ("legacy_cdf_test", variant("matterport", loss__lambda_depth=0.02), "cdf_test", 0.3, 0.0, 5, 40, 0.4, 0.0),
+]
 # Setups whose forward also gets a mask [B] and a step (the fork's validation call): both unused there.
 MASKED = {"lego_cdf_masked": ("lego_cdf", 1200), "two_stage_masked": ("two_stage", 7)}
 LOSS_SETUPS += [(name,) + next(s for s in LOSS_SETUPS if s[0] == base)[1:] for name, (base, _) in MASKED.items()]
@@ -237,6 +246,8 @@ def mse_loss_cases(mip_nerf, loss_mod, rng):
         # A proposal level of n // 2 intervals over the same range whose weights roughly envelope w.
         _, t_env, w_env = ray_samples(rng, batch, max(n // 2, 2))
         t_env[:, 0], t_env[:, -1] = t[:, 0], t[:, -1]
+        if name in LEGACY:
+            t_env, w_env = t, 1.1 * w
         mid = 0.5 * (t[:, 1:] + t[:, :-1])
         depth_pred = (w * mid).sum(-1).astype(np.float32)
         normal_gt = unit(rng, (batch, 3))
@@ -279,10 +290,14 @@ def mse_loss_cases(mip_nerf, loss_mod, rng):
             out = loss_mod.MSELoss(hparams).forward(results, targets)
         for key in LOSS_OUTPUTS:
             arrays[f"out_{key}"] = np32(out[key]).astype(np.float32)
+        if name in LEGACY:
+            for key in ("distortion", "empty_loss", "near_loss", "envelope_loss"):
+                del arrays[f"in_{key}"]
         case = f"gen_MSELoss_forward_{name}.npz"
         note = (
             "MSELoss(hparams=static).forward(results, targets); static holds the fork's flattened yaml keys "
-            "by name (extra keys depth_loss/eps/beta name how results' empty_loss/near_loss were made: "
+            "by name (extra keys depth_loss/eps/beta name how results' empty_loss/near_loss were made, on "
+            "rays.depth = in_depth_gt [B, 1]: "
             f"{kind} with eps {eps}, beta {beta}). Every results entry is stored: rgb_fine, [rgb_coarse], "
             "depth=in_depth_pred, weights, t_samples, density_normals, [mlp_normals], distortion [B], empty_loss "
             "[1], near_loss [1], envelope_loss [B,N] (results['normal_lowerbound_error'] is zeros, unused by "
@@ -291,7 +306,10 @@ def mse_loss_cases(mip_nerf, loss_mod, rng):
             "rgb_coarse and envelope is 0; mlp_normals=True: normal/chord average the self-supervised "
             "(mlp vs density normals) and supervised terms. A case with a `mask` arg (bool [B]) and a static "
             "'step' passes both to forward, which ignores them (the fork resets mask to None); "
-            "normal_loss_lowerbounded and incomplete are the fork's always-zero entries.")
+            "normal_loss_lowerbounded and incomplete are the fork's always-zero entries. A case without "
+            "in_distortion / in_empty_loss / in_near_loss / in_envelope_loss (the visible case's layout) "
+            "leaves them to be computed: lossfun_distortion(t_samples, weights), the static depth_loss, and "
+            "lossfun_outer(t_samples, weights, t_samples, 1.1 * weights).")
         cases.append((case, arrays, entry(case, "depth_mipnerf.models.loss:MSELoss.forward", "MSELoss.forward",
                                           args, static, LOSS_OUTPUTS, note, atol=1e-6,
                                           path="models/loss.py")))

@@ -303,13 +303,28 @@ def _flax_embed_init_(weight):
 
 
 def load_flax_params(model, flax_params):
-    """Copies a flattened multinerf checkpoint {'NerfMLP_0/Dense_0/kernel': array, ...} into model."""
+    """Copies a flattened multinerf checkpoint {'NerfMLP_0/Dense_0/kernel': array, ...} into model.
+
+    The keys must be exactly model's flax paths and every shape must fit (else ValueError).
+    """
+    names = model.flax_names()
+    unknown = sorted(set(flax_params) - set(names.values()))
+    missing = sorted(set(names.values()) - set(flax_params))
+    if unknown or missing:
+        raise ValueError(
+            f'flax parameters do not fit the model: unknown {unknown}, missing {missing}; check '
+            'the Model/NerfMLP/PropMLP gin config')
     params = dict(model.named_parameters())
     with torch.no_grad():
-        for torch_name, flax_name in model.flax_names().items():
+        for torch_name, flax_name in names.items():
             value = torch.as_tensor(np.asarray(flax_params[flax_name]))
             if flax_name.endswith('/kernel'):
                 value = value.T  # flax Dense kernels are [in, out], torch weights [out, in].
+            # copy_ would broadcast a wrong shape silently.
+            if value.shape != params[torch_name].shape:
+                raise ValueError(
+                    f'{flax_name}: shape {tuple(value.shape)} does not fit {torch_name} '
+                    f'{tuple(params[torch_name].shape)}; check the Model/NerfMLP/PropMLP gin config')
             params[torch_name].copy_(value)
 
 

@@ -1,0 +1,185 @@
+"""mipnerf360.scripts.convert_flax_checkpoint: multinerf msgpack checkpoints -> this port's checkpoints.
+
+No JAX or flax here: the checkpoint files are written with a small msgpack writer of the subset
+flax uses, and one literal was written by flax.serialization itself.
+"""
+
+import os
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from common import checkpoints
+from mipnerf360.internal import configs, train_utils
+from mipnerf360.scripts import convert_flax_checkpoint as convert
+
+CONFIG_360 = os.path.join(os.path.dirname(configs.__file__), '..', 'configs', '360.gin')
+TINY = [
+    'PropMLP.net_depth = 2', 'PropMLP.net_width = 16',
+    'NerfMLP.net_depth = 2', 'NerfMLP.net_width = 32', 'NerfMLP.bottleneck_width = 16',
+    'NerfMLP.net_width_viewdirs = 16', 'NerfMLP.max_deg_point = 4', 'PropMLP.max_deg_point = 4',
+]
+
+# flax.serialization.msgpack_serialize({'step': 7, 'params': {'params': {'NerfMLP_0': {'Dense_0':
+#   {'kernel': arange(6, float32).reshape(2, 3) / 4, 'bias': [-1.5, 0, 2] float32}}}},
+#   'opt_state': {'0': {'count': np.int32(7)}}}), written by flax 0.12.8.
+FLAX_BYTES = bytes.fromhex(
+    '83a96f70745f737461746581a13081a5636f756e74c70e039390a5696e743332c40407000000a6706172616d73'
+    '81a6706172616d7381a94e6572664d4c505f3081a744656e73655f3082a462696173c71901939103a7666c6f61'
+    '743332c40c0000c0bf0000000000000040a66b65726e656cc7260193920203a7666c6f61743332c41800000000'
+    '0000803e0000003f0000403f0000803f0000a03fa47374657007')
+
+
+def pack(obj):
+    """msgpack bytes of nested dicts / lists / str / int / float / numpy arrays, as flax writes."""
+    if isinstance(obj, dict):
+        out = struct.pack('>BI', 0xdf, len(obj))
+        for k, v in obj.items():
+            out += pack(k) + pack(v)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return struct.pack('>BI', 0xdd, len(obj)) + b''.join(pack(v) for v in obj)
+    if isinstance(obj, str):
+        data = obj.encode()
+        return struct.pack('>BI', 0xdb, len(data)) + data
+    if isinstance(obj, bytes):
+        return struct.pack('>BI', 0xc6, len(obj)) + obj
+    if isinstance(obj, (bool, np.bool_)):
+        return b'\xc3' if obj else b'\xc2'
+    if isinstance(obj, (int, np.integer)) and not isinstance(obj, np.ndarray):
+        return struct.pack('>Bq', 0xd3, int(obj))
+    if isinstance(obj, float):
+        return struct.pack('>Bd', 0xcb, obj)
+    if isinstance(obj, np.ndarray):  # flax's ext type 1: msgpack [shape, dtype name, bytes].
+        payload = pack([list(obj.shape), obj.dtype.name, np.ascontiguousarray(obj).tobytes()])
+        return struct.pack('>BIb', 0xc9, len(payload), 1) + payload
+    raise TypeError(type(obj))
+
+
+def nest(flat):
+    tree = {}
+    for path, value in flat.items():
+        node = tree
+        *parents, leaf = path.split('/')
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return tree
+
+
+def setup(bindings=(), seed=0):
+    """The port's model and TrainState for 360.gin + TINY (+ bindings)."""
+    import gin
+    gin.clear_config()
+    gin.parse_config_files_and_bindings([CONFIG_360], TINY + list(bindings))
+    config = configs.Config()
+    model, state, _, _, _ = train_utils.setup_model(config, torch.Generator().manual_seed(seed))
+    return config, model, state
+
+
+def flax_tree(model, rng, step=12):
+    """A multinerf TrainState tree for `model`'s layout with random params and Adam moments."""
+    shapes = {}
+    params = dict(model.named_parameters())
+    for name, path in model.flax_names().items():
+        shape = tuple(params[name].shape)
+        shapes[path] = shape[::-1] if path.endswith('/kernel') else shape
+    draw = lambda positive=False: nest({
+        p: (np.abs if positive else np.asarray)(rng.normal(size=s)).astype(np.float32)
+        for p, s in shapes.items()})
+    return {
+        'step': step,
+        'params': {'params': draw()},
+        'opt_state': {'0': {'count': np.array(step, np.int32), 'mu': {'params': draw()},
+                            'nu': {'params': draw(positive=True)}},
+                      '1': {'count': np.array(step, np.int32)}},
+    }
+
+
+def test_reads_what_flax_writes():
+    tree = convert.msgpack_restore(FLAX_BYTES)
+    assert tree['step'] == 7
+    assert int(tree['opt_state']['0']['count']) == 7
+    dense = tree['params']['params']['NerfMLP_0']['Dense_0']
+    np.testing.assert_array_equal(dense['kernel'], np.arange(6, dtype=np.float32).reshape(2, 3) / 4)
+    np.testing.assert_array_equal(dense['bias'], np.array([-1.5, 0, 2], np.float32))
+    assert dense['kernel'].dtype == np.float32
+    # The test's writer produces the same tree through wider headers.
+    again = convert.msgpack_restore(pack(tree))
+    np.testing.assert_array_equal(again['params']['params']['NerfMLP_0']['Dense_0']['kernel'],
+                                  dense['kernel'])
+
+
+def test_unchunks_large_leaves():
+    x = np.arange(10, dtype=np.float32).reshape(2, 5)
+    chunked = {'__msgpack_chunked_array__': True, 'shape': [2, 5],
+               'chunks': {'0': x.ravel()[:4], '1': x.ravel()[4:]}}
+    tree = convert.msgpack_restore(pack({'a': {'b': chunked}}))
+    np.testing.assert_array_equal(tree['a']['b'], x)
+
+
+def test_round_trip_through_train_checkpoint(tmp_path):
+    config, model, state = setup()
+    tree = flax_tree(model, np.random.default_rng(0))
+    src = tmp_path / 'multinerf'
+    src.mkdir()
+    (src / 'checkpoint_5').write_bytes(pack(dict(tree, step=5)))  # Older: not the one read.
+    (src / 'checkpoint_12').write_bytes(pack(tree))
+    out = tmp_path / 'port'
+    import gin
+    gin.clear_config()  # main parses the gin files as the command line does.
+    convert.main([str(src), str(out), f'--gin_configs={CONFIG_360}'] +
+                 [f'--gin_bindings={b}' for b in TINY])
+    assert os.path.exists(checkpoints.checkpoint_path(str(out), 12))
+
+    # train.py's own restore reads it: parameters, Adam moments and step.
+    config = configs.Config(**{**config.__dict__, 'checkpoint_dir': str(out)})
+    _, model, state = setup(seed=3)
+    assert train_utils.restore_checkpoint(config, state) is not None
+    assert state.step == 12
+    flat = convert.flatten_tree(tree['params']['params'])
+    mu = convert.flatten_tree(tree['opt_state']['0']['mu']['params'])
+    nu = convert.flatten_tree(tree['opt_state']['0']['nu']['params'])
+    names = model.flax_names()
+    for name, p in model.named_parameters():
+        path = names[name]
+        layout = (lambda a: a.T) if path.endswith('/kernel') else (lambda a: a)
+        np.testing.assert_array_equal(p.detach().numpy(), layout(flat[path]))
+        adam = state.optimizer.state[p]
+        np.testing.assert_array_equal(adam['exp_avg'].numpy(), layout(mu[path]))
+        np.testing.assert_array_equal(adam['exp_avg_sq'].numpy(), layout(nu[path]))
+        assert float(adam['step']) == 12
+
+
+def test_npz_of_parameters(tmp_path):
+    _, model, _ = setup()
+    tree = flax_tree(model, np.random.default_rng(1))
+    flat = convert.flatten_tree(tree['params'])  # 'params/NerfMLP_0/...': a prefix is allowed.
+    np.savez(tmp_path / 'params.npz', **flat)
+    state_dict = convert.convert(convert.read_checkpoint(str(tmp_path / 'params.npz')),
+                                 configs.Config())
+    assert state_dict['step'] == 0
+    w = state_dict['model']['NerfMLP_0.pts_layers.0.weight']
+    np.testing.assert_array_equal(w.numpy(), flat['params/NerfMLP_0/Dense_0/kernel'].T)
+
+
+@pytest.mark.parametrize('damage', ['shape', 'missing', 'unknown'])
+def test_key_and_shape_checked(tmp_path, damage):
+    config, model, _ = setup()
+    tree = flax_tree(model, np.random.default_rng(2))
+    layer = tree['params']['params']['NerfMLP_0']
+    if damage == 'shape':
+        layer['Dense_0']['kernel'] = layer['Dense_0']['kernel'][:-1]
+    elif damage == 'missing':
+        del layer['Dense_1']
+    else:
+        layer['Dense_99'] = layer['Dense_0']
+    with pytest.raises(ValueError, match='Dense_'):
+        convert.convert(convert.msgpack_restore(pack(tree)), config)
+
+
+def test_folder_without_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        convert.read_checkpoint(str(tmp_path))

@@ -136,7 +136,11 @@ class SynthesisTask:
         return self.config.get(key, False)
 
     def set_data(self, items):
-        """Takes a collated (src_items, tgt_items) batch (see NeRFDataset) onto the task's device."""
+        """Takes a collated (src_items, tgt_items) batch (see NeRFDataset) onto the task's device.
+
+        An optional src_items["disparity"] (BxS, descending) fixes the source planes of this batch in place
+        of _get_disparity_list's draw (a port addition: golden whole-step cases, repeatable evaluations).
+        """
         src_items, tgt_items = items
 
         def to(x):
@@ -146,6 +150,7 @@ class SynthesisTask:
         self.K_src = to(src_items["K"])  # Bx3x3
         self.K_src_inv = to(src_items["K_inv"])
         self.pt3d_src = to(src_items["xyzs"])  # Bx3xN_pt
+        self.disparity_src = to(src_items["disparity"]) if "disparity" in src_items else None  # BxS or None
         if tgt_items["img"].size(1) != 1:
             raise ValueError(f"one target view per source is supported, got {tgt_items['img'].size(1)}")
         self.tgt_imgs = to(tgt_items["img"]).squeeze(1)  # Bx3xHxW
@@ -297,9 +302,10 @@ class SynthesisTask:
                                  + scale_losses["loss_smooth_tgt_v2"])
         return loss_dict, visualization_dict
 
-    def _predict_mpis(self, src_imgs, K_src_inv):
-        """Samples plane disparities and predicts the MPIs of src_imgs: -> ([4 x BxSx4xHsxWs], BxS)."""
-        disparity_coarse_src = _get_disparity_list(self.config, src_imgs.size(0), device=src_imgs.device)
+    def _predict_mpis(self, src_imgs, K_src_inv, disparity_coarse_src=None):
+        """MPIs of src_imgs at the given (BxS) or sampled plane disparities: -> ([4 x BxSx4xHsxWs], BxS)."""
+        if disparity_coarse_src is None:
+            disparity_coarse_src = _get_disparity_list(self.config, src_imgs.size(0), device=src_imgs.device)
         xyz_src_BS3HW_coarse = mpi_rendering.get_src_xyz_from_plane_disparity(
             self.homography_sampler_list[0].meshgrid, disparity_coarse_src, K_src_inv)
         return mpi_rendering.predict_mpi_coarse_to_fine(
@@ -307,8 +313,8 @@ class SynthesisTask:
             self.config["mpi.num_bins_fine"], is_bg_depth_inf=self.is_bg_depth_inf)
 
     def network_forward(self):
-        """Samples plane disparities and predicts the MPIs: -> {mpi_all_src_list, disparity_all_src}."""
-        mpi_all_src_list, disparity_all_src = self._predict_mpis(self.src_imgs, self.K_src_inv)
+        """Predicts the MPIs at the batch's or sampled planes: -> {mpi_all_src_list, disparity_all_src}."""
+        mpi_all_src_list, disparity_all_src = self._predict_mpis(self.src_imgs, self.K_src_inv, self.disparity_src)
         return {"mpi_all_src_list": mpi_all_src_list, "disparity_all_src": disparity_all_src}
 
     def predict_src_mpi(self, src_imgs, K_src_inv):

@@ -143,6 +143,32 @@ def test_urf_fix_flag():
     assert near(at_depth, True) < near(away, True)
 
 
+def test_fix_resample_count_flag():
+    """Without stop_resample_grad the fork resamples as many intervals as the level before (16 at
+    every level here); nerf.fix_resample_count draws num_fine_samples (8) at the last level."""
+    rays = _rays()
+    for fix, last_level_samples in ((False, 16), (True, 8)):
+        torch.manual_seed(0)
+        model = MipNerf(stop_resample_grad=False, fix_resample_count=fix, num_glo_features=0, **SMALL)
+        out = model(rays, False, True)
+        assert out['t_samples'].shape == (32, last_level_samples + 1)
+        assert out['weights'].shape == (32, last_level_samples)
+
+
+def test_fix_ray_shape_flag():
+    """The fork casts cones whatever ray_shape says; nerf.fix_ray_shape casts the cylinders asked for."""
+    rays = _rays()
+    renders = {}
+    for ray_shape, fix in (('cone', False), ('cylinder', False), ('cylinder', True)):
+        torch.manual_seed(0)
+        model = MipNerf(ray_shape=ray_shape, fix_ray_shape=fix, num_glo_features=0, **SMALL)
+        renders[ray_shape, fix] = model(rays, False, True)['rgb_fine']
+    torch.testing.assert_close(renders['cylinder', False], renders['cone', False], rtol=0, atol=0)
+    assert not torch.allclose(renders['cylinder', True], renders['cone', False])
+    with pytest.raises(ValueError, match="ray_shape must be 'cone' or 'cylinder'"):
+        MipNerf(ray_shape='sphere', **SMALL)
+
+
 def test_lr_schedule_warm_up_and_log_linear_decay():
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=3e-3)
     sched = MipLRDecay(opt, 3e-3, 2e-5, 1000, 100, 0.01)

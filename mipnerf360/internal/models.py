@@ -424,8 +424,10 @@ class MLP(nn.Module):
         self.warp_fn = warp_fn
         self.use_viewdirs = use_viewdirs
 
-        # The transposed projection basis [3, m] of the IPE (a constant, not a parameter).
+        # The transposed projection basis [3, m] of the IPE (a constant, not a parameter). The
+        # float64 original is kept for float64 inputs (see predict_density).
         basis = np.ascontiguousarray(geopoly.generate_basis(basis_shape, basis_subdivisions).T)
+        self._pos_basis_t64 = basis
         self.register_buffer(
             'pos_basis_t', torch.tensor(basis, dtype=torch.float32), persistent=False)
 
@@ -479,7 +481,12 @@ class MLP(nn.Module):
         """Raw density [..., n] and features [..., n, c] of Gaussians means [..., n, 3], covs [..., n, 3, 3]."""
         if self.warp_fn is not None:
             means, covs = coord.track_linearize(self.warp_fn, means, covs)
-        lifted_means, lifted_vars = coord.lift_and_diagonalize(means, covs, self.pos_basis_t)
+        basis = self.pos_basis_t
+        if means.dtype == torch.float64:
+            # A float64 model (model.double(), for conditioning checks) projects with the exact
+            # basis, as multinerf does under jax_enable_x64, not with the float32-rounded buffer.
+            basis = torch.as_tensor(self._pos_basis_t64, device=means.device)
+        lifted_means, lifted_vars = coord.lift_and_diagonalize(means, covs, basis)
         x = coord.integrated_pos_enc(
             lifted_means, lifted_vars, self.min_deg_point, self.max_deg_point)
 

@@ -10,7 +10,9 @@ IN is one of
     'bias'}, ...}, 'PropMLP_0': ...}}, 'opt_state': {'0': {'count', 'mu', 'nu'}, '1': ...}};
     they are decoded here without JAX or flax (a small msgpack reader for the subset flax writes);
   - an .npz of the flattened parameters, keys such as 'NerfMLP_0/Dense_0/kernel' (a prefix such
-    as 'params/' is allowed); it converts the parameters only.
+    as 'params/' is allowed), which converts the parameters only; or of a whole flattened
+    TrainState (keys 'step', 'params/params/...', 'opt_state/0/mu/params/...', as
+    flax.traverse_util.flatten_dict(flax.serialization.to_state_dict(state), sep='/') gives).
 OUT_DIR receives `checkpoint_<step>.pt` in the format of common/checkpoints.py, as
 mipnerf360/train.py writes it: {'state': {'model', 'optimizer', 'step'}, 'rng_state'}. With
 Config.checkpoint_dir = OUT_DIR, train.py resumes from it and eval.py / render.py render it.
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 
 from common import checkpoints
-from mipnerf360.internal import configs, train_utils
+from mipnerf360.internal import configs, models, train_utils
 
 # flax's msgpack extension types (flax/serialization.py).
 _EXT_NDARRAY, _EXT_COMPLEX, _EXT_NPSCALAR = 1, 2, 3
@@ -190,12 +192,13 @@ def latest_checkpoint_file(path):
 def read_checkpoint(path):
     """A multinerf checkpoint (folder, file or .npz) -> nested dict in the TrainState layout.
 
-    An .npz gives {'params': {'params': {...}}} only (no step, no optimizer state).
+    An .npz of flattened parameter paths gives {'params': {...}} (no step, no optimizer state);
+    one of a flattened TrainState ('step', 'params/params/...', 'opt_state/0/mu/...') gives it all.
     """
     if str(path).endswith('.npz'):
         with np.load(path) as arrays:
-            params = flax_params(dict(arrays))
-        return {'params': {'params': _nest(params)}}
+            tree = _nest(dict(arrays))
+        return tree if 'params' in tree else {'params': tree}
     with open(latest_checkpoint_file(path), 'rb') as f:
         return msgpack_restore(f.read())
 
@@ -242,7 +245,6 @@ def convert(tree, config):
     """
     model, state, _, _, _ = train_utils.setup_model(config, None)
     params = flax_params(flatten_tree(tree['params']))
-    from mipnerf360.internal import models
     models.load_flax_params(model, params)
     state.step = int(np.asarray(tree.get('step', 0)))
     adam = _adam_state(tree.get('opt_state'))

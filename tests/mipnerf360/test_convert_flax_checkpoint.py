@@ -164,6 +164,15 @@ def test_npz_of_parameters(tmp_path):
     w = state_dict['model']['NerfMLP_0.pts_layers.0.weight']
     np.testing.assert_array_equal(w.numpy(), flat['params/NerfMLP_0/Dense_0/kernel'].T)
 
+    # A whole flattened TrainState: the Adam moments and the step come along.
+    np.savez(tmp_path / 'state.npz', **convert.flatten_tree(tree))
+    state_dict = convert.convert(convert.read_checkpoint(str(tmp_path / 'state.npz')),
+                                 configs.Config())
+    assert state_dict['step'] == 12
+    mu = tree['opt_state']['0']['mu']['params']['NerfMLP_0']['Dense_0']['kernel']
+    index = list(state_dict['model']).index('NerfMLP_0.pts_layers.0.weight')
+    np.testing.assert_array_equal(state_dict['optimizer']['state'][index]['exp_avg'].numpy(), mu.T)
+
 
 @pytest.mark.parametrize('damage', ['shape', 'missing', 'unknown'])
 def test_key_and_shape_checked(tmp_path, damage):

@@ -21,7 +21,7 @@ def test_demo_nerf_learns_the_held_out_views(trained):
     assert metrics["test_psnr"] > 20.
 
 
-def test_checkpoint_has_nerf_pytorch_keys_and_resumes(trained):
+def test_checkpoint_has_nerf_pytorch_keys_and_resumes(trained, capsys):
     config, metrics = trained
     path = checkpoints.latest_checkpoint(metrics["run_dir"])
     state = checkpoints.load_checkpoint(path)
@@ -32,6 +32,10 @@ def test_checkpoint_has_nerf_pytorch_keys_and_resumes(trained):
     # A second call finds the finished run and only evaluates it.
     again = train_nerf.train(config)
     assert again["test_psnr"] == pytest.approx(metrics["test_psnr"], abs=1e-4)
+    # The start-up line: the predicted peak memory of the configured batch, measured on a probe.
+    out = capsys.readouterr().out
+    micro = f"{config.N_rand} rays per micro-batch ({config.N_rand} rays / grad_accum_steps 1)"
+    assert "predicted peak memory" in out and micro in out and "measured on the fly" in out, out
 
 
 def test_a_nerf_pytorch_tar_loads_unchanged(trained, tmp_path):

@@ -1,5 +1,7 @@
 """pixelNeRF as released: checkpoint format, the ResNet34 encoder, data layouts, training, evaluation."""
 
+import contextlib
+import io
 import json
 import pathlib
 import types
@@ -171,8 +173,10 @@ def trained(tmp_path_factory, tiny_conf):
     torch.manual_seed(0)
     first = train.main(common + ["--epochs", "2"])
     steps_first = first.start_iter_id
-    second = train.main(common + ["--epochs", "1", "--resume"])
-    return types.SimpleNamespace(root=root, conf=str(conf), steps_first=steps_first, second=second)
+    with contextlib.redirect_stdout(io.StringIO()) as second_out:
+        second = train.main(common + ["--epochs", "1", "--resume"])
+    return types.SimpleNamespace(root=root, conf=str(conf), steps_first=steps_first, second=second,
+                                 second_out=second_out.getvalue())
 
 
 def test_train_writes_release_state_and_resumes(trained):
@@ -184,6 +188,13 @@ def test_train_writes_release_state_and_resumes(trained):
     assert trained.second.start_iter_id == 4  # last save after step 3 (epoch 1, batch 1) of the first run
     assert list((trained.root / "visuals" / "tiny").glob("*_vis.png"))
     assert list((trained.root / "logs" / "tiny").glob("events.out.tfevents.*"))
+
+
+def test_startup_prints_the_predicted_peak_memory(trained):
+    """-B 1 x -R 64: one micro-batch of 64 rays, its bytes per ray measured on a probe batch."""
+    out = trained.second_out
+    assert "predicted peak memory" in out, out
+    assert "64 rays per micro-batch (64 rays / grad_accum_steps 1)" in out and "measured on the fly" in out
 
 
 def test_eval_and_calc_metrics(trained, monkeypatch):

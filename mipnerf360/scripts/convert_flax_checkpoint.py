@@ -4,11 +4,14 @@
         --gin_configs=mipnerf360/configs/360.gin [--gin_bindings='...']
 
 IN is one of
-  - the checkpoint folder multinerf's train.py writes (Config.checkpoint_dir; the newest
-    `checkpoint_<step>` file in it is read) or one such file. These are flax msgpack files of
-    multinerf's TrainState: {'step', 'params': {'params': {'NerfMLP_0': {'Dense_0': {'kernel',
-    'bias'}, ...}, 'PropMLP_0': ...}}, 'opt_state': {'0': {'count', 'mu', 'nu'}, '1': ...}};
-    they are decoded here without JAX or flax (a small msgpack reader for the subset flax writes);
+  - the checkpoint folder multinerf's train.py writes (Config.checkpoint_dir; its newest
+    `checkpoint_<step>` is read) or one such checkpoint. They hold multinerf's TrainState:
+    {'step', 'params': {'params': {'NerfMLP_0': {'Dense_0': {'kernel', 'bias'}, ...},
+    'PropMLP_0': ...}}, 'opt_state': {'0': {'count', 'mu', 'nu'}, '1': ...}}. The flax of
+    multinerf's time writes msgpack files, decoded here without JAX or flax (a small msgpack
+    reader for the subset flax writes). Newer flax writes orbax folders instead, read here with
+    orbax-checkpoint when it is installed (it needs JAX); else export them to an .npz with the
+    EXPORT_SNIPPET command below, where multinerf runs;
   - an .npz of the flattened parameters, keys such as 'NerfMLP_0/Dense_0/kernel' (a prefix such
     as 'params/' is allowed), which converts the parameters only; or of a whole flattened
     TrainState (keys 'step', 'params/params/...', 'opt_state/0/mu/params/...', as
@@ -171,26 +174,50 @@ def flax_params(flat):
     return params
 
 
-def latest_checkpoint_file(path):
-    """path itself if it is a file, else the newest `checkpoint_<step>` file of the folder."""
-    if not os.path.isdir(path):
-        if not os.path.exists(path):
-            raise FileNotFoundError(path)
+# Where multinerf runs (flax, JAX), this exports any flax checkpoint, orbax ones included, to an
+# .npz that the converter reads without them.
+EXPORT_SNIPPET = (
+    "python -c \"import sys, numpy as np, flax; from flax.training import checkpoints; "
+    "t = checkpoints.restore_checkpoint(sys.argv[1], None); "
+    "np.savez(sys.argv[2], **{k: np.asarray(v) for k, v in "
+    "flax.traverse_util.flatten_dict(t, sep='/').items()})\" CHECKPOINT_DIR state.npz")
+
+
+def _is_orbax(path):
+    """Whether path is a checkpoint folder written by orbax (flax >= 0.7 writes these)."""
+    return os.path.isdir(path) and any(
+        os.path.exists(os.path.join(path, f)) for f in ('_METADATA', '_CHECKPOINT_METADATA'))
+
+
+def latest_checkpoint(path):
+    """path itself if it is one checkpoint, else the newest `checkpoint_<step>` of the folder."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    if not os.path.isdir(path) or _is_orbax(path):
         return path
+    # Only finished checkpoints: flax's temporary files and folders carry a suffix.
     steps = [(int(m[1]), name) for name in os.listdir(path)
              for m in [re.fullmatch(r'checkpoint_(\d+)', name)] if m]
     if not steps:
-        raise FileNotFoundError(f'no checkpoint_<step> file in {path}')
-    newest = os.path.join(path, max(steps)[1])
-    if os.path.isdir(newest):
-        raise ValueError(
-            f'{newest} is a folder (an orbax checkpoint of a newer flax); multinerf\'s train.py '
-            'writes msgpack files. Export its parameters to an .npz of flattened paths instead.')
-    return newest
+        raise FileNotFoundError(f'no checkpoint_<step> file or folder in {path}')
+    return os.path.join(path, max(steps)[1])
+
+
+def _restore_orbax(path):
+    """An orbax checkpoint folder -> nested dict of numpy arrays (needs orbax, hence JAX)."""
+    try:
+        import orbax.checkpoint as ocp
+    except ImportError as e:
+        raise ImportError(
+            f'{path} is an orbax checkpoint (newer flax writes these instead of msgpack files); '
+            'reading it needs orbax-checkpoint (pip install orbax-checkpoint, which brings JAX), '
+            f'or export it to an .npz where multinerf runs:\n  {EXPORT_SNIPPET}') from e
+    return ocp.PyTreeCheckpointer().restore(os.path.abspath(path))
 
 
 def read_checkpoint(path):
-    """A multinerf checkpoint (folder, file or .npz) -> nested dict in the TrainState layout.
+    """A multinerf checkpoint (folder, msgpack file, orbax folder or .npz) -> nested dict in the
+    TrainState layout.
 
     An .npz of flattened parameter paths gives {'params': {...}} (no step, no optimizer state);
     one of a flattened TrainState ('step', 'params/params/...', 'opt_state/0/mu/...') gives it all.
@@ -199,7 +226,12 @@ def read_checkpoint(path):
         with np.load(path) as arrays:
             tree = _nest(dict(arrays))
         return tree if 'params' in tree else {'params': tree}
-    with open(latest_checkpoint_file(path), 'rb') as f:
+    path = latest_checkpoint(path)
+    if _is_orbax(path):
+        return _restore_orbax(path)
+    if os.path.isdir(path):
+        raise ValueError(f'{path} is a folder but neither an orbax nor a msgpack checkpoint')
+    with open(path, 'rb') as f:
         return msgpack_restore(f.read())
 
 
@@ -217,9 +249,12 @@ def _nest(flat):
 
 def _adam_state(opt_state):
     """(count, {flax path: mu}, {flax path: nu}) of optax.adam's state, or None if absent."""
-    if not isinstance(opt_state, dict):
+    # optax.chain's state: a tuple, stored as {'0': ..., '1': ...} (msgpack) or a list (orbax).
+    if isinstance(opt_state, dict):
+        opt_state = list(opt_state.values())
+    if not isinstance(opt_state, (list, tuple)):
         return None
-    for part in opt_state.values():
+    for part in opt_state:
         if isinstance(part, dict) and {'count', 'mu', 'nu'} <= set(part):
             return (int(np.asarray(part['count'])), flax_params(flatten_tree(part['mu'])),
                     flax_params(flatten_tree(part['nu'])))

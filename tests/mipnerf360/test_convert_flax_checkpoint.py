@@ -5,6 +5,7 @@ flax uses, and one literal was written by flax.serialization itself.
 """
 
 import os
+import sys
 import struct
 
 import numpy as np
@@ -192,3 +193,25 @@ def test_key_and_shape_checked(tmp_path, damage):
 def test_folder_without_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError):
         convert.read_checkpoint(str(tmp_path))
+
+
+def test_orbax_folder_needs_orbax_or_an_export(tmp_path, monkeypatch):
+    # Newer flax writes checkpoint_<step>/ folders with orbax metadata instead of msgpack files.
+    (tmp_path / 'checkpoint_4').mkdir()
+    (tmp_path / 'checkpoint_4' / '_METADATA').write_text('{}')
+    monkeypatch.setitem(sys.modules, 'orbax', None)
+    monkeypatch.setitem(sys.modules, 'orbax.checkpoint', None)
+    with pytest.raises(ImportError, match='orbax') as error:
+        convert.read_checkpoint(str(tmp_path))
+    assert convert.EXPORT_SNIPPET in str(error.value)
+
+
+def test_adam_moments_of_an_orbax_restore(tmp_path):
+    # orbax restores optax's chain state as a list, msgpack as {'0': ..., '1': ...}.
+    config, model, _ = setup()
+    tree = flax_tree(model, np.random.default_rng(3))
+    tree['opt_state'] = [tree['opt_state']['0'], tree['opt_state']['1']]
+    state_dict = convert.convert(tree, config)
+    index = list(state_dict['model']).index('PropMLP_0.pts_layers.1.weight')
+    mu = tree['opt_state'][0]['mu']['params']['PropMLP_0']['Dense_1']['kernel']
+    np.testing.assert_array_equal(state_dict['optimizer']['state'][index]['exp_avg'].numpy(), mu.T)

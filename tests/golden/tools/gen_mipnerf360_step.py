@@ -15,14 +15,17 @@ loss alone. Everything the port needs is stored in the case file:
   out_level<i>_{rgb,weights,sdist}: every level's rendering and ray history,
   out_loss_{data,interlevel,distortion,total},
   out_grad_<path>: d total / d parameter, out_grad_data_<path>: d data loss / d parameter.
-Each run writes two cases: <name> (every level, loss and parameter gradient, with the tolerance
-that float32 conditioning needs) and <name>_heads (the losses and the head layers' gradients of
-the same run, the well-conditioned outputs, with a tight tolerance).
+A 'split' run writes two cases: <name> (every level, loss and parameter gradient, with the
+tolerance that float32 conditioning needs) and <name>_heads (the losses and the head layers'
+gradients of the same run, the well-conditioned outputs, with a tight tolerance). A
+'given_sdist' run writes one case that also stores multinerf's sample positions of every level
+(in_sdist_level<i>), which the port's adapter substitutes for its own: all outputs tight.
 
 multinerf needs a few shims under current JAX/numpy (np.math; rawpy and pycolmap stubs, since
-train_utils imports datasets); nothing of multinerf is copied. With --x64 it runs in float64
-(jax_enable_x64, float64 parameters and rays) and writes nothing: it prints the float32 and
-float64 results side by side with those of the port, to tell conditioning from real differences.
+train_utils imports datasets); nothing of multinerf is copied. With --x64 it writes no case but
+/tmp/<name>_x64.npz, the outputs of a float32 and a float64 run (jax_enable_x64, float64
+parameters, the same float32-rounded rays) as f32_<output> / f64_<output>, to compare with the
+port's model.double() and tell float32 conditioning from real differences.
 Running it twice replaces its own manifest entries.
 """
 
@@ -49,9 +52,18 @@ SMALL_360 = [
     'Config.distortion_loss_mult = 0.01',
 ]
 
+# A tiny model for the given-sample-positions case (later bindings override SMALL_360's).
+TINY_360 = [
+    'NerfMLP.net_depth = 2', 'NerfMLP.net_width = 32', 'NerfMLP.bottleneck_width = 16',
+    'NerfMLP.net_width_viewdirs = 16', 'NerfMLP.max_deg_point = 4', 'PropMLP.net_width = 16',
+    'PropMLP.max_deg_point = 4',
+]
+
 CASES = [
-    # name, extra gin bindings, number of rays, seed, train_frac
-    ('train_step_360_small', [], 64, 0, 0.5),
+    # name, extra gin bindings, number of rays, seed, train_frac, kind: 'split' writes <name>
+    # and <name>_heads; 'given_sdist' stores multinerf's sample positions as inputs.
+    ('train_step_360_small', [], 64, 0, 0.5, 'split'),
+    ('train_step_360_tiny_given_sdist', TINY_360, 64, 1, 0.3, 'given_sdist'),
 ]
 
 # The layers after the trunk: NerfMLP's density head, bottleneck, view-direction layer and colour
@@ -90,6 +102,17 @@ STEP_NOTES = (
     'The complete step: every level, the losses and the gradient of every parameter. '
     'Tolerance rtol 1e-3, atol 3e-4 covers that float32 conditioning with a margin of 2.5; '
     'the losses and the head gradients are checked tightly by the _heads case of the same run. ')
+GIVEN_NOTES = (
+    'multinerf\'s own sample positions of every level are inputs (in_sdist_level<i>, its '
+    'ray_history[i]["sdist"], float32) and replace the port\'s stepfun.sample_intervals (static '
+    'given_sdist: the adapter substitutes them level by level; sdist is a constant of the '
+    'gradient in both, stop_level_grad). That removes the float32 conditioning of the sample '
+    'positions (see train_step_360_small; with the port\'s own positions the gradients of this '
+    'case differ by up to 7.8e-5 of their largest entry), so every output, trunk gradients '
+    'included, is compared tightly: a regression test of the whole backward. Measured: every '
+    'gradient within '
+    '1e-8 at rtol 1e-5; atol 1e-6 is for the proposal levels\' rgb, (1 - acc) * bg with acc = 1 '
+    'to 2.4e-7. Tiny MLPs (NerfMLP 2x32, PropMLP 2x16, 4 IPE degrees), 360.gin\'s 64/64/32 samples. ')
 HEADS_NOTES = (
     'The same run as train_step_360_small, its well-conditioned outputs only: the losses (3e-6 '
     'relative) and the gradients of the head layers (NerfMLP Dense_4..7, PropMLP Dense_2; '
@@ -204,7 +227,8 @@ def run_original(original, bindings, n, seed, train_frac, dtype, param_override=
     return flat_params(variables['params']), fields, rgb, out
 
 
-def write_case(out_dir, name, bindings, train_frac, params, fields, rgb, out, rtol, atol, notes):
+def write_case(out_dir, name, bindings, train_frac, params, fields, rgb, out, rtol, atol, notes,
+               extra_inputs=None, extra_static=None):
     """The .npz (float32) and its manifest entry, replacing an entry of the same name."""
     arrays = {}
     for path, v in params.items():
@@ -212,6 +236,8 @@ def write_case(out_dir, name, bindings, train_frac, params, fields, rgb, out, rt
     for k, v in fields.items():
         arrays['in_rays_' + k] = v.astype(np.float32) if v.dtype.kind == 'f' else v
     arrays['in_rgb'] = rgb.astype(np.float32)
+    for k, v in (extra_inputs or {}).items():
+        arrays['in_' + k] = v.astype(np.float32)
     for k, v in out.items():
         arrays['out_' + k] = v.astype(np.float32)
     out_dir = pathlib.Path(out_dir)
@@ -226,6 +252,7 @@ def write_case(out_dir, name, bindings, train_frac, params, fields, rgb, out, rt
             'gin_configs': ['configs/360.gin'],
             'gin_bindings': SMALL_360 + bindings,
             'train_frac': train_frac,
+            **(extra_static or {}),
         },
         'outputs': list(out),
         'rtol': rtol,
@@ -246,7 +273,7 @@ def main():
     parser.add_argument('--x64', action='store_true', help='compare float32 and float64 runs')
     args = parser.parse_args()
     setup_original(os.path.abspath(args.original), args.x64)
-    for name, bindings, n, seed, train_frac in CASES:
+    for name, bindings, n, seed, train_frac, kind in CASES:
         params, fields, rgb, out = run_original(
             args.original, bindings, n, seed, train_frac, np.float32)
         if args.x64:
@@ -256,6 +283,14 @@ def main():
                     args.original, bindings, n, seed, train_frac, np.float64,
                     param_override={'params': _nest(params)})[3].items()}})
             print(f'wrote /tmp/{name}_x64.npz')
+            continue
+        if kind == 'given_sdist':
+            sdist = {f'sdist_level{i}': out[f'level{i}_sdist']
+                     for i in range(len(out)) if f'level{i}_sdist' in out}
+            entry = write_case(
+                args.out, name, bindings, train_frac, params, fields, rgb, out, 1e-5, 1e-6,
+                GIVEN_NOTES + CONVENTION, extra_inputs=sdist, extra_static={'given_sdist': True})
+            print(f"wrote {entry['case']}: {len(out)} outputs")
             continue
         step = {k: v for k, v in out.items() if not k.startswith('grad_data_')}
         heads = {k: v for k, v in out.items() if k.startswith('loss_') or any(

@@ -9,7 +9,9 @@ Convention of such a case (see its manifest `notes`):
            loss_{data,interlevel,distortion,total}, grad_<path> (d total / d parameter, flax
            layout: kernels [in, out]) and grad_data_<path> (d data loss / d parameter).
 The model is called by compute_losses itself (the forward is captured with a hook), with the
-rng of compute_losses (None: config.randomized is False in these cases).
+rng of compute_losses (None: config.randomized is False in these cases). With static given_sdist
+the case also stores sdist_level<i> (the original's sample positions of each level), which
+replace the port's stepfun.sample_intervals level by level.
 """
 
 import contextlib
@@ -18,7 +20,7 @@ import os
 import gin
 import torch
 
-from mipnerf360.internal import camera_utils, configs, models, utils
+from mipnerf360.internal import camera_utils, configs, models, stepfun, utils
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(configs.__file__)))
 _RAY_FIELDS = ('origins', 'directions', 'viewdirs', 'radii', 'imageplane', 'lossmult', 'near',
@@ -58,12 +60,29 @@ def build(case, inputs, dtype=torch.float32):
     return config, model, batch
 
 
+@contextlib.contextmanager
+def _given_sample_intervals(inputs, dtype):
+    """Makes stepfun.sample_intervals return the case's sdist_level0, sdist_level1, ... in turn."""
+    levels = []
+    while f'sdist_level{len(levels)}' in inputs:
+        levels.append(inputs[f'sdist_level{len(levels)}'].to(dtype))
+    given = iter(levels)
+    original = stepfun.sample_intervals
+    stepfun.sample_intervals = lambda rng, t, *args, **kwargs: next(given).to(t.device)
+    try:
+        yield
+    finally:
+        stepfun.sample_intervals = original
+
+
 def run_step(case, inputs, function, dtype=torch.float32):
     """compute_losses on the case's model and batch, and the gradients: {output name: tensor}."""
     config, model, batch = build(case, inputs, dtype)
     forward = {}
     hook = model.register_forward_hook(lambda m, args, out: forward.update(out=out))
-    with torch.enable_grad():
+    given = (_given_sample_intervals(inputs, dtype) if case['static'].get('given_sdist')
+             else contextlib.nullcontext())
+    with torch.enable_grad(), given:
         losses, _, _ = function(
             model, model, None, batch, None, camera_utils.ProjectionType.PERSPECTIVE,
             case['static']['train_frac'], 1.0, config)

@@ -46,16 +46,31 @@ $(STAMP): pyproject.toml
 
 # gin's registry is global and the packages share selector names (`Config`, `MLP`), so each paper
 # package's tests run in a process of their own; the shared tests and the golden cases in another.
-TEST_GROUPS := tests/common+tests/data_tools+tests/test_golden.py+tests/test_golden_harness.py+tests/test_device_discipline.py \
-  $(foreach p,mipnerf360 mipnerf depth_mipnerf mine inerf,$(wildcard tests/$(p)))
+# Every test runs on one intra-op thread (tests/conftest.py), so `make test` runs TEST_JOBS groups
+# side by side (one per core), the longest first; each group's output is printed when it ends.
+TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+TEST_GROUP_NAMES := mipnerf inerf mine mipnerf360 shared depth_mipnerf
+test_paths_shared := tests/common tests/data_tools tests/test_golden.py tests/test_golden_harness.py \
+  tests/test_device_discipline.py
+test_paths = $(if $(test_paths_$(1)),$(test_paths_$(1)),tests/$(1))
+
 test: $(STAMP)
-	@status=0; for group in $(TEST_GROUPS); do \
-	  echo "== pytest $${group//+/ }"; $(PY) -m pytest -q -m "not slow" $${group//+/ } || status=1; \
-	done; exit $$status
+	@$(MAKE) --no-print-directory -k -j$(TEST_JOBS) --output-sync=target \
+	  $(addprefix test-group-,$(TEST_GROUP_NAMES)) || { echo "make test: a group failed (see above)"; exit 1; }
+
+define test_group
+test-group-$(1): $(STAMP)
+	@start=$$$$(date +%s); echo "== pytest $(call test_paths,$(1))"; \
+	$(PY) -m pytest -q -m "not slow" -o cache_dir=.pytest_cache/$(1) $(call test_paths,$(1)); code=$$$$?; \
+	echo "== $(1): $$$$(( $$$$(date +%s) - start )) s"; exit $$$$code
+.PHONY: test-group-$(1)
+endef
+$(foreach g,$(TEST_GROUP_NAMES),$(eval $(call test_group,$(g))))
 
 test-slow: $(STAMP)
-	@status=0; for group in $(TEST_GROUPS); do \
-	  $(PY) -m pytest -q -m slow $${group//+/ }; code=$$?; [ $$code = 0 -o $$code = 5 ] || status=1; \
+	@status=0; for group in $(TEST_GROUP_NAMES); do \
+	  case $$group in shared) paths="$(test_paths_shared)";; *) paths=tests/$$group;; esac; \
+	  $(PY) -m pytest -q -m slow $$paths; code=$$?; [ $$code = 0 -o $$code = 5 ] || status=1; \
 	done; exit $$status
 
 lint: $(STAMP)

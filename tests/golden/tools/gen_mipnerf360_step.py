@@ -100,7 +100,8 @@ EVIDENCE = (
     'NerfMLP_0/Dense_1/kernel). ')
 STEP_NOTES = (
     'The complete step: every level, the losses and the gradient of every parameter. '
-    'Tolerance rtol 1e-3, atol 3e-4 covers that float32 conditioning with a margin of 2.5; '
+    'Tolerance rtol 1e-3, atol 3e-4 covers the float32 conditioning measured below with a margin '
+    'of 2.5; '
     'the losses and the head gradients are checked tightly by the _heads case of the same run. ')
 GIVEN_NOTES = (
     'multinerf\'s own sample positions of every level are inputs (in_sdist_level<i>, its '

@@ -5,8 +5,8 @@ flax uses, and one literal was written by flax.serialization itself.
 """
 
 import os
-import sys
 import struct
+import sys
 
 import numpy as np
 import pytest

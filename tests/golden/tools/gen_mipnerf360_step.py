@@ -2,7 +2,7 @@
 """Writes whole-training-step golden cases of mipnerf360 from the ORIGINAL multinerf (JAX, CPU).
 
     python tests/golden/tools/gen_mipnerf360_step.py --original /tmp/orig_multinerf \
-        --out tests/golden/mipnerf360_step [--x64]
+        --out tests/golden/mipnerf360 [--x64]
 
 What it runs: multinerf's own gin configs (configs/360.gin plus the case's bindings, a small
 NerfMLP / PropMLP), its `models.construct_model` for seeded flax parameters, its `Model.apply` on
@@ -270,7 +270,7 @@ def write_case(out_dir, name, bindings, train_frac, params, fields, rgb, out, rt
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--original', required=True, help='multinerf tree (at %s)' % COMMIT)
-    parser.add_argument('--out', default='tests/golden/mipnerf360_step')
+    parser.add_argument('--out', default='tests/golden/mipnerf360')
     parser.add_argument('--x64', action='store_true', help='compare float32 and float64 runs')
     args = parser.parse_args()
     setup_original(os.path.abspath(args.original), args.x64)

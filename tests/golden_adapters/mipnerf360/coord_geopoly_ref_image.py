@@ -5,7 +5,6 @@ import torch
 from mipnerf360.internal import coord
 from tests.golden_adapters import call_args
 
-
 # The coord warps a case may name (multinerf's configs bind @coord.contract).
 _COORD_WARPS = {"contract": coord.contract, "inv_contract": coord.inv_contract}
 # The jnp functions construct_ray_warps accepts (it finds the inverse by __name__), as torch's.

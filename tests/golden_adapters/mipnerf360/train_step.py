@@ -27,14 +27,29 @@ _RAY_FIELDS = ('origins', 'directions', 'viewdirs', 'radii', 'imageplane', 'loss
                'far', 'cam_idx', 'exposure_idx', 'exposure_values')
 
 
+def _qualified(line):
+    """A gin line whose binding names a configurable that other packages of this process also
+    register (`Config`: the golden cases of every package share one process), with the selector
+    of mipnerf360's own."""
+    name, dot, rest = line.partition('.')
+    if not dot or '=' not in rest or not name.isidentifier():
+        return line
+    matches = gin.config._REGISTRY.matching_selectors(name)
+    ours = [m for m in matches if m.startswith('mipnerf360.')]
+    return f'{ours[0]}.{rest}' if len(matches) > 1 and len(ours) == 1 else line
+
+
 @contextlib.contextmanager
 def _gin_scope(static):
     """Parses the case's gin files and bindings; clears them again afterwards."""
+    lines = []
+    for name in static.get('gin_configs', []):
+        with open(os.path.join(_PACKAGE_DIR, name)) as f:
+            lines += f.read().splitlines()
+    lines += static.get('gin_bindings', [])
     gin.clear_config()
     try:
-        gin.parse_config_files_and_bindings(
-            [os.path.join(_PACKAGE_DIR, f) for f in static.get('gin_configs', [])],
-            static.get('gin_bindings', []), skip_unknown=False)
+        gin.parse_config([_qualified(line.strip()) for line in lines])
         yield
     finally:
         gin.clear_config()

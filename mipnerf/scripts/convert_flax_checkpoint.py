@@ -3,14 +3,12 @@
     python -m mipnerf.scripts.convert_flax_checkpoint IN OUT [--gin_file F.gin] [--gin_param B]
 
 IN is one of
-  - a checkpoint written by the original train.py (`flax.training.checkpoints`, msgpack): its
-    tree {'optimizer': {'target': {'params': {'MLP_0': {'Dense_0': {'kernel', 'bias'}, ...}}},
-    'state': ...}} is read with flax.serialization.msgpack_restore, so flax must be installed;
+  - a checkpoint written by the original train.py (`flax.training.checkpoints`, msgpack), or the
+    folder of them (the newest `checkpoint_<step>` is read): its tree {'optimizer': {'target':
+    {'params': {'MLP_0': {'Dense_0': {'kernel', 'bias'}, ...}}}, 'state': ...}} is decoded without
+    JAX or flax (common.flax_checkpoints; orbax folders of newer flax need orbax-checkpoint);
   - an .npz of the flattened parameters, keys such as 'MLP_0/Dense_0/kernel' (any prefix, e.g.
-    'params/', is allowed). Where flax is installed, write one from a checkpoint with
-        tree = flax.serialization.msgpack_restore(open(ckpt, 'rb').read())
-        flat = flax.traverse_util.flatten_dict(tree['optimizer']['target'], sep='/')
-        numpy.savez('params.npz', **flat)
+    'params/', is allowed), as common.flax_checkpoints.EXPORT_SNIPPET writes one where flax runs.
 OUT is the model's state_dict saved with torch.save; read it with torch.load(OUT,
 weights_only=True). The model's layout comes from gin (default: the paper's 8x256 MLP with a
 128-wide condition layer, which every config of the release uses); pass the gin files the
@@ -21,56 +19,24 @@ import argparse
 import re
 
 import gin
-import numpy as np
 import torch
 
+from common import flax_checkpoints
 from mipnerf.internal import models
 
 # A parameter leaf; the `$` leaves out the Adam moments stored under it ('.../kernel/grad_ema').
 _PARAM_PATH = re.compile(r'(?:^|/)(MLP_0/Dense_\d+/(?:kernel|bias))$')
 
 
-def flatten_tree(tree, prefix=''):
-    """{'a': {'b': leaf}} -> {'a/b': leaf}: the '/'-joined paths of a nested dict's leaves."""
-    flat = {}
-    for key, value in tree.items():
-        path = f'{prefix}/{key}' if prefix else str(key)
-        if isinstance(value, dict):
-            flat.update(flatten_tree(value, path))
-        else:
-            flat[path] = value
-    return flat
-
-
 def flax_params(flat):
     """{'MLP_0/Dense_i/kernel' or '/bias': array} out of flattened checkpoint paths."""
-    params = {}
-    for path, value in flat.items():
-        match = _PARAM_PATH.search(path)
-        if match is None:
-            continue
-        if match[1] in params:
-            raise ValueError(f'{match[1]} appears twice in the checkpoint (second at {path})')
-        params[match[1]] = np.asarray(value)
-    if not params:
-        raise ValueError('no MLP_0/Dense_<i>/{kernel,bias} parameters in the checkpoint')
-    return params
+    return flax_checkpoints.flax_params(flat, _PARAM_PATH, 'MLP_0/Dense_<i>/{kernel,bias}')
 
 
 def read_flax_checkpoint(path):
-    """The flax parameters of a msgpack checkpoint or an .npz: {'MLP_0/Dense_i/kernel': array}."""
-    if path.endswith('.npz'):
-        with np.load(path) as arrays:
-            return flax_params(dict(arrays))
-    try:
-        from flax import serialization
-    except ImportError as e:
-        raise ImportError(
-            f'{path} is not an .npz, so it is read as a flax msgpack checkpoint, which needs flax '
-            '(pip install flax); or export its parameters to an .npz (see this module\'s doc)'
-        ) from e
-    with open(path, 'rb') as f:
-        return flax_params(flatten_tree(serialization.msgpack_restore(f.read())))
+    """The flax parameters of a checkpoint (folder, msgpack file, orbax folder or .npz):
+    {'MLP_0/Dense_i/kernel': array}."""
+    return flax_params(flax_checkpoints.flatten_tree(flax_checkpoints.read_checkpoint(path)))
 
 
 def convert(params, model):

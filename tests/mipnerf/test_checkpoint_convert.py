@@ -1,6 +1,5 @@
 """Checkpoint interchange: google/mipnerf flax parameters and hjxwhy/mipnerf_pl state dicts."""
 
-import importlib.util
 import json
 import pathlib
 import re
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from common import flax_checkpoints
 from mipnerf.internal import models, utils
 from mipnerf.scripts import convert_flax_checkpoint as flax_convert
 from mipnerf.scripts import convert_mipnerf_pl_checkpoint as pl_convert
@@ -48,18 +48,6 @@ def render(model, rays):
         return [x for level in model(None, rays, False, True) for x in level]
 
 
-def nest(flat):
-    """{'a/b': leaf} -> {'a': {'b': leaf}}."""
-    tree = {}
-    for path, value in flat.items():
-        *parents, leaf = path.split('/')
-        node = tree
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return tree
-
-
 def test_flax_npz_converts_to_a_weights_only_state_dict_that_reproduces_the_original(tmp_path):
     bindings, params, rays, outputs = golden_case()
     npz = tmp_path / 'params.npz'
@@ -79,9 +67,9 @@ def test_flax_train_state_tree_keeps_the_parameters_not_the_adam_moments():
     _, params, _, _ = golden_case()
     moments = {f'{k}/grad_ema': np.zeros_like(v) for k, v in params.items()}
     tree = {'optimizer': {
-        'target': {'params': nest(params)},
-        'state': {'step': np.int64(5), 'param_states': {'params': nest(moments)}}}}
-    found = flax_convert.flax_params(flax_convert.flatten_tree(tree))
+        'target': {'params': flax_checkpoints.nest(params)},
+        'state': {'step': np.int64(5), 'param_states': {'params': flax_checkpoints.nest(moments)}}}}
+    found = flax_convert.flax_params(flax_checkpoints.flatten_tree(tree))
     assert found.keys() == params.keys()
     for k in params:
         np.testing.assert_array_equal(found[k], params[k])
@@ -110,11 +98,30 @@ def test_flax_parameters_of_another_layout_are_refused():
         flax_convert.flax_params({'params/Dense_0/kernel': np.zeros((2, 2))})
 
 
-@pytest.mark.skipif(importlib.util.find_spec('flax') is not None, reason='flax is installed')
-def test_flax_msgpack_without_flax_says_what_to_do(tmp_path):
+def test_flax_msgpack_train_state_converts_without_flax(tmp_path):
+    """The original train.py's checkpoint folder (msgpack TrainState with Adam moments): the newest
+    checkpoint_<step> is read, the parameters land in the model, and it renders the golden case."""
+    bindings, params, rays, outputs = golden_case()
+    moments = {f'{k}/grad_ema': np.zeros_like(v) for k, v in params.items()}
+    tree = {'optimizer': {
+        'target': {'params': flax_checkpoints.nest(params)},
+        'state': {'step': np.int64(5), 'param_states': {'params': flax_checkpoints.nest(moments)}}}}
+    (tmp_path / 'checkpoint_5').write_bytes(flax_checkpoints.msgpack_serialize(tree))
+    (tmp_path / 'checkpoint_3').write_bytes(b'older')
+    out = tmp_path / 'model.pt'
+    flax_convert.main([str(tmp_path), str(out)] + [f'--gin_param={b}' for b in bindings])
+    gin.clear_config()
+    gin.parse_config(bindings)
+    model = models.MipNerfModel()
+    model.load_state_dict(torch.load(out, weights_only=True))
+    for got, want in zip(render(model, rays), outputs):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_file_that_is_no_flax_checkpoint_is_named(tmp_path):
     path = tmp_path / 'checkpoint_1000000'
-    path.write_bytes(b'\x80')
-    with pytest.raises(ImportError, match='npz'):
+    path.write_bytes(b'\x80\x81')
+    with pytest.raises(ValueError, match='checkpoint_1000000 is not a flax msgpack checkpoint'):
         flax_convert.read_flax_checkpoint(str(path))
 
 

@@ -1,18 +1,17 @@
 """mipnerf360.scripts.convert_flax_checkpoint: multinerf msgpack checkpoints -> this port's checkpoints.
 
-No JAX or flax here: the checkpoint files are written with a small msgpack writer of the subset
-flax uses, and one literal was written by flax.serialization itself.
+No JAX or flax here: the checkpoint files are written by common.flax_checkpoints.msgpack_serialize
+(flax's format; its reader is tested on bytes flax itself wrote in tests/common/test_flax_checkpoints.py).
 """
 
 import os
-import struct
 import sys
 
 import numpy as np
 import pytest
 import torch
 
-from common import checkpoints
+from common import checkpoints, flax_checkpoints
 from mipnerf360.internal import configs, train_utils
 from mipnerf360.scripts import convert_flax_checkpoint as convert
 
@@ -22,53 +21,6 @@ TINY = [
     'NerfMLP.net_depth = 2', 'NerfMLP.net_width = 32', 'NerfMLP.bottleneck_width = 16',
     'NerfMLP.net_width_viewdirs = 16', 'NerfMLP.max_deg_point = 4', 'PropMLP.max_deg_point = 4',
 ]
-
-# flax.serialization.msgpack_serialize({'step': 7, 'params': {'params': {'NerfMLP_0': {'Dense_0':
-#   {'kernel': arange(6, float32).reshape(2, 3) / 4, 'bias': [-1.5, 0, 2] float32}}}},
-#   'opt_state': {'0': {'count': np.int32(7)}}}), written by flax 0.12.8.
-FLAX_BYTES = bytes.fromhex(
-    '83a96f70745f737461746581a13081a5636f756e74c70e039390a5696e743332c40407000000a6706172616d73'
-    '81a6706172616d7381a94e6572664d4c505f3081a744656e73655f3082a462696173c71901939103a7666c6f61'
-    '743332c40c0000c0bf0000000000000040a66b65726e656cc7260193920203a7666c6f61743332c41800000000'
-    '0000803e0000003f0000403f0000803f0000a03fa47374657007')
-
-
-def pack(obj):
-    """msgpack bytes of nested dicts / lists / str / int / float / numpy arrays, as flax writes."""
-    if isinstance(obj, dict):
-        out = struct.pack('>BI', 0xdf, len(obj))
-        for k, v in obj.items():
-            out += pack(k) + pack(v)
-        return out
-    if isinstance(obj, (list, tuple)):
-        return struct.pack('>BI', 0xdd, len(obj)) + b''.join(pack(v) for v in obj)
-    if isinstance(obj, str):
-        data = obj.encode()
-        return struct.pack('>BI', 0xdb, len(data)) + data
-    if isinstance(obj, bytes):
-        return struct.pack('>BI', 0xc6, len(obj)) + obj
-    if isinstance(obj, (bool, np.bool_)):
-        return b'\xc3' if obj else b'\xc2'
-    if isinstance(obj, (int, np.integer)) and not isinstance(obj, np.ndarray):
-        return struct.pack('>Bq', 0xd3, int(obj))
-    if isinstance(obj, float):
-        return struct.pack('>Bd', 0xcb, obj)
-    if isinstance(obj, np.ndarray):  # flax's ext type 1: msgpack [shape, dtype name, bytes].
-        payload = pack([list(obj.shape), obj.dtype.name, np.ascontiguousarray(obj).tobytes()])
-        return struct.pack('>BIb', 0xc9, len(payload), 1) + payload
-    raise TypeError(type(obj))
-
-
-def nest(flat):
-    tree = {}
-    for path, value in flat.items():
-        node = tree
-        *parents, leaf = path.split('/')
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return tree
-
 
 def setup(bindings=(), seed=0):
     """The port's model and TrainState for 360.gin + TINY (+ bindings)."""
@@ -87,7 +39,7 @@ def flax_tree(model, rng, step=12):
     for name, path in model.flax_names().items():
         shape = tuple(params[name].shape)
         shapes[path] = shape[::-1] if path.endswith('/kernel') else shape
-    draw = lambda positive=False: nest({
+    draw = lambda positive=False: flax_checkpoints.nest({
         p: (np.abs if positive else np.asarray)(rng.normal(size=s)).astype(np.float32)
         for p, s in shapes.items()})
     return {
@@ -99,35 +51,13 @@ def flax_tree(model, rng, step=12):
     }
 
 
-def test_reads_what_flax_writes():
-    tree = convert.msgpack_restore(FLAX_BYTES)
-    assert tree['step'] == 7
-    assert int(tree['opt_state']['0']['count']) == 7
-    dense = tree['params']['params']['NerfMLP_0']['Dense_0']
-    np.testing.assert_array_equal(dense['kernel'], np.arange(6, dtype=np.float32).reshape(2, 3) / 4)
-    np.testing.assert_array_equal(dense['bias'], np.array([-1.5, 0, 2], np.float32))
-    assert dense['kernel'].dtype == np.float32
-    # The test's writer produces the same tree through wider headers.
-    again = convert.msgpack_restore(pack(tree))
-    np.testing.assert_array_equal(again['params']['params']['NerfMLP_0']['Dense_0']['kernel'],
-                                  dense['kernel'])
-
-
-def test_unchunks_large_leaves():
-    x = np.arange(10, dtype=np.float32).reshape(2, 5)
-    chunked = {'__msgpack_chunked_array__': True, 'shape': [2, 5],
-               'chunks': {'0': x.ravel()[:4], '1': x.ravel()[4:]}}
-    tree = convert.msgpack_restore(pack({'a': {'b': chunked}}))
-    np.testing.assert_array_equal(tree['a']['b'], x)
-
-
 def test_round_trip_through_train_checkpoint(tmp_path):
     config, model, state = setup()
     tree = flax_tree(model, np.random.default_rng(0))
     src = tmp_path / 'multinerf'
     src.mkdir()
-    (src / 'checkpoint_5').write_bytes(pack(dict(tree, step=5)))  # Older: not the one read.
-    (src / 'checkpoint_12').write_bytes(pack(tree))
+    (src / 'checkpoint_5').write_bytes(flax_checkpoints.msgpack_serialize(dict(tree, step=5)))  # Older: not the one read.
+    (src / 'checkpoint_12').write_bytes(flax_checkpoints.msgpack_serialize(tree))
     out = tmp_path / 'port'
     import gin
     gin.clear_config()  # main parses the gin files as the command line does.
@@ -140,9 +70,9 @@ def test_round_trip_through_train_checkpoint(tmp_path):
     _, model, state = setup(seed=3)
     assert train_utils.restore_checkpoint(config, state) is not None
     assert state.step == 12
-    flat = convert.flatten_tree(tree['params']['params'])
-    mu = convert.flatten_tree(tree['opt_state']['0']['mu']['params'])
-    nu = convert.flatten_tree(tree['opt_state']['0']['nu']['params'])
+    flat = flax_checkpoints.flatten_tree(tree['params']['params'])
+    mu = flax_checkpoints.flatten_tree(tree['opt_state']['0']['mu']['params'])
+    nu = flax_checkpoints.flatten_tree(tree['opt_state']['0']['nu']['params'])
     names = model.flax_names()
     for name, p in model.named_parameters():
         path = names[name]
@@ -157,7 +87,7 @@ def test_round_trip_through_train_checkpoint(tmp_path):
 def test_npz_of_parameters(tmp_path):
     _, model, _ = setup()
     tree = flax_tree(model, np.random.default_rng(1))
-    flat = convert.flatten_tree(tree['params'])  # 'params/NerfMLP_0/...': a prefix is allowed.
+    flat = flax_checkpoints.flatten_tree(tree['params'])  # 'params/NerfMLP_0/...': a prefix is allowed.
     np.savez(tmp_path / 'params.npz', **flat)
     state_dict = convert.convert(convert.read_checkpoint(str(tmp_path / 'params.npz')),
                                  configs.Config())
@@ -166,7 +96,7 @@ def test_npz_of_parameters(tmp_path):
     np.testing.assert_array_equal(w.numpy(), flat['params/NerfMLP_0/Dense_0/kernel'].T)
 
     # A whole flattened TrainState: the Adam moments and the step come along.
-    np.savez(tmp_path / 'state.npz', **convert.flatten_tree(tree))
+    np.savez(tmp_path / 'state.npz', **flax_checkpoints.flatten_tree(tree))
     state_dict = convert.convert(convert.read_checkpoint(str(tmp_path / 'state.npz')),
                                  configs.Config())
     assert state_dict['step'] == 12
@@ -187,7 +117,7 @@ def test_key_and_shape_checked(tmp_path, damage):
     else:
         layer['Dense_99'] = layer['Dense_0']
     with pytest.raises(ValueError, match='Dense_'):
-        convert.convert(convert.msgpack_restore(pack(tree)), config)
+        convert.convert(flax_checkpoints.msgpack_restore(flax_checkpoints.msgpack_serialize(tree)), config)
 
 
 def test_folder_without_checkpoint(tmp_path):
@@ -203,7 +133,7 @@ def test_orbax_folder_needs_orbax_or_an_export(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, 'orbax.checkpoint', None)
     with pytest.raises(ImportError, match='orbax') as error:
         convert.read_checkpoint(str(tmp_path))
-    assert convert.EXPORT_SNIPPET in str(error.value)
+    assert flax_checkpoints.EXPORT_SNIPPET in str(error.value)
 
 
 def test_adam_moments_of_an_orbax_restore(tmp_path):

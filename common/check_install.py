@@ -18,6 +18,7 @@ REQUIRED = {
     "tensorboard": "tensorboard",
     "yaml": "pyyaml",
     "pyhocon": "pyhocon",
+    "msgpack": "msgpack",
 }
 
 

@@ -1,6 +1,7 @@
 """Speed of MINE: MPI prediction and novel-view rendering time per image, N = 32 and 64 planes.
 
     python bench/mine.py [--size 384x256] [--planes 32,64] [--steps 3] [--num_layers 50] [--device cpu]
+    python bench/mine.py ... --json        # last line: {"predict_s_N32": s, "render_s_N32": s, ...}
     python bench/mine.py --memory_table   # predicted peak training memory of every paper config (README)
 
 The paper's model (ResNet-50 encoder, RealEstate10K config, random weights: speed does not depend
@@ -10,6 +11,7 @@ source-RGB blending) on one image; rendering is one render_novel_view of that MP
 """
 
 import argparse
+import json
 import os
 import sys
 
@@ -196,6 +198,7 @@ def main():
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--num_layers", type=int, default=50)
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--json", action="store_true", help="last line: the seconds per image as JSON")
     parser.add_argument("--memory_table", action="store_true", help="print the README's predicted-memory table")
     args = parser.parse_args()
     if args.memory_table:
@@ -204,10 +207,14 @@ def main():
     width, height = (int(v) for v in args.size.split("x"))
     device = torch.device(args.device) if args.device else device_utils.pick_device()
     print(f"device {device}, float32, {torch.get_num_threads()} threads, ResNet-{args.num_layers}, {width}x{height}")
+    result = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__}
     for planes in (int(p) for p in args.planes.split(",")):
         predict_s, render_s = bench(width, height, planes, args, device)
+        result[f"predict_s_N{planes}"], result[f"render_s_N{planes}"] = predict_s, render_s
         print(f"N={planes:3d}: MPI prediction {predict_s * 1e3:9.1f} ms/image, "
               f"novel view {render_s * 1e3:8.1f} ms/image, both {(predict_s + render_s) * 1e3:9.1f} ms")
+    if args.json:
+        print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,329 @@
+"""Times an original release and this port side by side, interleaved, and prints port/original ratios.
+
+    python bench/vs_original.py PACKAGE --original TREE --python INTERPRETER [--threads 1 2] [--rounds 2]
+        [--config NAME] [--quick] [--out results.json] [--markdown table.md]
+
+PACKAGE is mipnerf360 (multinerf), mipnerf (google/mipnerf), mine (vincentfung13/MINE) or inerf
+(yenchenlin/iNeRF-public, pixelNeRF pose estimation). TREE is a checkout of the original and
+INTERPRETER a Python that can run it (JAX for the first two, torch for the others); the original is
+imported from TREE by a timing shim in bench/ (multinerf_jax.py, mipnerf_jax.py, mine_original.py,
+inerf_original.py) and never copied here. The port is timed by its own bench/<package>.py with this
+Python at the same config.
+
+For each thread count and round, the original runs first and then the port (A B A B ...), so that drift
+of a shared machine hits both; each is a fresh process pinned with `taskset -c 0` (1 thread) or
+`taskset -c 0,1` (2), with OMP_NUM_THREADS and MKL_NUM_THREADS set and, for JAX, XLA_FLAGS
+(--xla_cpu_multi_thread_eigen=false at 1 thread). Every metric is printed for both sides with the
+ratio as a speed-up of the port: port/original for rates, original/port for times (> 1: the port is
+faster). --quick shrinks the config (few steps, few rays) to check the plumbing end to end.
+--out writes the rows as JSON, --markdown the table with the date, machine and thread counts.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from typing import Callable, Dict, List, Optional, Tuple
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+
+
+@dataclasses.dataclass
+class Metric:
+    key: str  # key in both sides' parsed results
+    label: str
+    higher_is_better: bool  # rays/s: True; seconds: False
+
+
+@dataclasses.dataclass
+class Package:
+    original_name: str
+    jax: bool  # the original runs under JAX (XLA_FLAGS pin its threads)
+    configs: Dict[str, str]  # name -> description
+    metrics: Callable[[str], List[Metric]]
+    original_cmd: Callable[[str, str, bool], List[str]]  # (tree, config, quick) -> argv after the interpreter
+    port_cmd: Callable[[str, bool], List[str]]  # (config, quick) -> argv after the project's Python
+    parse_original: Callable[[str], dict]
+    parse_port: Callable[[str], dict]
+
+
+def last_json(text):
+    """The last line of text that parses as a JSON object."""
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith('{'):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue
+    raise ValueError('no JSON line in the output:\n' + text[-2000:])
+
+
+def parse_rays_text(text):
+    """bench/mipnerf360.py's (or mipnerf.py's) text: 'train : B rays/step, S s/step, R rays/s' and
+    'render: N rays, S s, R rays/s' (the last of each)."""
+    train = re.findall(r'^train\s*:\s*(\d+) rays/step, ([\d.]+) s/step, ([\d,.]+) rays/s', text, re.M)
+    render = re.findall(r'^render\s*:\s*(\d+) rays, ([\d.]+) s, ([\d,.]+) rays/s', text, re.M)
+    if not train or not render:
+        raise ValueError('no train/render lines in the output:\n' + text[-2000:])
+    (b, ts, _), (n, rs, _) = train[-1], render[-1]
+    return {'train_rays_per_s': int(b) / float(ts), 'train_s_per_step': float(ts),
+            'render_rays_per_s': int(n) / float(rs), 'render_s': float(rs)}
+
+
+def parse_json_or_text(text):
+    try:
+        return last_json(text)
+    except ValueError:
+        return parse_rays_text(text)
+
+
+RAYS_METRICS = lambda config: [
+    Metric('train_rays_per_s', 'train rays/s', True), Metric('render_rays_per_s', 'render rays/s', True)]
+
+# ----------------------------------------------------------------------------------------- mipnerf360
+M360_SMALL = ('PropMLP.net_depth=2', 'PropMLP.net_width=64', 'NerfMLP.net_depth=4', 'NerfMLP.net_width=128')
+
+
+def m360_sizes(quick):
+    """(train rays, render rays, steps)."""
+    return (256, 1024, 1) if quick else (1024, 4096, 2)
+
+
+def m360_original(tree, config, quick):
+    batch, render, steps = m360_sizes(quick)
+    binds = [a for b in (M360_SMALL if config == 'small' else ()) for a in ('--bind', b.replace('=', ' = '))]
+    return [os.path.join(BENCH, 'multinerf_jax.py'), tree, '--gin', 'configs/360.gin', '--batch', str(batch),
+            '--render_rays', str(render), '--steps', str(steps), '--json', *binds]
+
+
+def m360_port(config, quick):
+    batch, render, steps = m360_sizes(quick)
+    binds = [a for b in (M360_SMALL if config == 'small' else ()) for a in ('--bind', b)]
+    # bench/mipnerf360.py times the render over max(1, steps // 2) calls after a warm-up.
+    return [os.path.join(BENCH, 'mipnerf360.py'), '--gin', 'mipnerf360/configs/360.gin', '--batch', str(batch),
+            '--render_rays', str(render), '--steps', str(steps), *binds]
+
+
+# -------------------------------------------------------------------------------------------- mipnerf
+def mipnerf_sizes(quick):
+    return (128, 256, 1) if quick else (1024, 2048, 2)
+
+
+def mipnerf_original(tree, config, quick):
+    batch, render, steps = mipnerf_sizes(quick)
+    binds = [a for b in MIPNERF_BINDS[config] for a in ('--bind', b)]
+    return [os.path.join(BENCH, 'mipnerf_jax.py'), tree, '--gin', 'configs/blender.gin', '--batch', str(batch),
+            '--render_rays', str(render), '--steps', str(steps), '--json', *binds]
+
+
+def mipnerf_port(config, quick):
+    batch, render, steps = mipnerf_sizes(quick)
+    binds = [a for b in MIPNERF_BINDS[config] for a in ('--bind', b)]
+    return [os.path.join(BENCH, 'mipnerf.py'), '--gin', 'configs/blender.gin', '--batch', str(batch),
+            '--render_rays', str(render), '--steps', str(steps), '--render_steps', str(steps), '--json', *binds]
+
+
+MIPNERF_BINDS = {'paper': (), 'small': ('MLP.net_depth=4', 'MLP.net_width=128')}
+
+
+# ----------------------------------------------------------------------------------------------- mine
+def mine_planes(config):
+    return {'paper': '32,64', 'n32': '32', 'n64': '64'}[config]
+
+
+def mine_metrics(config, quick=False):
+    planes = '8' if quick else mine_planes(config)
+    return [m for n in planes.split(',') for m in (
+        Metric(f'predict_s_N{n}', f'MPI prediction s/image, N={n}', False),
+        Metric(f'render_s_N{n}', f'novel view s/image, N={n}', False))]
+
+
+def mine_args(config, quick):
+    if quick:  # ResNet-18 at 256x128 keeps the check short
+        return ['--size', '256x128', '--planes', '8', '--steps', '1', '--num_layers', '18']
+    return ['--size', '384x256', '--planes', mine_planes(config), '--steps', '2', '--num_layers', '50']
+
+
+def mine_original(tree, config, quick):
+    return [os.path.join(BENCH, 'mine_original.py'), tree, *mine_args(config, quick), '--json']
+
+
+def mine_port(config, quick):
+    return [os.path.join(BENCH, 'mine.py'), '--device', 'cpu', *mine_args(config, quick), '--json']
+
+
+# ---------------------------------------------------------------------------------------------- inerf
+def inerf_args(quick):
+    return ['--steps', '2' if quick else '5', '--n_steps', '300']
+
+
+def inerf_original(tree, config, quick):
+    return [os.path.join(BENCH, 'inerf_original.py'), tree, *inerf_args(quick), '--json']
+
+
+def inerf_port(config, quick):
+    return [os.path.join(BENCH, 'inerf.py'), '--pixelnerf', *inerf_args(quick), '--json']
+
+
+INERF_METRICS = lambda config: [Metric('s_per_step', 's/step (1024 rays)', False),
+                                Metric('s_per_estimate', 's per pose estimate (300 steps)', False)]
+
+PACKAGES = {
+    'mipnerf360': Package(
+        'google-research/multinerf', True,
+        {'small': '360.gin with NerfMLP 4x128 and PropMLP 2x64; 1024-ray train step, 4096-ray render',
+         'full': '360.gin; 1024-ray train step, 4096-ray render'},
+        RAYS_METRICS, m360_original, m360_port, last_json, parse_json_or_text),
+    'mipnerf': Package(
+        'google/mipnerf', True,
+        {'paper': 'blender.gin (MLP 8x256, 128 + 128 samples); 1024-ray train step, 2048-ray render',
+         'small': 'blender.gin with MLP 4x128; 1024-ray train step, 2048-ray render'},
+        RAYS_METRICS, mipnerf_original, mipnerf_port, last_json, last_json),
+    'mine': Package(
+        'vincentfung13/MINE', False,
+        {'paper': 'params_realestate.yaml model (ResNet-50), 384x256, N=32 and N=64, eval mode, one image',
+         'n32': 'as paper, N=32 only', 'n64': 'as paper, N=64 only'},
+        mine_metrics, mine_original, mine_port, last_json, last_json),
+    'inerf': Package(
+        'yenchenlin/iNeRF-public', False,
+        {'paper': 'pixelNeRF srn.conf (ResNet-34 encoder, random weights), 128x128 source and target, '
+                  '1024 random rays per step, Adam on the raw pose (eval/pose_estimation.py)'},
+        INERF_METRICS, inerf_original, inerf_port, last_json, last_json),
+}
+
+
+# --------------------------------------------------------------------------------------------- running
+def thread_env(threads, jax):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               OPENBLAS_NUM_THREADS=str(threads), PYTHONPATH=ROOT)
+    if jax:
+        eigen = 'false' if threads == 1 else 'true'
+        env['XLA_FLAGS'] = f'--xla_cpu_multi_thread_eigen={eigen} intra_op_parallelism_threads={threads}'
+    return env
+
+
+def pinned(argv, threads):
+    """argv under taskset on the first `threads` CPUs (unchanged where taskset is missing)."""
+    cpus = ','.join(str(i) for i in range(threads))
+    if subprocess.run(['which', 'taskset'], capture_output=True).returncode != 0:
+        return argv
+    return ['taskset', '-c', cpus, *argv]
+
+
+def run_side(argv, threads, jax, parse, timeout, label):
+    """Runs argv pinned; returns (parsed result, wall seconds) or raises with the output's tail."""
+    import time
+    start = time.perf_counter()
+    proc = subprocess.run(pinned(argv, threads), env=thread_env(threads, jax), cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f'{label} failed (exit {proc.returncode}): {" ".join(argv)}\n'
+                           f'{(proc.stdout + proc.stderr)[-3000:]}')
+    return parse(proc.stdout), wall
+
+
+def ratio(metric, original, port):
+    """Speed-up of the port: > 1 when the port is faster."""
+    o, p = original[metric.key], port[metric.key]
+    return p / o if metric.higher_is_better else o / p
+
+
+def machine():
+    try:
+        out = subprocess.run(['lscpu'], capture_output=True, text=True).stdout
+        model = re.search(r'^Model name:\s*(.+)$', out, re.M)
+        cpus = re.search(r'^CPU\(s\):\s*(\d+)$', out, re.M)
+        return f'{model.group(1).strip() if model else platform.processor()}, {cpus.group(1) if cpus else "?"} CPUs'
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def fmt(value):
+    if value >= 100:
+        return f'{value:,.0f}'
+    if value >= 1:
+        return f'{value:.2f}'
+    return f'{value:.3g}'
+
+
+def markdown(report):
+    """The rows as a Markdown table with the header lines (date, machine, package, config)."""
+    lines = [f'{report["package"]} vs {report["original"]}, config `{report["config"]}` '
+             f'({report["config_description"]}); {report["date"]}, {report["machine"]}; '
+             f'original run with `{report["python"]}`. Ratio = speed-up of the port (> 1: port faster).', '',
+             '| threads | round | metric | original | port | port / original |', '|---|---|---|---|---|---|']
+    for row in report['rows']:
+        lines.append(f'| {row["threads"]} | {row["round"]} | {row["metric"]} | {fmt(row["original"])} | '
+                     f'{fmt(row["port"])} | {row["ratio"]:.2f}x |')
+    return '\n'.join(lines)
+
+
+def compare(package, name, tree, python, threads_list, rounds, config, quick, port_python, timeout,
+            runner=run_side, log=print):
+    """Runs the interleaved rounds; returns the report dict (rows of threads, round, metric, values, ratio)."""
+    metrics = mine_metrics(config, quick) if name == 'mine' else package.metrics(config)
+    report = {'package': name, 'original': package.original_name, 'config': config + (' (quick)' if quick else ''),
+              'config_description': package.configs[config], 'tree': tree, 'python': python,
+              'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+              'machine': machine(), 'threads': threads_list, 'rounds': rounds, 'rows': [], 'raw': []}
+    for threads in threads_list:
+        for r in range(1, rounds + 1):
+            original, o_wall = runner([python, *package.original_cmd(tree, config, quick)], threads, package.jax,
+                                      package.parse_original, timeout, 'original')
+            port, p_wall = runner([port_python, *package.port_cmd(config, quick)], threads, False,
+                                  package.parse_port, timeout, 'port')
+            report['raw'].append({'threads': threads, 'round': r, 'original': original, 'port': port,
+                                  'original_wall_s': o_wall, 'port_wall_s': p_wall})
+            for m in metrics:
+                row = {'threads': threads, 'round': r, 'metric': m.label, 'key': m.key,
+                       'original': original[m.key], 'port': port[m.key], 'ratio': ratio(m, original, port)}
+                report['rows'].append(row)
+                log(f'threads {threads} round {r}: {m.label}: original {fmt(row["original"])}, '
+                    f'port {fmt(row["port"])}, port/original {row["ratio"]:.2f}x')
+    return report
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('package', choices=sorted(PACKAGES))
+    parser.add_argument('--original', required=True, help="checkout of the original's tree")
+    parser.add_argument('--python', required=True, help='interpreter that runs the original')
+    parser.add_argument('--port_python', default=sys.executable, help='interpreter of the port (default: this one)')
+    parser.add_argument('--threads', type=int, nargs='+', default=[1, 2])
+    parser.add_argument('--rounds', type=int, default=2)
+    parser.add_argument('--config', default=None, help='named config (default: the first of the package)')
+    parser.add_argument('--quick', action='store_true', help='few steps and rays: checks the plumbing only')
+    parser.add_argument('--timeout', type=float, default=1800, help='seconds per side per round')
+    parser.add_argument('--out', help='write the report as JSON here')
+    parser.add_argument('--markdown', help='write the Markdown table here')
+    args = parser.parse_args(argv)
+    package = PACKAGES[args.package]
+    config = args.config or next(iter(package.configs))
+    if config not in package.configs:
+        parser.error(f'--config for {args.package}: one of {", ".join(package.configs)}')
+    if not os.path.isdir(args.original):
+        parser.error(f'--original {args.original}: not a directory')
+    report = compare(package, args.package, os.path.abspath(args.original), args.python, args.threads,
+                     args.rounds, config, args.quick, args.port_python, args.timeout)
+    table = markdown(report)
+    print()
+    print(table)
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(report, f, indent=1)
+    if args.markdown:
+        with open(args.markdown, 'w') as f:
+            f.write(table + '\n')
+    return report
+
+
+if __name__ == '__main__':
+    main()

@@ -1,19 +1,21 @@
 """Throughput of mipnerf: rays/s of a training step and of rendering, for the paper model and demo.gin.
 
     python bench/mipnerf.py [--gin mipnerf/configs/demo.gin ...] [--batch 1024] [--steps 5]
-        [--render_rays 4096] [--compile] [--no_tf32] [--bind 'MLP.net_depth=4' ...]
+        [--render_rays 4096] [--render_steps N] [--compile] [--no_tf32] [--bind 'MLP.net_depth=4' ...] [--json]
     python bench/mipnerf.py --memory     # predicted peak memory of the paper configs (Markdown)
 
 Without --gin it measures the paper's model (multiblender.gin: 128 + 128 samples, MLP 8x256)
 and demo.gin. A training step is forward + loss + backward + Adam (train.train_step) on `--batch`
 random rays of a radius-4 orbit (no dataset is read); rendering is the deterministic eval forward
 in chunks of --chunk rays. Prints the device, dtype and threads with every figure.
-`gpu_check_case` is what bench/gpu_check.py runs for this package.
+With --json the last line is {train_rays_per_s, render_rays_per_s, ...} of the last config (what
+bench/vs_original.py reads). `gpu_check_case` is what bench/gpu_check.py runs for this package.
 """
 
 import argparse
 import dataclasses
 import functools
+import json
 import os
 import sys
 
@@ -138,7 +140,7 @@ def bench(gin_file, args, device):
     render_rays = random_rays(args.render_rays, generator, device).map(lambda x: x[None])
     render = functools.partial(
         models.render_image, train.render_eval_fn(model, config), render_rays, None, args.chunk)
-    render_s = device_utils.timed(render, max(1, args.steps // 2), device)
+    render_s = device_utils.timed(render, args.render_steps or max(1, args.steps // 2), device)
 
     params = sum(p.numel() for p in model.parameters())
     name = device.type if device.type == 'cpu' else torch.cuda.get_device_name(device)
@@ -147,6 +149,10 @@ def bench(gin_file, args, device):
           f'{"; torch.compile" if args.compile else ""}; threads {torch.get_num_threads()}')
     print(f'train : {args.batch} rays/step, {train_s:.3f} s/step, {args.batch / train_s:,.0f} rays/s')
     print(f'render: {args.render_rays} rays, {render_s:.3f} s, {args.render_rays / render_s:,.0f} rays/s')
+    return {'config': f'{gin_file} {" ".join(args.bind)}'.strip(), 'device': name,
+            'threads': torch.get_num_threads(), 'train_rays': args.batch, 'train_s_per_step': train_s,
+            'train_rays_per_s': args.batch / train_s, 'render_rays': args.render_rays, 'render_s': render_s,
+            'render_rays_per_s': args.render_rays / render_s}
 
 
 def main():
@@ -155,6 +161,9 @@ def main():
     parser.add_argument('--batch', type=int, default=1024, help='rays per training step')
     parser.add_argument('--steps', type=int, default=3)
     parser.add_argument('--render_rays', type=int, default=4096)
+    parser.add_argument('--render_steps', type=int, default=None,
+                        help='timed render calls (default: max(1, steps // 2))')
+    parser.add_argument('--json', action='store_true', help='last line: the figures as JSON')
     parser.add_argument('--chunk', type=int, default=8192, help='rays per rendering forward pass')
     parser.add_argument('--compile', action='store_true', help='torch.compile the model')
     parser.add_argument('--no_tf32', action='store_true')
@@ -170,7 +179,9 @@ def main():
     if device.type == 'cuda':
         device_utils.setup_tf32(not args.no_tf32)
     for gin_file in args.gin or PAPER_AND_DEMO:
-        bench(gin_file, args, device)
+        result = bench(gin_file, args, device)
+    if args.json:
+        print(json.dumps(result))
 
 
 if __name__ == '__main__':

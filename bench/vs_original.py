@@ -202,7 +202,7 @@ PACKAGES = {
 # --------------------------------------------------------------------------------------------- running
 def thread_env(threads, jax):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               OPENBLAS_NUM_THREADS=str(threads), PYTHONPATH=ROOT)
+               OPENBLAS_NUM_THREADS=str(threads))
     if jax:
         eigen = 'false' if threads == 1 else 'true'
         env['XLA_FLAGS'] = f'--xla_cpu_multi_thread_eigen={eigen} intra_op_parallelism_threads={threads}'

@@ -2,15 +2,23 @@
 
     python bench/inerf.py [--gin inerf/configs/blender.gin ...] [--size 400] [--steps 3] [--threads 1]
         [--bind 'Config.batch_size=512' ...]
+    python bench/inerf.py --pixelnerf [--steps 5] [--n_steps 300] [--rays 1024] [--json]
 
 Without --gin it measures the paper's config (blender.gin: 8x256 coarse and fine NeRF, 64 + 128
 samples, batch 2048, interest regions) and demo.gin. The NeRF has random weights and the observed
 image is random noise at the config's resolution (400x400 for half-res Blender; demo: 32x32):
 only time is measured. One estimate of --steps steps is timed after a warm-up one and scaled to n_steps.
+
+--pixelnerf times the released iNeRF instead (inerf/eval/pose_estimation.py, iNeRF-public's loop): one
+pose_step (encode the source, rays of the whole image, 1024 random pixels, render, MSE, Adam on the raw
+pose) of srn.conf's pixelNeRF (random weights, pretrained encoder off) on random 128x128 source and target
+images; --steps steps after a warm-up one, scaled to --n_steps. bench/inerf_original.py is its twin for the
+original (bench/vs_original.py runs both). --json: the last line is {s_per_step, s_per_estimate, ...}.
 """
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 
@@ -56,6 +64,51 @@ def bench(gin_file, size, args, device):
           f'threads {torch.get_num_threads()}')
     print(f'{per_step:.3f} s/step, {per_step * config.n_steps:.1f} s per pose estimate '
           f'({config.n_steps} steps)')
+
+
+def bench_pixelnerf(args, size=128):
+    """Seconds per step of the released pose estimation loop; returns the result dict."""
+    import time
+
+    from pyhocon import ConfigFactory
+
+    from inerf.eval import pose_estimation
+    from inerf.src.model import make_model
+    from inerf.src.render import NeRFRenderer
+
+    conf = ConfigFactory.parse_file(os.path.join(os.path.dirname(_BENCH_DIR), 'inerf', 'conf', 'exp', 'srn.conf'))
+    conf.put('model.encoder.pretrained', False)
+    torch.manual_seed(0)
+    device = torch.device('cpu')
+    net = make_model(conf['model']).to(device=device)
+    renderer = NeRFRenderer.from_conf(conf['renderer'], eval_batch_size=50000).to(device=device)
+    render_par = renderer.bind_parallel(net, [0], simple_output=True)
+    H = W = size
+    focal = torch.tensor(131.25)
+    generator = torch.Generator().manual_seed(1)
+    input_image = torch.rand(3, H, W, generator=generator) * 2 - 1
+    input_pose = torch.eye(4)
+    input_pose[2, -1] = 1.3
+    target_flat = torch.rand(H * W, 3, generator=generator)
+    cam_pose = input_pose.clone().unsqueeze(0).requires_grad_(True)
+    optimizer = torch.optim.Adam(params=[cam_pose], lr=1e-3)
+
+    def step():
+        idxs = pose_estimation.sample_pixels('random', H, W, n_rays=args.rays)
+        return pose_estimation.pose_step(render_par, net, optimizer, cam_pose, input_image, input_pose,
+                                         target_flat, idxs, focal, W, H, 0.8, 1.8)[1]
+
+    step()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        loss = step()
+    per_step = (time.perf_counter() - start) / args.steps
+    print(f'pixelNeRF pose estimation (srn.conf, {size}x{size}, {args.rays} rays/step): device cpu; '
+          f'threads {torch.get_num_threads()}')
+    print(f'{per_step:.3f} s/step, {per_step * args.n_steps:.1f} s per pose estimate ({args.n_steps} steps)')
+    return {'config': 'pixelnerf srn.conf pose_estimation', 'threads': torch.get_num_threads(),
+            's_per_step': per_step, 's_per_estimate': per_step * args.n_steps, 'n_steps': args.n_steps,
+            'loss': loss.item(), 'rays': args.rays}
 
 
 def nerf_layer_sizes(config, fine=False):
@@ -209,12 +262,22 @@ def main():
     parser.add_argument('--threads', type=int, default=None, help='torch intra-op threads')
     parser.add_argument('--memory', action='store_true',
                         help='print the predicted peak memory of the paper configs (README table) and exit')
+    parser.add_argument('--pixelnerf', action='store_true',
+                        help="time the released (pixelNeRF) pose estimation loop instead of the paper's")
+    parser.add_argument('--n_steps', type=int, default=300, help='--pixelnerf: steps of one estimate')
+    parser.add_argument('--rays', type=int, default=1024, help='--pixelnerf: rays per step (released: 1024)')
+    parser.add_argument('--json', action='store_true', help='--pixelnerf: last line as JSON')
     args = parser.parse_args()
     if args.memory:
         print(memory_table())
         return
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.pixelnerf:
+        result = bench_pixelnerf(args)
+        if args.json:
+            print(json.dumps(result))
+        return
     device = device_utils.pick_device()
     configs = [(g, args.size or 400) for g in args.gin] if args.gin else PAPER_AND_DEMO
     for gin_file, size in configs:

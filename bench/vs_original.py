@@ -160,19 +160,21 @@ def mine_port(config, quick):
 
 
 # ---------------------------------------------------------------------------------------------- inerf
-def inerf_args(quick):
-    return ['--steps', '2' if quick else '5', '--n_steps', '300']
+def inerf_args(config, quick):
+    # One step of 1024 rays takes about a minute on a 2-core CPU: one timed step (after a warm-up one).
+    rays = '64' if quick else {'paper': '1024', 'rays256': '256'}[config]
+    return ['--steps', '1', '--n_steps', '300', '--rays', rays]
 
 
 def inerf_original(tree, config, quick):
-    return [os.path.join(BENCH, 'inerf_original.py'), tree, *inerf_args(quick), '--json']
+    return [os.path.join(BENCH, 'inerf_original.py'), tree, *inerf_args(config, quick), '--json']
 
 
 def inerf_port(config, quick):
-    return [os.path.join(BENCH, 'inerf.py'), '--pixelnerf', *inerf_args(quick), '--json']
+    return [os.path.join(BENCH, 'inerf.py'), '--pixelnerf', *inerf_args(config, quick), '--json']
 
 
-INERF_METRICS = lambda config: [Metric('s_per_step', 's/step (1024 rays)', False),
+INERF_METRICS = lambda config: [Metric('s_per_step', 's/step', False),
                                 Metric('s_per_estimate', 's per pose estimate (300 steps)', False)]
 
 PACKAGES = {
@@ -194,7 +196,8 @@ PACKAGES = {
     'inerf': Package(
         'yenchenlin/iNeRF-public', False,
         {'paper': 'pixelNeRF srn.conf (ResNet-34 encoder, random weights), 128x128 source and target, '
-                  '1024 random rays per step, Adam on the raw pose (eval/pose_estimation.py)'},
+                  '1024 random rays per step, Adam on the raw pose (eval/pose_estimation.py)',
+         'rays256': 'as paper with 256 rays per step (a shorter check)'},
         INERF_METRICS, inerf_original, inerf_port, last_json, last_json),
 }
 
@@ -256,9 +259,13 @@ def fmt(value):
 
 def markdown(report):
     """The rows as a Markdown table with the header lines (date, machine, package, config)."""
-    lines = [f'{report["package"]} vs {report["original"]}, config `{report["config"]}` '
-             f'({report["config_description"]}); {report["date"]}, {report["machine"]}; '
-             f'original run with `{report["python"]}`. Ratio = speed-up of the port (> 1: port faster).', '',
+    description = 'shrunk sizes, a plumbing check only' if report['config'].endswith('(quick)') else \
+        report['config_description']
+    lines = [f'{report["package"]} vs {report["original"]}, config `{report["config"]}` ({description}); '
+             f'{report["date"]}, {report["machine"]}; threads {", ".join(map(str, report["threads"]))} '
+             f'(taskset-pinned), {report["rounds"]} rounds, original then port in each. '
+             f'Ratio = speed-up of the port (> 1: port faster).', '',
+             f'original: `{report.get("original_cmd", "")}`', '', f'port: `{report.get("port_cmd", "")}`', '',
              '| threads | round | metric | original | port | port / original |', '|---|---|---|---|---|---|']
     for row in report['rows']:
         lines.append(f'| {row["threads"]} | {row["round"]} | {row["metric"]} | {fmt(row["original"])} | '
@@ -273,7 +280,9 @@ def compare(package, name, tree, python, threads_list, rounds, config, quick, po
     report = {'package': name, 'original': package.original_name, 'config': config + (' (quick)' if quick else ''),
               'config_description': package.configs[config], 'tree': tree, 'python': python,
               'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
-              'machine': machine(), 'threads': threads_list, 'rounds': rounds, 'rows': [], 'raw': []}
+              'machine': machine(), 'threads': threads_list, 'rounds': rounds, 'rows': [], 'raw': [],
+              'original_cmd': ' '.join([python, *package.original_cmd(tree, config, quick)]),
+              'port_cmd': ' '.join([port_python, *package.port_cmd(config, quick)])}
     for threads in threads_list:
         for r in range(1, rounds + 1):
             original, o_wall = runner([python, *package.original_cmd(tree, config, quick)], threads, package.jax,

@@ -113,7 +113,7 @@ def m360_port(config, quick):
 
 # -------------------------------------------------------------------------------------------- mipnerf
 def mipnerf_sizes(quick):
-    return (128, 256, 1) if quick else (1024, 2048, 2)
+    return (128, 256, 1) if quick else (1024, 2048, 1)
 
 
 def mipnerf_original(tree, config, quick):

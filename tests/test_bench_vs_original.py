@@ -1,0 +1,111 @@
+"""bench/vs_original.py's parsing, ratios, interleaving and tables, with fake "original" and "port" commands
+(no original tree, no timing asserted)."""
+
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def vs():
+    spec = importlib.util.spec_from_file_location("vs_original", os.path.join(ROOT, "bench", "vs_original.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_last_json_takes_the_last_object_line(vs):
+    text = 'warning: {not json\n{"a": 1}\nsome log\n{"a": 2, "b": 3.5}\ntrailing\n'
+    assert vs.last_json(text) == {"a": 2, "b": 3.5}
+    with pytest.raises(ValueError):
+        vs.last_json("no json here\n")
+
+
+def test_parse_rays_text_reads_the_bench_lines(vs):
+    text = ("config x: 1.000 M parameters; device cpu; dtype float32; threads 2\n"
+            "train : 1024 rays/step, 2.000 s/step, 512 rays/s, 1.0 GFLOP/s\n"
+            "render: 4096 rays, 8.000 s, 512 rays/s\n")
+    parsed = vs.parse_rays_text(text)
+    assert parsed["train_rays_per_s"] == pytest.approx(512.0)
+    assert parsed["render_rays_per_s"] == pytest.approx(512.0)
+    assert parsed["train_s_per_step"] == pytest.approx(2.0)
+    # JSON wins where there is some; the text is the fallback.
+    assert vs.parse_json_or_text(text + '{"train_rays_per_s": 1}\n') == {"train_rays_per_s": 1}
+    assert vs.parse_json_or_text(text)["render_s"] == pytest.approx(8.0)
+
+
+def test_ratio_is_the_speed_up_of_the_port(vs):
+    rate = vs.Metric("r", "rays/s", True)
+    seconds = vs.Metric("s", "s/step", False)
+    assert vs.ratio(rate, {"r": 100.0}, {"r": 250.0}) == pytest.approx(2.5)
+    assert vs.ratio(seconds, {"s": 3.0}, {"s": 1.5}) == pytest.approx(2.0)
+
+
+def test_thread_env_pins_the_libraries(vs):
+    env = vs.thread_env(1, jax=True)
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1"
+    assert "--xla_cpu_multi_thread_eigen=false" in env["XLA_FLAGS"]
+    assert "intra_op_parallelism_threads=1" in env["XLA_FLAGS"]
+    assert "true" in vs.thread_env(2, jax=True)["XLA_FLAGS"]
+    assert "XLA_FLAGS" not in vs.thread_env(2, jax=False) or os.environ.get("XLA_FLAGS")
+    assert vs.pinned(["python"], 2)[-1] == "python"
+
+
+def fake_package(vs, tmp_path):
+    """An original printing rates 100 and a port printing 300 (JSON), through real subprocesses."""
+    script = tmp_path / "fake.py"
+    script.write_text("import json, os, sys\n"
+                      "rate = float(sys.argv[1])\n"
+                      "print('log line')\n"
+                      "print(json.dumps({'train_rays_per_s': rate, 'render_rays_per_s': rate / 2,"
+                      " 'threads': os.environ['OMP_NUM_THREADS']}))\n")
+    return vs.Package(
+        "fake/original", False, {"cfg": "a fake config"}, vs.RAYS_METRICS,
+        original_cmd=lambda tree, config, quick: [str(script), "100"],
+        port_cmd=lambda config, quick: [str(script), "300"],
+        parse_original=vs.last_json, parse_port=vs.last_json)
+
+
+def test_compare_interleaves_and_tabulates(vs, tmp_path):
+    package = fake_package(vs, tmp_path)
+    calls = []
+
+    def runner(argv, threads, jax, parse, timeout, label):
+        calls.append((label, threads))
+        return vs.run_side(argv, threads, jax, parse, timeout, label)
+
+    report = vs.compare(package, "fake", str(tmp_path), sys.executable, [1, 2], 2, "cfg", False, sys.executable,
+                        60, runner=runner, log=lambda *_: None)
+    # A B A B per thread count: original then port, every round.
+    assert calls == [("original", 1), ("port", 1)] * 2 + [("original", 2), ("port", 2)] * 2
+    assert len(report["rows"]) == 2 * 2 * 2
+    assert all(row["ratio"] == pytest.approx(3.0) for row in report["rows"])
+    assert [raw["original"]["threads"] for raw in report["raw"]] == ["1", "1", "2", "2"]
+    table = vs.markdown(report)
+    assert "| 2 | 2 | render rays/s | 50.00 | 150 | 3.00x |" in table
+    assert report["machine"] and report["date"]
+    json.dumps(report)  # what --out writes
+
+
+def test_a_failing_side_names_its_command(vs, tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import sys\nprint('boom')\nsys.exit(3)\n")
+    with pytest.raises(RuntimeError, match="(?s)original failed .exit 3.*boom"):
+        vs.run_side([sys.executable, str(bad)], 1, False, vs.last_json, 60, "original")
+
+
+def test_every_package_builds_its_commands(vs):
+    for name, package in vs.PACKAGES.items():
+        for config in package.configs:
+            for quick in (False, True):
+                original = package.original_cmd("/tree", config, quick)
+                port = package.port_cmd(config, quick)
+                assert os.path.isfile(original[0]) and os.path.isfile(port[0]), name
+                assert os.path.dirname(original[0]).endswith("bench")
+        metrics = vs.mine_metrics("paper") if name == "mine" else package.metrics(next(iter(package.configs)))
+        assert metrics, name

@@ -1,7 +1,7 @@
 """Times an original release and this port side by side, interleaved, and prints port/original ratios.
 
     python bench/vs_original.py PACKAGE --original TREE --python INTERPRETER [--threads 1 2] [--rounds 2]
-        [--config NAME] [--quick] [--out results.json] [--markdown table.md]
+        [--config NAME] [--quick] [--port_arg=--flag ...] [--out results.json] [--markdown table.md]
 
 PACKAGE is mipnerf360 (multinerf), mipnerf (google/mipnerf), mine (vincentfung13/MINE) or inerf
 (yenchenlin/iNeRF-public, pixelNeRF pose estimation). TREE is a checkout of the original and
@@ -274,7 +274,7 @@ def markdown(report):
 
 
 def compare(package, name, tree, python, threads_list, rounds, config, quick, port_python, timeout,
-            runner=run_side, log=print):
+            runner=run_side, log=print, port_args=()):
     """Runs the interleaved rounds; returns the report dict (rows of threads, round, metric, values, ratio)."""
     metrics = mine_metrics(config, quick) if name == 'mine' else package.metrics(config)
     report = {'package': name, 'original': package.original_name, 'config': config + (' (quick)' if quick else ''),
@@ -282,12 +282,12 @@ def compare(package, name, tree, python, threads_list, rounds, config, quick, po
               'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
               'machine': machine(), 'threads': threads_list, 'rounds': rounds, 'rows': [], 'raw': [],
               'original_cmd': ' '.join([python, *package.original_cmd(tree, config, quick)]),
-              'port_cmd': ' '.join([port_python, *package.port_cmd(config, quick)])}
+              'port_cmd': ' '.join([port_python, *package.port_cmd(config, quick), *port_args])}
     for threads in threads_list:
         for r in range(1, rounds + 1):
             original, o_wall = runner([python, *package.original_cmd(tree, config, quick)], threads, package.jax,
                                       package.parse_original, timeout, 'original')
-            port, p_wall = runner([port_python, *package.port_cmd(config, quick)], threads, False,
+            port, p_wall = runner([port_python, *package.port_cmd(config, quick), *port_args], threads, False,
                                   package.parse_port, timeout, 'port')
             report['raw'].append({'threads': threads, 'round': r, 'original': original, 'port': port,
                                   'original_wall_s': o_wall, 'port_wall_s': p_wall})
@@ -310,6 +310,8 @@ def main(argv=None):
     parser.add_argument('--rounds', type=int, default=2)
     parser.add_argument('--config', default=None, help='named config (default: the first of the package)')
     parser.add_argument('--quick', action='store_true', help='few steps and rays: checks the plumbing only')
+    parser.add_argument('--port_arg', action='append', default=[],
+                        help="extra argument of the port's bench script (repeatable; e.g. --port_arg=--compile)")
     parser.add_argument('--timeout', type=float, default=1800, help='seconds per side per round')
     parser.add_argument('--out', help='write the report as JSON here')
     parser.add_argument('--markdown', help='write the Markdown table here')
@@ -321,7 +323,7 @@ def main(argv=None):
     if not os.path.isdir(args.original):
         parser.error(f'--original {args.original}: not a directory')
     report = compare(package, args.package, os.path.abspath(args.original), args.python, args.threads,
-                     args.rounds, config, args.quick, args.port_python, args.timeout)
+                     args.rounds, config, args.quick, args.port_python, args.timeout, port_args=args.port_arg)
     table = markdown(report)
     print()
     print(table)

@@ -135,6 +135,8 @@ def main():
     parser.add_argument('--render_rays', type=int, default=4096)
     parser.add_argument('--bf16', action='store_true', help='Config.use_bf16_autocast')
     parser.add_argument('--compile', action='store_true', help='torch.compile the model')
+    parser.add_argument('--compile_encoding', action='store_true',
+                        help='Config.compile_encoding: torch.compile the MLP input encoding only')
     parser.add_argument('--no_tf32', action='store_true')
     parser.add_argument('--bind', action='append', default=[], help='extra gin binding (repeatable)')
     parser.add_argument('--memory', action='store_true',
@@ -145,7 +147,8 @@ def main():
         return
 
     device = device_utils.pick_device()
-    bindings = [f'Config.batch_size={args.batch}', f'Config.use_bf16_autocast={args.bf16}', *args.bind]
+    bindings = [f'Config.batch_size={args.batch}', f'Config.use_bf16_autocast={args.bf16}',
+                f'Config.compile_encoding={args.compile_encoding}', *args.bind]
     config = load(args.gin, bindings)
     if device.type == 'cuda':
         device_utils.setup_tf32(not args.no_tf32)
@@ -172,7 +175,8 @@ def main():
     print(f'config {args.gin} {" ".join(args.bind)}: {params / 1e6:.3f} M parameters; device {name}; dtype float32'
           f'{" + bf16 autocast (MLPs)" if args.bf16 else ""}'
           f'{"; TF32" if device.type == "cuda" and not args.no_tf32 else ""}'
-          f'{"; torch.compile" if args.compile else ""}; threads {torch.get_num_threads()}')
+          f'{"; torch.compile" if args.compile else ""}'
+          f'{"; compiled encoding" if args.compile_encoding else ""}; threads {torch.get_num_threads()}')
     forward = flops_per_ray(model)
     print(f'FLOPs per ray (dense layers, from the layer sizes): {forward / 1e6:.1f} M forward, '
           f'{3 * forward / 1e6:.1f} M per training ray')

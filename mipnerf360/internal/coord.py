@@ -114,6 +114,21 @@ def integrated_pos_enc(mean, var, min_deg, max_deg):
          attenuation * math.safe_sin(scaled_mean + 0.5 * torch.pi)], dim=-1)
 
 
+def integrated_pos_enc_stacked(mean, var, min_deg, max_deg):
+    """integrated_pos_enc, the same numbers bit for bit, as one [..., 2, degrees, d] expression.
+
+    The sines and cosines are sin(scaled_mean + [0, pi/2]) of one broadcast tensor instead of a
+    concatenation, so that torch.compile fuses the whole encoding into one vectorised loop over
+    the features (models.encode_gaussians_compiled); eager, it is no faster than the original.
+    """
+    scales = 2.0 ** torch.arange(min_deg, max_deg, dtype=mean.dtype, device=mean.device)
+    offsets = torch.tensor([0, 0.5 * torch.pi], dtype=mean.dtype, device=mean.device)
+    scaled_mean = mean[..., None, None, :] * scales[:, None]  # [..., 1, degrees, d]
+    attenuation = torch.exp(-0.5 * (var[..., None, None, :] * scales[:, None] ** 2))
+    encoded = attenuation * math.safe_sin(scaled_mean + offsets[:, None, None])  # [..., 2, degrees, d]
+    return encoded.reshape(mean.shape[:-1] + (-1,))
+
+
 def lift_and_diagonalize(mean, cov, basis):
     """Projects Gaussians onto the basis, keeping the diagonal of the projected covariance.
 

@@ -107,6 +107,9 @@ class Model(nn.Module):
         self.NerfMLP_0 = NerfMLP(use_viewdirs=use_viewdirs, num_glo_features=num_glo_features)
         if not single_mlp:
             self.PropMLP_0 = PropMLP(use_viewdirs=use_viewdirs, num_glo_features=0)
+        for mlp in (self.NerfMLP_0, getattr(self, 'PropMLP_0', None)):
+            if mlp is not None:
+                mlp.compile_encoding = bool(getattr(config, 'compile_encoding', False))
         if num_glo_features > 0:
             self.Embed_0 = nn.Embedding(num_glo_embeddings, num_glo_features)
             _flax_embed_init_(self.Embed_0.weight)
@@ -342,6 +345,57 @@ def construct_model(rays, config):
     return Model(config=config).to(rays.origins.device)
 
 
+def encode_gaussians(means, covs, basis, warp_fn, min_deg, max_deg):
+    """The MLP's input: Gaussians warped by warp_fn (if any), projected onto basis and IPE-encoded.
+
+    Args:
+      means: [..., 3] means; covs: [..., 3, 3] covariances.
+      basis: [3, m] projection directions.
+      warp_fn: a pointwise warp such as coord.contract, or None.
+      min_deg, max_deg: ints, the frequency range of the integrated positional encoding.
+
+    Returns:
+      x: [..., 2 m (max_deg - min_deg)] features.
+    """
+    if warp_fn is not None:
+        means, covs = coord.track_linearize(warp_fn, means, covs)
+    lifted_means, lifted_vars = coord.lift_and_diagonalize(means, covs, basis)
+    return coord.integrated_pos_enc(lifted_means, lifted_vars, min_deg, max_deg)
+
+
+def _encode_lifted_stacked(means, covs, basis, min_deg, max_deg):
+    """encode_gaussians without the warp, with the IPE as coord.integrated_pos_enc_stacked."""
+    lifted_means, lifted_vars = coord.lift_and_diagonalize(means, covs, basis)
+    return coord.integrated_pos_enc_stacked(lifted_means, lifted_vars, min_deg, max_deg)
+
+
+@functools.cache
+def _compiled_encode_flat():
+    """_encode_lifted_stacked under torch.compile with static shapes: one graph per N."""
+    # Static shapes: a dynamic N measured 1.7x slower (the CPU kernels vectorise worse), and a
+    # run sees few N (two per training batch, two or four per render chunk size).
+    return torch.compile(_encode_lifted_stacked, dynamic=False)
+
+
+def encode_gaussians_compiled(means, covs, basis, warp_fn, min_deg, max_deg):
+    """encode_gaussians as one fused torch.compile kernel (Config.compile_encoding): same shapes.
+
+    Its IPE is encode_gaussians' to 2 ulp; the projection's sums may round in another order
+    (fused multiply-adds), which the top frequency 2^(max_deg-1) amplifies like any 1-ulp change
+    of the means: compiled and eager are equally far from the float64 encoding
+    (tests/mipnerf360/test_compile.py).
+    """
+    if warp_fn is not None:
+        # Eager: the vmap(jvp) of track_linearize does not trace with a dynamic N, and its
+        # tensors are a 28th of the encoding's.
+        means, covs = coord.track_linearize(warp_fn, means, covs)
+    lead = means.shape[:-1]
+    # Flattened to [N, ...]: the graph depends only on the number of samples.
+    x = _compiled_encode_flat()(
+        means.reshape(-1, 3), covs.reshape(-1, 3, 3), basis, min_deg=min_deg, max_deg=max_deg)
+    return x.reshape(lead + x.shape[-1:])
+
+
 class MLP(nn.Module):
     """An MLP on the integrated positional encoding of Gaussians, with density and colour heads.
 
@@ -423,6 +477,8 @@ class MLP(nn.Module):
         self.disable_rgb = disable_rgb
         self.warp_fn = warp_fn
         self.use_viewdirs = use_viewdirs
+        # Set by the Model from Config.compile_encoding: encode_gaussians_compiled for the input.
+        self.compile_encoding = False
 
         # The transposed projection basis [3, m] of the IPE (a constant, not a parameter). The
         # float64 original is kept for float64 inputs (see predict_density).
@@ -479,16 +535,16 @@ class MLP(nn.Module):
 
     def predict_density(self, rng, means, covs):
         """Raw density [..., n] and features [..., n, c] of Gaussians means [..., n, 3], covs [..., n, 3, 3]."""
-        if self.warp_fn is not None:
-            means, covs = coord.track_linearize(self.warp_fn, means, covs)
         basis = self.pos_basis_t
         if means.dtype == torch.float64:
             # A float64 model (model.double(), for conditioning checks) projects with the exact
             # basis, as multinerf does under jax_enable_x64, not with the float32-rounded buffer.
             basis = torch.as_tensor(self._pos_basis_t64, device=means.device)
-        lifted_means, lifted_vars = coord.lift_and_diagonalize(means, covs, basis)
-        x = coord.integrated_pos_enc(
-            lifted_means, lifted_vars, self.min_deg_point, self.max_deg_point)
+        # The compiled encoding fuses the elementwise chains; torch.compile cannot take the
+        # double backward of the density normals, so they keep the eager one.
+        encode = (encode_gaussians_compiled if self.compile_encoding and self.disable_density_normals
+                  else encode_gaussians)
+        x = encode(means, covs, basis, self.warp_fn, self.min_deg_point, self.max_deg_point)
 
         inputs = x
         for i, layer in enumerate(self.pts_layers):

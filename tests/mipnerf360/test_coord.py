@@ -152,3 +152,16 @@ def test_pos_enc_shapes():
     assert coord.pos_enc(x, 0, 4).shape == (2, 7, 3 + 2 * 3 * 4)
     assert coord.pos_enc(x, 2, 4, append_identity=False).shape == (2, 7, 2 * 3 * 2)
     assert coord.integrated_pos_enc(x, x, 0, 16).shape == (2, 7, 2 * 3 * 16)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_integrated_pos_enc_stacked_is_integrated_pos_enc_bit_for_bit(dtype):
+    g = torch.Generator().manual_seed(0)
+    # Means up to 2 (contracted), so the top degrees exercise safe_sin's range reduction.
+    mean = (4 * torch.rand(5, 7, 21, generator=g) - 2).to(dtype)
+    var = (0.01 * torch.rand(5, 7, 21, generator=g)).to(dtype)
+    for min_deg, max_deg in [(0, 12), (2, 5)]:
+        expected = coord.integrated_pos_enc(mean, var, min_deg, max_deg)
+        got = coord.integrated_pos_enc_stacked(mean, var, min_deg, max_deg)
+        assert got.shape == expected.shape
+        assert torch.equal(got, expected)

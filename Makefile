@@ -50,8 +50,7 @@ $(STAMP): pyproject.toml
 # side by side (one per core), the longest first; each group's output is printed when it ends.
 TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 TEST_GROUP_NAMES := mipnerf inerf mine mipnerf360 shared depth_mipnerf
-test_paths_shared := tests/common tests/data_tools tests/test_golden.py tests/test_golden_harness.py \
-  tests/test_device_discipline.py
+test_paths_shared := tests/common tests/data_tools $(wildcard tests/test_*.py)
 test_paths = $(if $(test_paths_$(1)),$(test_paths_$(1)),tests/$(1))
 
 test: $(STAMP)

@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 from typing import Callable, Dict, List, Optional, Tuple
@@ -270,6 +271,10 @@ def markdown(report):
     for row in report['rows']:
         lines.append(f'| {row["threads"]} | {row["round"]} | {row["metric"]} | {fmt(row["original"])} | '
                      f'{fmt(row["port"])} | {row["ratio"]:.2f}x |')
+    if report.get('medians'):
+        lines += ['', 'Median over the rounds: ' + '; '.join(
+            f'{m["threads"]} thread{"s" if m["threads"] > 1 else ""} {m["metric"]} {m["ratio"]:.2f}x'
+            for m in report['medians']) + '.']
     return '\n'.join(lines)
 
 
@@ -285,19 +290,31 @@ def compare(package, name, tree, python, threads_list, rounds, config, quick, po
               'port_cmd': ' '.join([port_python, *package.port_cmd(config, quick), *port_args])}
     for threads in threads_list:
         for r in range(1, rounds + 1):
+            load_before = os.getloadavg()[0]
             original, o_wall = runner([python, *package.original_cmd(tree, config, quick)], threads, package.jax,
                                       package.parse_original, timeout, 'original')
             port, p_wall = runner([port_python, *package.port_cmd(config, quick), *port_args], threads, False,
                                   package.parse_port, timeout, 'port')
             report['raw'].append({'threads': threads, 'round': r, 'original': original, 'port': port,
-                                  'original_wall_s': o_wall, 'port_wall_s': p_wall})
+                                  'original_wall_s': o_wall, 'port_wall_s': p_wall,
+                                  'loadavg_1min_before': load_before})
             for m in metrics:
                 row = {'threads': threads, 'round': r, 'metric': m.label, 'key': m.key,
                        'original': original[m.key], 'port': port[m.key], 'ratio': ratio(m, original, port)}
                 report['rows'].append(row)
                 log(f'threads {threads} round {r}: {m.label}: original {fmt(row["original"])}, '
                     f'port {fmt(row["port"])}, port/original {row["ratio"]:.2f}x')
+    report['medians'] = medians(report['rows'])
     return report
+
+
+def medians(rows):
+    """[{threads, metric, ratio}]: the median port/original ratio over the rounds of each thread count and metric."""
+    groups = {}
+    for row in rows:
+        groups.setdefault((row['threads'], row['metric']), []).append(row['ratio'])
+    return [{'threads': t, 'metric': m, 'ratio': statistics.median(v), 'rounds': len(v)}
+            for (t, m), v in groups.items()]
 
 
 def main(argv=None):

@@ -89,6 +89,8 @@ def test_compare_interleaves_and_tabulates(vs, tmp_path):
     table = vs.markdown(report)
     assert "| 2 | 2 | render rays/s | 50.00 | 150 | 3.00x |" in table
     assert report["machine"] and report["date"]
+    assert len(report["medians"]) == 2 * 2 and all(m["ratio"] == pytest.approx(3.0) for m in report["medians"])
+    assert "Median over the rounds: 1 thread train rays/s 3.00x" in table
     json.dumps(report)  # what --out writes
 
 

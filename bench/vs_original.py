@@ -213,19 +213,19 @@ def thread_env(threads, jax):
     return env
 
 
-def pinned(argv, threads):
-    """argv under taskset on the first `threads` CPUs (unchanged where taskset is missing)."""
-    cpus = ','.join(str(i) for i in range(threads))
+def pinned(argv, threads, cpus=None):
+    """argv under taskset on `cpus` (default: the first `threads` CPUs; unchanged where taskset is missing)."""
+    cpus = cpus or ','.join(str(i) for i in range(threads))
     if subprocess.run(['which', 'taskset'], capture_output=True).returncode != 0:
         return argv
     return ['taskset', '-c', cpus, *argv]
 
 
-def run_side(argv, threads, jax, parse, timeout, label):
+def run_side(argv, threads, jax, parse, timeout, label, cpus=None):
     """Runs argv pinned; returns (parsed result, wall seconds) or raises with the output's tail."""
     import time
     start = time.perf_counter()
-    proc = subprocess.run(pinned(argv, threads), env=thread_env(threads, jax), cwd=ROOT, capture_output=True,
+    proc = subprocess.run(pinned(argv, threads, cpus), env=thread_env(threads, jax), cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
@@ -264,7 +264,7 @@ def markdown(report):
         report['config_description']
     lines = [f'{report["package"]} vs {report["original"]}, config `{report["config"]}` ({description}); '
              f'{report["date"]}, {report["machine"]}; threads {", ".join(map(str, report["threads"]))} '
-             f'(taskset-pinned), {report["rounds"]} rounds, original then port in each. '
+             f'(taskset -c {" / ".join(str(c) for c in report.get("cpus", {}).values())}), {report["rounds"]} rounds, original then port in each. '
              f'Ratio = speed-up of the port (> 1: port faster).', '',
              f'original: `{report.get("original_cmd", "")}`', '', f'port: `{report.get("port_cmd", "")}`', '',
              '| threads | round | metric | original | port | port / original |', '|---|---|---|---|---|---|']
@@ -279,7 +279,7 @@ def markdown(report):
 
 
 def compare(package, name, tree, python, threads_list, rounds, config, quick, port_python, timeout,
-            runner=run_side, log=print, port_args=()):
+            runner=run_side, log=print, port_args=(), cpus=None):
     """Runs the interleaved rounds; returns the report dict (rows of threads, round, metric, values, ratio)."""
     metrics = mine_metrics(config, quick) if name == 'mine' else package.metrics(config)
     report = {'package': name, 'original': package.original_name, 'config': config + (' (quick)' if quick else ''),
@@ -288,13 +288,16 @@ def compare(package, name, tree, python, threads_list, rounds, config, quick, po
               'machine': machine(), 'threads': threads_list, 'rounds': rounds, 'rows': [], 'raw': [],
               'original_cmd': ' '.join([python, *package.original_cmd(tree, config, quick)]),
               'port_cmd': ' '.join([port_python, *package.port_cmd(config, quick), *port_args])}
+    cpus = dict(zip(threads_list, cpus or ()))
+    report['cpus'] = {t: cpus.get(t) or ','.join(map(str, range(t))) for t in threads_list}
     for threads in threads_list:
+        pin = {'cpus': cpus[threads]} if threads in cpus else {}
         for r in range(1, rounds + 1):
             load_before = os.getloadavg()[0]
             original, o_wall = runner([python, *package.original_cmd(tree, config, quick)], threads, package.jax,
-                                      package.parse_original, timeout, 'original')
+                                      package.parse_original, timeout, 'original', **pin)
             port, p_wall = runner([port_python, *package.port_cmd(config, quick), *port_args], threads, False,
-                                  package.parse_port, timeout, 'port')
+                                  package.parse_port, timeout, 'port', **pin)
             report['raw'].append({'threads': threads, 'round': r, 'original': original, 'port': port,
                                   'original_wall_s': o_wall, 'port_wall_s': p_wall,
                                   'loadavg_1min_before': load_before})
@@ -327,6 +330,9 @@ def main(argv=None):
     parser.add_argument('--rounds', type=int, default=2)
     parser.add_argument('--config', default=None, help='named config (default: the first of the package)')
     parser.add_argument('--quick', action='store_true', help='few steps and rays: checks the plumbing only')
+    parser.add_argument('--cpus', nargs='+', default=None,
+                        help='taskset CPU list per thread count (default 0 and 0,1; e.g. --cpus 1 0,1 keeps the '
+                             '1-thread runs off CPU 0 where another job is pinned)')
     parser.add_argument('--port_arg', action='append', default=[],
                         help="extra argument of the port's bench script (repeatable; e.g. --port_arg=--compile)")
     parser.add_argument('--timeout', type=float, default=1800, help='seconds per side per round')
@@ -340,7 +346,8 @@ def main(argv=None):
     if not os.path.isdir(args.original):
         parser.error(f'--original {args.original}: not a directory')
     report = compare(package, args.package, os.path.abspath(args.original), args.python, args.threads,
-                     args.rounds, config, args.quick, args.port_python, args.timeout, port_args=args.port_arg)
+                     args.rounds, config, args.quick, args.port_python, args.timeout, port_args=args.port_arg,
+                     cpus=args.cpus)
     table = markdown(report)
     print()
     print(table)

@@ -54,6 +54,9 @@ def test_thread_env_pins_the_libraries(vs):
     assert "true" in vs.thread_env(2, jax=True)["XLA_FLAGS"]
     assert "XLA_FLAGS" not in vs.thread_env(2, jax=False) or os.environ.get("XLA_FLAGS")
     assert vs.pinned(["python"], 2)[-1] == "python"
+    if vs.pinned(["python"], 1)[0] == "taskset":
+        assert vs.pinned(["python"], 1) == ["taskset", "-c", "0", "python"]
+        assert vs.pinned(["python"], 1, "1") == ["taskset", "-c", "1", "python"]
 
 
 def fake_package(vs, tmp_path):
@@ -75,9 +78,9 @@ def test_compare_interleaves_and_tabulates(vs, tmp_path):
     package = fake_package(vs, tmp_path)
     calls = []
 
-    def runner(argv, threads, jax, parse, timeout, label):
+    def runner(argv, threads, jax, parse, timeout, label, cpus=None):
         calls.append((label, threads))
-        return vs.run_side(argv, threads, jax, parse, timeout, label)
+        return vs.run_side(argv, threads, jax, parse, timeout, label, cpus)
 
     report = vs.compare(package, "fake", str(tmp_path), sys.executable, [1, 2], 2, "cfg", False, sys.executable,
                         60, runner=runner, log=lambda *_: None)

@@ -135,8 +135,8 @@ def main():
     parser.add_argument('--render_rays', type=int, default=4096)
     parser.add_argument('--bf16', action='store_true', help='Config.use_bf16_autocast')
     parser.add_argument('--compile', action='store_true', help='torch.compile the model')
-    parser.add_argument('--compile_encoding', action='store_true',
-                        help='Config.compile_encoding: torch.compile the MLP input encoding only')
+    parser.add_argument('--compile_elementwise', action='store_true',
+                        help='Config.compile_elementwise: torch.compile the IPE encoding and the resampling')
     parser.add_argument('--no_tf32', action='store_true')
     parser.add_argument('--bind', action='append', default=[], help='extra gin binding (repeatable)')
     parser.add_argument('--memory', action='store_true',
@@ -148,7 +148,7 @@ def main():
 
     device = device_utils.pick_device()
     bindings = [f'Config.batch_size={args.batch}', f'Config.use_bf16_autocast={args.bf16}',
-                f'Config.compile_encoding={args.compile_encoding}', *args.bind]
+                f'Config.compile_elementwise={args.compile_elementwise}', *args.bind]
     config = load(args.gin, bindings)
     if device.type == 'cuda':
         device_utils.setup_tf32(not args.no_tf32)
@@ -176,7 +176,7 @@ def main():
           f'{" + bf16 autocast (MLPs)" if args.bf16 else ""}'
           f'{"; TF32" if device.type == "cuda" and not args.no_tf32 else ""}'
           f'{"; torch.compile" if args.compile else ""}'
-          f'{"; compiled encoding" if args.compile_encoding else ""}; threads {torch.get_num_threads()}')
+          f'{"; compiled elementwise chains" if args.compile_elementwise else ""}; threads {torch.get_num_threads()}')
     forward = flops_per_ray(model)
     print(f'FLOPs per ray (dense layers, from the layer sizes): {forward / 1e6:.1f} M forward, '
           f'{3 * forward / 1e6:.1f} M per training ray')

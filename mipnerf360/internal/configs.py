@@ -189,8 +189,9 @@ class Config:
     use_tf32: bool = True  # Allow TF32 matmuls on CUDA GPUs (JAX's default GPU precision).
     use_bf16_autocast: bool = False  # Run the MLPs under bf16 autocast; compositing stays fp32.
     use_compile: bool = False  # torch.compile the model (measured slower on CPU).
-    # torch.compile only the MLPs' input encoding (warp, projection, IPE): faster on CPU too.
-    compile_encoding: bool = False
+    # torch.compile only the elementwise chains (the MLPs' input encoding, the resampling's
+    # step-function comparisons), equal to eager within float32 round-off: faster on CPU too.
+    compile_elementwise: bool = False
     nan_check: bool = True  # Stop training with an error when the loss becomes non-finite.
     # Micro-batches per step: gradients of batch_size / grad_accum_steps rays at a time are summed
     # before the one optimizer update, which is the update of the whole batch (less memory).

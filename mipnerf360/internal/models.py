@@ -99,6 +99,7 @@ class Model(nn.Module):
         self.resample_padding = resample_padding
         self.use_gpu_resampling = use_gpu_resampling
         self.opaque_background = opaque_background
+        self.compile_elementwise = bool(getattr(config, 'compile_elementwise', False))
 
         if single_mlp and num_glo_features > 0:
             # The proposal levels get no GLO code, so one MLP cannot serve both (nor can it in
@@ -109,7 +110,7 @@ class Model(nn.Module):
             self.PropMLP_0 = PropMLP(use_viewdirs=use_viewdirs, num_glo_features=0)
         for mlp in (self.NerfMLP_0, getattr(self, 'PropMLP_0', None)):
             if mlp is not None:
-                mlp.compile_encoding = bool(getattr(config, 'compile_encoding', False))
+                mlp.compile_elementwise = bool(getattr(config, 'compile_elementwise', False))
         if num_glo_features > 0:
             self.Embed_0 = nn.Embedding(num_glo_embeddings, num_glo_features)
             _flax_embed_init_(self.Embed_0.weight)
@@ -171,6 +172,12 @@ class Model(nn.Module):
             is_prop = i_level < (self.num_levels - 1)
             num_samples = self.num_prop_samples if is_prop else self.num_nerf_samples
 
+            # Config.compile_elementwise: the resampling as fused kernels (not at the first
+            # level, whose single interval leaves nothing to fuse; fewer shapes to compile).
+            max_dilate_weights, sample_intervals = (
+                _compiled_resampling() if self.compile_elementwise and i_level > 0
+                else (stepfun.max_dilate_weights, stepfun.sample_intervals))
+
             # The dilation: a multiple of the expected width of the current intervals, plus a bias.
             dilation = self.dilation_bias + self.dilation_multiplier * (
                 init_s_far - init_s_near) / prod_num_samples
@@ -182,7 +189,7 @@ class Model(nn.Module):
                 # which reduces aliasing.
                 use_dilation = self.dilation_bias > 0 or self.dilation_multiplier > 0
                 if i_level > 0 and use_dilation:
-                    sdist, weights = stepfun.max_dilate_weights(
+                    sdist, weights = max_dilate_weights(
                         sdist, weights, dilation, domain=(init_s_near, init_s_far),
                         renormalize=True)
                     sdist = sdist[..., 1:-1]
@@ -200,7 +207,7 @@ class Model(nn.Module):
                     sdist[..., 1:] > sdist[..., :-1],
                     anneal * torch.log(weights + self.resample_padding), -torch.inf)
 
-                sdist = stepfun.sample_intervals(
+                sdist = sample_intervals(
                     rng, sdist, logits_resample, num_samples, single_jitter=self.single_jitter,
                     domain=(init_s_near, init_s_far), use_gpu_resampling=self.use_gpu_resampling)
 
@@ -345,6 +352,17 @@ def construct_model(rays, config):
     return Model(config=config).to(rays.origins.device)
 
 
+@functools.cache
+def _compiled_resampling():
+    """(stepfun.max_dilate_weights, stepfun.sample_intervals) under torch.compile, static shapes.
+
+    Their [rays, bins, bins] comparison masks become fused reductions that are never stored; the
+    results equal eager's within float32 round-off (tests/mipnerf360/test_compile.py).
+    """
+    return (torch.compile(stepfun.max_dilate_weights, dynamic=False),
+            torch.compile(stepfun.sample_intervals, dynamic=False))
+
+
 def encode_gaussians(means, covs, basis, warp_fn, min_deg, max_deg):
     """The MLP's input: Gaussians warped by warp_fn (if any), projected onto basis and IPE-encoded.
 
@@ -378,7 +396,7 @@ def _compiled_encode_flat():
 
 
 def encode_gaussians_compiled(means, covs, basis, warp_fn, min_deg, max_deg):
-    """encode_gaussians as one fused torch.compile kernel (Config.compile_encoding): same shapes.
+    """encode_gaussians as one fused torch.compile kernel (Config.compile_elementwise): same shapes.
 
     Its IPE is encode_gaussians' to 2 ulp; the projection's sums may round in another order
     (fused multiply-adds), which the top frequency 2^(max_deg-1) amplifies like any 1-ulp change
@@ -477,8 +495,8 @@ class MLP(nn.Module):
         self.disable_rgb = disable_rgb
         self.warp_fn = warp_fn
         self.use_viewdirs = use_viewdirs
-        # Set by the Model from Config.compile_encoding: encode_gaussians_compiled for the input.
-        self.compile_encoding = False
+        # Set by the Model from Config.compile_elementwise: encode_gaussians_compiled for the input.
+        self.compile_elementwise = False
 
         # The transposed projection basis [3, m] of the IPE (a constant, not a parameter). The
         # float64 original is kept for float64 inputs (see predict_density).
@@ -542,7 +560,7 @@ class MLP(nn.Module):
             basis = torch.as_tensor(self._pos_basis_t64, device=means.device)
         # The compiled encoding fuses the elementwise chains; torch.compile cannot take the
         # double backward of the density normals, so they keep the eager one.
-        encode = (encode_gaussians_compiled if self.compile_encoding and self.disable_density_normals
+        encode = (encode_gaussians_compiled if self.compile_elementwise and self.disable_density_normals
                   else encode_gaussians)
         x = encode(means, covs, basis, self.warp_fn, self.min_deg_point, self.max_deg_point)
 

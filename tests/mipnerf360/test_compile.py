@@ -88,8 +88,8 @@ def test_compiled_encoding_matches_eager_as_closely_as_float32_allows():
 
 
 @pytest.mark.slow
-def test_model_with_compiled_encoding_matches_eager():
-    """A tiny 360.gin model, Config.compile_encoding on and off: renderings and gradients."""
+def test_model_with_compiled_elementwise_matches_eager():
+    """A tiny 360.gin model, Config.compile_elementwise on and off: renderings and gradients (encoding and resampling compiled)."""
     from mipnerf360.internal import train_utils, utils
     gin.clear_config()
     outputs = {}
@@ -97,11 +97,11 @@ def test_model_with_compiled_encoding_matches_eager():
         gin.clear_config()
         gin.parse_config_files_and_bindings(
             [os.path.join(CONFIG_DIR, '360.gin')],
-            TINY + [f'Config.compile_encoding = {flag}'])
+            TINY + [f'Config.compile_elementwise = {flag}'])
         config = configs.Config()
         torch.manual_seed(0)
         model = models.Model(config=config)
-        assert model.NerfMLP_0.compile_encoding is flag
+        assert model.NerfMLP_0.compile_elementwise is flag
         g = torch.Generator().manual_seed(1)
         n = 64
         origins = torch.randn(n, 3, generator=g)
@@ -121,3 +121,29 @@ def test_model_with_compiled_encoding_matches_eager():
     for k in grads_e:
         torch.testing.assert_close(grads_c[k], grads_e[k], rtol=1e-3, atol=1e-4, msg=k)
     gin.clear_config()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('seed', [None, 3])
+def test_compiled_resampling_matches_eager(seed):
+    """Config.compile_elementwise's max_dilate_weights and sample_intervals: eager's intervals
+    within float32 round-off, deterministic and with a generator (drawing the same jitter)."""
+    from mipnerf360.internal import stepfun
+    g = torch.Generator().manual_seed(0)
+    t = torch.sort(torch.rand(256, 65, generator=g), dim=-1).values
+    t[:, 0], t[:, -1] = 0, 1
+    w = torch.softmax(3 * torch.randn(256, 64, generator=g), dim=-1)
+    results = []
+    for dilate, sample in [(stepfun.max_dilate_weights, stepfun.sample_intervals),
+                           models._compiled_resampling()]:
+        rng = None if seed is None else torch.Generator().manual_seed(seed)
+        sd, wd = dilate(t, w, 0.0125, domain=(0., 1.), renormalize=True)
+        sd, wd = sd[..., 1:-1], wd[..., 1:-1]
+        logits = torch.where(sd[..., 1:] > sd[..., :-1], 0.5 * torch.log(wd), -torch.inf)
+        first = sample(rng, sd, logits, 32, single_jitter=True, domain=(0., 1.))
+        second = sample(rng, sd, logits, 32, single_jitter=True, domain=(0., 1.))
+        results.append((sd, wd, first, second))
+    for e, c in zip(*results):
+        torch.testing.assert_close(c, e, rtol=0, atol=1e-5)
+    if seed is not None:  # The generator advanced: the second draw differs from the first.
+        assert not torch.equal(results[1][2], results[1][3])

@@ -26,7 +26,6 @@ import sys
 import time
 import types
 
-import numpy as np
 import torch
 
 

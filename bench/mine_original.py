@@ -63,9 +63,8 @@ def load_config(tree, width, height, planes):
 
 def build_task(config, num_layers):
     """The task as SynthesisTask.__init__ builds it in one process, on the CPU, in eval mode."""
-    import torch.nn as nn
-
     import synthesis_task as st
+    import torch.nn as nn
     from network.monodepth2.depth_decoder import DepthDecoder
     from network.monodepth2.resnet_encoder import ResnetEncoder
     from operations.homography_sampler import HomographySample

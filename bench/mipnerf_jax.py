@@ -70,8 +70,8 @@ def import_original(tree):
         pil.Image = types.ModuleType('PIL.Image')
         sys.modules['PIL'], sys.modules['PIL.Image'] = pil, pil.Image
     sys.path.insert(0, os.path.abspath(tree))
-    from internal import models, utils  # noqa: E402
     import train  # noqa: E402
+    from internal import models, utils  # noqa: E402
     return types.SimpleNamespace(models=models, utils=utils, train=train, Adam=Adam)
 
 

@@ -29,7 +29,7 @@ import re
 import statistics
 import subprocess
 import sys
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)

@@ -56,6 +56,7 @@ def _warped_gaussians(n=4096, seed=0, dtype=torch.float32):
 
 def _basis():
     import numpy as np
+
     from mipnerf360.internal import geopoly
     return torch.tensor(np.ascontiguousarray(geopoly.generate_basis('icosahedron', 2).T))
 
@@ -90,7 +91,7 @@ def test_compiled_encoding_matches_eager_as_closely_as_float32_allows():
 @pytest.mark.slow
 def test_model_with_compiled_elementwise_matches_eager():
     """A tiny 360.gin model, Config.compile_elementwise on and off: renderings and gradients (encoding and resampling compiled)."""
-    from mipnerf360.internal import train_utils, utils
+    from mipnerf360.internal import utils
     gin.clear_config()
     outputs = {}
     for flag in (False, True):

@@ -38,6 +38,10 @@ import types
 
 import numpy as np
 
+# The repository root: common.flax_checkpoints needs only numpy and msgpack (which flax brings).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3]))
+from common import flax_checkpoints  # noqa: E402
+
 COMMIT = '5b4d4f64608ec8077222c52fdf814d40acc10bc1'
 REFERENCE = f'google-research/multinerf@{COMMIT}'
 
@@ -282,7 +286,7 @@ def main():
                 **{'f32_' + k: v for k, v in out.items()},
                 **{'f64_' + k: v for k, v in run_original(
                     args.original, bindings, n, seed, train_frac, np.float64,
-                    param_override={'params': _nest(params)})[3].items()}})
+                    param_override={'params': flax_checkpoints.nest(params)})[3].items()}})
             print(f'wrote /tmp/{name}_x64.npz')
             continue
         if kind == 'given_sdist':
@@ -303,18 +307,6 @@ def main():
             entry = write_case(args.out, case_name, bindings, train_frac, params, fields, rgb,
                                outputs, rtol, atol, notes + EVIDENCE + CONVENTION)
             print(f"wrote {entry['case']}: {len(outputs)} outputs")
-
-
-def _nest(flat):
-    """{'a/b': x} -> {'a': {'b': x}}."""
-    tree = {}
-    for path, v in flat.items():
-        node = tree
-        *parents, leaf = path.split('/')
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = v
-    return tree
 
 
 if __name__ == '__main__':

@@ -5,9 +5,15 @@ seed=0)` returns a Case. precision is 'fp32' (TF32 off), 'tf32' (TF32 on) or 'bf
 bf16 autocast flag). With the same seed the weights and the batch are the same on every device
 (made on the CPU, then moved) and sampling is deterministic, so the first step on a GPU can be
 compared with the same step on the CPU.
+
+`gemm_report` is what bench/mipnerf360.py and bench/mipnerf.py print beside their rays/s: the
+machine's float32 GEMM rate at the MLP's dominant layer shape, and the fraction of it that a
+training step and a render reach (FLOPs per ray from the layer sizes).
 """
 
+import collections
 import dataclasses
+import time
 from typing import Callable
 
 import torch
@@ -60,3 +66,48 @@ def set_tf32(device, precision):
 def linear_flops(widths_in_out, samples=1):
     """2 x multiply-adds of dense layers [(fan_in, fan_out), ...] applied to `samples` points."""
     return 2.0 * samples * sum(a * b for a, b in widths_in_out)
+
+
+def dominant_layer(mlp):
+    """(fan_in, fan_out) of the dense-layer shape that holds the most multiply-adds of `mlp`."""
+    macs = collections.Counter()
+    for m in mlp.modules():
+        if isinstance(m, torch.nn.Linear):
+            macs[(m.in_features, m.out_features)] += m.in_features * m.out_features
+    return macs.most_common(1)[0][0]
+
+
+def gemm_rate(rows, fan_in, fan_out, device, repeats=3):
+    """The machine's float32 GEMM rate at an MLP layer's shape: FLOP/s of [rows, fan_in] @ [fan_in,
+    fan_out] on `device` at the current threads (and TF32 setting), best of `repeats` after a warm-up."""
+    a = torch.rand(rows, fan_in, device=device)
+    b = torch.rand(fan_in, fan_out, device=device)
+    seconds = min(timed_once(lambda: a @ b, device) for _ in range(repeats + 1))
+    return 2.0 * rows * fan_in * fan_out / seconds
+
+
+def timed_once(fn, device):
+    """Seconds of one call of fn(), waiting for CUDA work."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def gemm_report(flops_per_ray_train, flops_per_ray_render, train_rays_per_s, render_rays_per_s, rows, layer,
+                device):
+    """{gemm_rate_gflops, gemm_shape, train_gemm_fraction, render_gemm_fraction}: the FLOP/s of the
+    dense layers in a training step and a render over the GEMM rate at the dominant layer's shape."""
+    rate = gemm_rate(rows, *layer, device)
+    return {'gemm_rate_gflops': rate / 1e9, 'gemm_shape': f'[{rows} x {layer[0]}] @ [{layer[0]} x {layer[1]}]',
+            'train_gemm_fraction': flops_per_ray_train * train_rays_per_s / rate,
+            'render_gemm_fraction': flops_per_ray_render * render_rays_per_s / rate}
+
+
+def gemm_line(report):
+    return (f"GEMM rate, float32 {report['gemm_shape']}: {report['gemm_rate_gflops']:.1f} GFLOP/s; "
+            f"train step at {100 * report['train_gemm_fraction']:.0f}% of it, "
+            f"render at {100 * report['render_gemm_fraction']:.0f}%")

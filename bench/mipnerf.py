@@ -7,7 +7,9 @@
 Without --gin it measures the paper's model (multiblender.gin: 128 + 128 samples, MLP 8x256)
 and demo.gin. A training step is forward + loss + backward + Adam (train.train_step) on `--batch`
 random rays of a radius-4 orbit (no dataset is read); rendering is the deterministic eval forward
-in chunks of --chunk rays. Prints the device, dtype and threads with every figure.
+in chunks of --chunk rays. Prints the device, dtype and threads with every figure, and the fraction
+of the machine's float32 GEMM rate (measured here at the MLP's dominant layer shape) that the
+dense layers reach in a step and a render.
 With --json the last line is {train_rays_per_s, render_rays_per_s, ...} of the last config (what
 bench/vs_original.py reads). `gpu_check_case` is what bench/gpu_check.py runs for this package.
 """
@@ -29,6 +31,7 @@ sys.path[:] = [os.path.dirname(_BENCH_DIR)] + [
 import gin  # noqa: E402
 import torch  # noqa: E402
 
+from bench import gpu_case  # noqa: E402
 from common import device as device_utils  # noqa: E402
 from common import memory  # noqa: E402
 from mipnerf import train  # noqa: E402
@@ -65,8 +68,6 @@ def flops_per_ray(model):
 def gpu_check_case(device, precision, *, paper=True, compiled=False, batch_rays=None, seed=0):
     """bench.gpu_case.Case of multiblender.gin (paper) or demo.gin on `device`: train.train_step
     on a fixed batch of orbit rays made on the CPU from `seed`, without stratified sampling."""
-    from bench import gpu_case
-
     gpu_case.check_precision(precision)
     device = torch.device(device)
     gin_file = PAPER_AND_DEMO[0 if paper else 1]
@@ -149,10 +150,17 @@ def bench(gin_file, args, device):
           f'{"; torch.compile" if args.compile else ""}; threads {torch.get_num_threads()}')
     print(f'train : {args.batch} rays/step, {train_s:.3f} s/step, {args.batch / train_s:,.0f} rays/s')
     print(f'render: {args.render_rays} rays, {render_s:.3f} s, {args.render_rays / render_s:,.0f} rays/s')
-    return {'config': f'{gin_file} {" ".join(args.bind)}'.strip(), 'device': name,
-            'threads': torch.get_num_threads(), 'train_rays': args.batch, 'train_s_per_step': train_s,
-            'train_rays_per_s': args.batch / train_s, 'render_rays': args.render_rays, 'render_s': render_s,
-            'render_rays_per_s': args.render_rays / render_s}
+    forward = flops_per_ray(model)
+    result = {'config': f'{gin_file} {" ".join(args.bind)}'.strip(), 'device': name,
+              'threads': torch.get_num_threads(), 'train_rays': args.batch, 'train_s_per_step': train_s,
+              'train_rays_per_s': args.batch / train_s, 'render_rays': args.render_rays, 'render_s': render_s,
+              'render_rays_per_s': args.render_rays / render_s, 'flops_per_ray_train': 3 * forward}
+    # The MLP's dominant layer runs on batch x num_samples rows at each level.
+    result.update(gpu_case.gemm_report(
+        3 * forward, forward, result['train_rays_per_s'], result['render_rays_per_s'],
+        args.batch * model.num_samples, gpu_case.dominant_layer(model.MLP_0), device))
+    print(gpu_case.gemm_line(result))
+    return result
 
 
 def main():

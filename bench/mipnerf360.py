@@ -1,27 +1,33 @@
 """Throughput of mipnerf360: rays/s of a training step and of rendering, for a named gin config.
 
     python bench/mipnerf360.py [--gin mipnerf360/configs/360.gin] [--batch 1024] [--steps 5]
-        [--render_rays 4096] [--bf16] [--compile] [--no_tf32] [--bind 'NerfMLP.net_depth=4' ...]
+        [--render_rays 4096] [--bf16] [--compile] [--compile_elementwise] [--no_tf32]
+        [--bind 'NerfMLP.net_depth=4' ...] [--json]
 
 A training step is forward + losses + backward + clipping + Adam on `--batch` random rays of a
 synthetic orbit (no dataset is read); rendering is the deterministic eval forward in chunks of
-Config.render_chunk_size. Prints the device, dtype and threads with every figure.
+Config.render_chunk_size. Prints the device, dtype and threads with every figure, and the fraction
+of the machine's float32 GEMM rate (measured here at the NeRF MLP's dominant layer shape) that the
+dense layers reach in a step and a render. With --json the last line holds the figures as JSON.
 """
 
 import argparse
 import dataclasses
 import functools
+import json
 import os
 import sys
 
 # This file shares its name with the package: keep bench/ off the import path so that
-# `import mipnerf360` finds the package, not this script.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or '.') != os.path.dirname(os.path.abspath(__file__))]
+# `import mipnerf360` finds the package, not this script; the repository root goes first instead.
+_BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [os.path.dirname(_BENCH_DIR)] + [p for p in sys.path if os.path.abspath(p or '.') != _BENCH_DIR]
 
 import gin  # noqa: E402
 import torch  # noqa: E402
 from absl import flags  # noqa: E402
 
+from bench import gpu_case  # noqa: E402
 from common import device as device_utils  # noqa: E402
 from common import memory  # noqa: E402
 from mipnerf360.internal import configs, models, train_utils, utils  # noqa: E402
@@ -60,8 +66,6 @@ def flops_per_ray(model):
 
 def gpu_check_case(device, precision, *, paper=True, compiled=False, batch_rays=None, seed=0):
     """bench.gpu_case.Case of 360.gin (paper) or demo.gin on `device` (see bench/gpu_case.py)."""
-    from bench import gpu_case
-
     gpu_case.check_precision(precision)
     gin_file = f'mipnerf360/configs/{"360" if paper else "demo"}.gin'
     config = load(gin_file, [] if batch_rays is None else [f'Config.batch_size={batch_rays}'])
@@ -139,6 +143,7 @@ def main():
                         help='Config.compile_elementwise: torch.compile the IPE encoding and the resampling')
     parser.add_argument('--no_tf32', action='store_true')
     parser.add_argument('--bind', action='append', default=[], help='extra gin binding (repeatable)')
+    parser.add_argument('--json', action='store_true', help='last line: the figures as JSON')
     parser.add_argument('--memory', action='store_true',
                         help='print the predicted peak memory of every paper config and exit')
     args = parser.parse_args()
@@ -183,8 +188,20 @@ def main():
     print(f'train : {args.batch} rays/step, {train_s:.3f} s/step, {args.batch / train_s:,.0f} rays/s, '
           f'{3 * forward * args.batch / train_s / 1e9:.1f} GFLOP/s')
     print(f'render: {args.render_rays} rays, {render_s:.3f} s, {args.render_rays / render_s:,.0f} rays/s')
+    result = {'config': f'{args.gin} {" ".join(args.bind)}'.strip(), 'device': name,
+              'threads': torch.get_num_threads(), 'train_rays': args.batch, 'train_s_per_step': train_s,
+              'train_rays_per_s': args.batch / train_s, 'render_rays': args.render_rays, 'render_s': render_s,
+              'render_rays_per_s': args.render_rays / render_s, 'flops_per_ray_train': 3 * forward}
+    # The NeRF level's MLP holds most FLOPs; its dominant layer runs on batch x num_nerf_samples rows.
+    result.update(gpu_case.gemm_report(
+        3 * forward, forward, result['train_rays_per_s'], result['render_rays_per_s'],
+        args.batch * model.num_nerf_samples, gpu_case.dominant_layer(model.NerfMLP_0), device))
+    print(gpu_case.gemm_line(result))
     if device.type == 'cuda':
-        print(f'peak memory: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB')
+        result['peak_memory_gib'] = torch.cuda.max_memory_allocated(device) / 2**30
+        print(f'peak memory: {result["peak_memory_gib"]:.2f} GiB')
+    if args.json:
+        print(json.dumps(result))
 
 
 if __name__ == '__main__':

@@ -66,27 +66,21 @@ def last_json(text):
     raise ValueError('no JSON line in the output:\n' + text[-2000:])
 
 
-def parse_rays_text(text):
-    """bench/mipnerf360.py's (or mipnerf.py's) text: 'train : B rays/step, S s/step, R rays/s' and
-    'render: N rays, S s, R rays/s' (the last of each)."""
-    train = re.findall(r'^train\s*:\s*(\d+) rays/step, ([\d.]+) s/step, ([\d,.]+) rays/s', text, re.M)
-    render = re.findall(r'^render\s*:\s*(\d+) rays, ([\d.]+) s, ([\d,.]+) rays/s', text, re.M)
-    if not train or not render:
-        raise ValueError('no train/render lines in the output:\n' + text[-2000:])
-    (b, ts, _), (n, rs, _) = train[-1], render[-1]
-    return {'train_rays_per_s': int(b) / float(ts), 'train_s_per_step': float(ts),
-            'render_rays_per_s': int(n) / float(rs), 'render_s': float(rs)}
-
-
-def parse_json_or_text(text):
-    try:
-        return last_json(text)
-    except ValueError:
-        return parse_rays_text(text)
-
-
 RAYS_METRICS = lambda config: [
-    Metric('train_rays_per_s', 'train rays/s', True), Metric('render_rays_per_s', 'render rays/s', True)]
+    Metric('train_rays_per_s', 'train rays/s', True), Metric('render_rays_per_s', 'render rays/s', True),
+    Metric('train_gemm_fraction', 'train step, fraction of the fp32 GEMM rate', True),
+    Metric('render_gemm_fraction', 'render, fraction of the fp32 GEMM rate', True)]
+
+
+def with_gemm_fractions(original, port):
+    """original with the port's GEMM-rate fractions carried over in proportion to rays/s: both sides
+    run the same layers per ray, and the port's process measured the GEMM rate in the same round."""
+    original = dict(original)
+    for kind in ('train', 'render'):
+        key = f'{kind}_gemm_fraction'
+        if key in port and key not in original:
+            original[key] = port[key] * original[f'{kind}_rays_per_s'] / port[f'{kind}_rays_per_s']
+    return original
 
 # ----------------------------------------------------------------------------------------- mipnerf360
 M360_SMALL = ('PropMLP.net_depth=2', 'PropMLP.net_width=64', 'NerfMLP.net_depth=4', 'NerfMLP.net_width=128')
@@ -109,7 +103,7 @@ def m360_port(config, quick):
     binds = [a for b in (M360_SMALL if config == 'small' else ()) for a in ('--bind', b)]
     # bench/mipnerf360.py times the render over max(1, steps // 2) calls after a warm-up.
     return [os.path.join(BENCH, 'mipnerf360.py'), '--gin', 'mipnerf360/configs/360.gin', '--batch', str(batch),
-            '--render_rays', str(render), '--steps', str(steps), *binds]
+            '--render_rays', str(render), '--steps', str(steps), '--json', *binds]
 
 
 # -------------------------------------------------------------------------------------------- mipnerf
@@ -183,7 +177,7 @@ PACKAGES = {
         'google-research/multinerf', True,
         {'small': '360.gin with NerfMLP 4x128 and PropMLP 2x64; 1024-ray train step, 4096-ray render',
          'full': '360.gin; 1024-ray train step, 4096-ray render'},
-        RAYS_METRICS, m360_original, m360_port, last_json, parse_json_or_text),
+        RAYS_METRICS, m360_original, m360_port, last_json, last_json),
     'mipnerf': Package(
         'google/mipnerf', True,
         {'paper': 'blender.gin (MLP 8x256, 128 + 128 samples); 1024-ray train step, 2048-ray render',
@@ -298,10 +292,11 @@ def compare(package, name, tree, python, threads_list, rounds, config, quick, po
                                       package.parse_original, timeout, 'original', **pin)
             port, p_wall = runner([port_python, *package.port_cmd(config, quick), *port_args], threads, False,
                                   package.parse_port, timeout, 'port', **pin)
+            original = with_gemm_fractions(original, port)
             report['raw'].append({'threads': threads, 'round': r, 'original': original, 'port': port,
                                   'original_wall_s': o_wall, 'port_wall_s': p_wall,
                                   'loadavg_1min_before': load_before})
-            for m in metrics:
+            for m in (m for m in metrics if m.key in original and m.key in port):
                 row = {'threads': threads, 'round': r, 'metric': m.label, 'key': m.key,
                        'original': original[m.key], 'port': port[m.key], 'ratio': ratio(m, original, port)}
                 report['rows'].append(row)

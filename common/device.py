@@ -1,6 +1,8 @@
 """Device choice and the opt-in GPU speed-ups: TF32, bf16 autocast, torch.compile."""
 
 import contextlib
+import ctypes
+import functools
 import time
 
 import torch
@@ -15,10 +17,36 @@ def _available(device_type):
     return device_type == "cpu"
 
 
+@functools.cache
+def keep_freed_memory():
+    """Has glibc's malloc serve every allocation from its heap and keep what is freed there.
+
+    By default glibc maps each block over 128 KiB to fresh pages and returns them on free, so every
+    [rays x samples x width] activation of a CPU step is zero-filled by the kernel again, page by page:
+    half of a mipnerf render's time on one core. XLA reuses its buffers, so the JAX originals never
+    pay this. Numbers do not change; the process keeps its peak memory until it exits. Returns
+    whether the settings were taken (False where the C library is not glibc).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # mallopt parameters of <malloc.h>
+    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+
+
+def _chosen(device):
+    """device, after keep_freed_memory() where it is the CPU (the CPU speed-up of every entry point)."""
+    if device.type == "cpu":
+        keep_freed_memory()
+    return device
+
+
 def pick_device(prefer="cuda"):
-    """The `prefer` device ("cuda", "cuda:1", "mps", "cpu") when it is available, else the CPU."""
+    """The `prefer` device ("cuda", "cuda:1", "mps", "cpu") when it is available, else the CPU
+    (then with keep_freed_memory())."""
     device = torch.device(prefer)
-    return device if _available(device.type) else torch.device("cpu")
+    return _chosen(device if _available(device.type) else torch.device("cpu"))
 
 
 def setup_tf32(enabled):
@@ -57,7 +85,8 @@ def timed(fn, steps, device):
 
 
 def resolve_device(name, setting='device'):
-    """torch.device(name), or ValueError naming `setting` when that device cannot be used here."""
+    """torch.device(name), or ValueError naming `setting` when that device cannot be used here
+    (a CPU device comes with keep_freed_memory())."""
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError) as error:
@@ -66,4 +95,4 @@ def resolve_device(name, setting='device'):
         raise ValueError(f'{setting}={name!r}: no {device.type} device on this machine')
     if device.type == 'cuda' and device.index is not None and device.index >= torch.cuda.device_count():
         raise ValueError(f'{setting}={name!r}: this machine has {torch.cuda.device_count()} CUDA devices')
-    return device
+    return _chosen(device)

@@ -26,17 +26,17 @@ def test_last_json_takes_the_last_object_line(vs):
         vs.last_json("no json here\n")
 
 
-def test_parse_rays_text_reads_the_bench_lines(vs):
-    text = ("config x: 1.000 M parameters; device cpu; dtype float32; threads 2\n"
-            "train : 1024 rays/step, 2.000 s/step, 512 rays/s, 1.0 GFLOP/s\n"
-            "render: 4096 rays, 8.000 s, 512 rays/s\n")
-    parsed = vs.parse_rays_text(text)
-    assert parsed["train_rays_per_s"] == pytest.approx(512.0)
-    assert parsed["render_rays_per_s"] == pytest.approx(512.0)
-    assert parsed["train_s_per_step"] == pytest.approx(2.0)
-    # JSON wins where there is some; the text is the fallback.
-    assert vs.parse_json_or_text(text + '{"train_rays_per_s": 1}\n') == {"train_rays_per_s": 1}
-    assert vs.parse_json_or_text(text)["render_s"] == pytest.approx(8.0)
+def test_the_original_gets_the_ports_gemm_fractions_in_proportion_to_its_rays_per_s(vs):
+    original = {"train_rays_per_s": 100.0, "render_rays_per_s": 300.0}
+    port = {"train_rays_per_s": 200.0, "render_rays_per_s": 200.0, "train_gemm_fraction": 0.9,
+            "render_gemm_fraction": 0.6}
+    carried = vs.with_gemm_fractions(original, port)
+    assert carried["train_gemm_fraction"] == pytest.approx(0.45)
+    assert carried["render_gemm_fraction"] == pytest.approx(0.9)
+    assert "train_gemm_fraction" not in original
+    # An original that measured its own fraction keeps it; a port without one adds nothing.
+    assert vs.with_gemm_fractions({**original, "train_gemm_fraction": 0.5}, port)["train_gemm_fraction"] == 0.5
+    assert vs.with_gemm_fractions(original, {"train_rays_per_s": 1.0}) == original
 
 
 def test_ratio_is_the_speed_up_of_the_port(vs):

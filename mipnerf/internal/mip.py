@@ -24,10 +24,15 @@ def pos_enc(x, min_deg, max_deg, append_identity=True):
     return four_feat
 
 
+def expected_sin_mean(x, x_var):
+    """Mean of sin(z), z ~ N(x, x_var): expected_sin's first output alone, [...] -> [...]."""
+    # A wide Gaussian averages sin out: the mean shrinks by exp(-var / 2).
+    return torch.exp(-0.5 * x_var) * math.safe_sin(x)
+
+
 def expected_sin(x, x_var):
     """Mean and variance of sin(z), z ~ N(x, x_var) (mip-NeRF eq. 15): [...] -> ([...], [...])."""
-    # A wide Gaussian averages sin out: the mean shrinks by exp(-var / 2).
-    y = torch.exp(-0.5 * x_var) * math.safe_sin(x)
+    y = expected_sin_mean(x, x_var)
     # Clamp at 0: the difference of two nearly equal terms can round below zero.
     y_var = torch.clamp_min(0.5 * (1 - torch.exp(-2 * x_var) * math.safe_cos(2 * x)) - y**2, 0)
     return y, y_var
@@ -113,9 +118,9 @@ def integrated_pos_enc(x_coord, min_deg, max_deg, diag=True):
         y = math.matmul(x, basis)
         # diag(basis^T cov basis) without forming the [d L, d L] matrix.
         y_var = torch.sum(math.matmul(x_cov, basis) * basis, dim=-2)
-    return expected_sin(
-        torch.cat([y, y + 0.5 * torch.pi], dim=-1), torch.cat([y_var, y_var], dim=-1)
-    )[0]
+    # expected_sin(...)[0] without the variance, which nothing reads (XLA drops it from the original's
+    # graph; eager PyTorch would compute it: an exp, a cos and four products per feature).
+    return expected_sin_mean(torch.cat([y, y + 0.5 * torch.pi], dim=-1), torch.cat([y_var, y_var], dim=-1))
 
 
 def volumetric_rendering(rgb, density, t_vals, dirs, white_bkgd):

@@ -1,3 +1,6 @@
+# Copyright 2022 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """Camera models, ray generation and projection shared by every package (multinerf conventions).
 
 Pixels: pixel (i, j) covers [i, i+1] x [j, j+1], so its centre is (i + .5, j + .5), as in COLMAP and

@@ -1,3 +1,6 @@
+# Copyright 2021, 2022 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """Gaussians of ray segments shared by the mip-NeRF family (google/mipnerf's mip.py and multinerf's
 render.py compute these two alike; each package keeps its own conical frustum, whose numerical
 guards differ between the originals)."""

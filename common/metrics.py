@@ -1,3 +1,7 @@
+# Copyright 2021, 2022 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
+# LPIPS: derived from richzhang/PerceptualSimilarity (BSD-2-Clause licence, Copyright (c) 2018, Richard Zhang et al.; see THIRD_PARTY_NOTICES.md).
 """Image metrics: PSNR, SSIM and its per-pixel map (mip-NeRF / multinerf variant) and LPIPS v0.1 in plain torch.
 
 Images are [..., H, W, C] tensors with values in [0, max_val] (LPIPS: [..., H, W, 3] in [0, 1]).

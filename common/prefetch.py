@@ -1,3 +1,6 @@
+# Copyright 2021, 2022 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified by the nerf-ports authors.
 """The background prefetch of google/mipnerf's and multinerf's datasets: a thread that keeps the
 next batches ready in a bounded queue, hands a loader error to the consumer, and can be stopped."""
 

@@ -1,3 +1,5 @@
+# Derived from torchvision's models/resnet.py (BSD-3-Clause licence, Copyright (c) Soumith Chintala 2016; see THIRD_PARTY_NOTICES.md).
+# Modified: rewritten in plain torch by the nerf-ports authors.
 """torchvision's ResNets (18 to 152) in plain torch, with its parameter names and initialisation.
 
 State dicts of torchvision's models load strictly. pretrained=True reads torchvision's ImageNet

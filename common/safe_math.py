@@ -1,3 +1,6 @@
+# Copyright 2021, 2022 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """Numerical guards shared by the mip-NeRF family (google/mipnerf and multinerf define them alike):
 full-precision matmul and range-reduced sin/cos."""
 

@@ -1,3 +1,4 @@
+# Derived from AlexSheldrick/mipnerf_pl@depth-mipnerf (MIT licence, Copyright (c) 2022 Jianxin Huang; see THIRD_PARTY_NOTICES.md).
 """Evaluation on the test split: PSNR, SSIM (11-tap Gaussian, valid filtering) and depth error per
 image, with zero GLO codes (the fork's eval); images and metrics.json in <checkpoint_dir>/eval.
 

@@ -1,3 +1,4 @@
+# Derived from AlexSheldrick/mipnerf_pl@depth-mipnerf (MIT licence, Copyright (c) 2022 Jianxin Huang; see THIRD_PARTY_NOTICES.md).
 """Renders a trained run along a camera path to frames and mp4 videos (the fork's render_video.py).
 
     python -m depth_mipnerf.render_video --gin_bindings="Config.data_dir='data/lego'" \

@@ -1,3 +1,4 @@
+# Derived from AlexSheldrick/mipnerf_pl@depth-mipnerf (MIT licence, Copyright (c) 2022 Jianxin Huang; see THIRD_PARTY_NOTICES.md).
 """Training: the fork's train.py + MipNeRFSystem.training_step, without Lightning.
 
     python -m depth_mipnerf.train --gin_configs=depth_mipnerf/configs/lego.gin \

@@ -1,3 +1,4 @@
+# Derived from salykovaa/inerf (no licence file in that repository: all rights reserved by default; see THIRD_PARTY_NOTICES.md).
 """The pose update of iNeRF: an SE(3) exponential map left-multiplied onto the start pose (paper eq. 3-5)."""
 
 import torch

@@ -1,3 +1,5 @@
+# Derived from salykovaa/inerf (no licence file in that repository: all rights reserved by default; see THIRD_PARTY_NOTICES.md).
+# and yenchenlin/nerf-pytorch (MIT licence, Copyright (c) 2020 bmild; see THIRD_PARTY_NOTICES.md).
 """NeRF MLP, positional encoding and checkpoint loading in nerf-pytorch's layout (salykovaa/inerf).
 
 Checkpoints are nerf-pytorch's dicts: network_fn_state_dict, network_fine_state_dict (None without a

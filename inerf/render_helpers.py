@@ -1,3 +1,5 @@
+# Derived from salykovaa/inerf (no licence file in that repository: all rights reserved by default; see THIRD_PARTY_NOTICES.md).
+# and yenchenlin/nerf-pytorch (MIT licence, Copyright (c) 2020 bmild; see THIRD_PARTY_NOTICES.md).
 """Rays, hierarchical sampling and volume rendering of nerf-pytorch (salykovaa/inerf's render_helpers).
 
 Cameras are OpenGL/Blender: x right, y up, the camera looks down -z; pixel (i, j) has its ray through

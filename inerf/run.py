@@ -1,3 +1,4 @@
+# Derived from salykovaa/inerf (no licence file in that repository: all rights reserved by default; see THIRD_PARTY_NOTICES.md).
 """iNeRF pose estimation and the paper's protocol (salykovaa/inerf's run.py, extended).
 
     python -m inerf.run --gin_configs=inerf/configs/blender.gin \

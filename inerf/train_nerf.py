@@ -1,3 +1,4 @@
+# Derived from yenchenlin/nerf-pytorch (MIT licence, Copyright (c) 2020 bmild; see THIRD_PARTY_NOTICES.md).
 """NeRF training for the pose-estimation experiments, as nerf-pytorch's run_nerf.py trains.
 
     python -m inerf.train_nerf --gin_configs=inerf/configs/nerf_blender.gin \

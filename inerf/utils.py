@@ -1,3 +1,5 @@
+# Derived from salykovaa/inerf (no licence file in that repository: all rights reserved by default; see THIRD_PARTY_NOTICES.md).
+# and yenchenlin/nerf-pytorch (MIT licence, Copyright (c) 2020 bmild; see THIRD_PARTY_NOTICES.md).
 """Configuration, pose perturbations, interest points and regions, and Blender / LLFF loading
 (salykovaa/inerf's utils.py, with nerf-pytorch's loaders and the paper's protocol added)."""
 

@@ -1,3 +1,4 @@
+# Derived from vincentfung13/MINE (MIT licence, Copyright (c) 2021 Vincent Fung; see THIRD_PARTY_NOTICES.md).
 """MINE's training and evaluation engine: plane sampling, MPI prediction, rendering, losses at 4 scales."""
 
 import logging

@@ -1,3 +1,4 @@
+# Derived from vincentfung13/MINE (MIT licence, Copyright (c) 2021 Vincent Fung; see THIRD_PARTY_NOTICES.md).
 """MINE training: `python -m mine.train --config_path mine/configs/params_llff.yaml --workspace W --version V`.
 
 Launched by start_training.sh through torchrun (or torch.distributed.launch): each rank takes its device

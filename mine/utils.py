@@ -1,3 +1,4 @@
+# Derived from vincentfung13/MINE (MIT licence, Copyright (c) 2021 Vincent Fung; see THIRD_PARTY_NOTICES.md).
 """MINE helpers: disparity visualisation, checkpoint restore/save, batched inverse, NeRF encoding."""
 
 import logging

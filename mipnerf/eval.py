@@ -1,3 +1,7 @@
+# Copyright 2021 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
+# Command line after hjxwhy/mipnerf_pl (MIT licence, Copyright (c) 2022 Jianxin Huang; see THIRD_PARTY_NOTICES.md).
 """Evaluation script (google/mipnerf's eval.py with mipnerf_pl's command line).
 
     python -m mipnerf.eval --ckpt RUN_OR_FILE --data_path SCENE --out_dir D --scale {1,4}

@@ -1,3 +1,4 @@
+# Derived from hjxwhy/mipnerf_pl (MIT licence, Copyright (c) 2022 Jianxin Huang; see THIRD_PARTY_NOTICES.md).
 """Renders a camera path to videos (mipnerf_pl's render_video.py).
 
     python -m mipnerf.render_video --ckpt RUN_OR_FILE --out_dir D --scale 4 [--data_path SCENE]

@@ -1,3 +1,7 @@
+# Copyright 2021 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
+# Command line after hjxwhy/mipnerf_pl (MIT licence, Copyright (c) 2022 Jianxin Huang; see THIRD_PARTY_NOTICES.md).
 """Training script (google/mipnerf's train.py), with mipnerf_pl's command line as an alternative.
 
     python -m mipnerf.train --gin_file=configs/multiblender.gin --data_dir=D --train_dir=T

@@ -1,3 +1,6 @@
+# Copyright 2022 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """Evaluation script (multinerf's eval.py): `python -m mipnerf360.eval --gin_configs=... --gin_bindings=...`.
 
 Renders every test view with the newest checkpoint of Config.checkpoint_dir and writes, to

@@ -1,3 +1,6 @@
+# Copyright 2022 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """Render script (multinerf's render.py): `python -m mipnerf360.render --gin_configs=...
 --gin_bindings="Config.render_path=True" --gin_bindings=...`.
 

@@ -1,3 +1,6 @@
+# Copyright 2022 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """Training script (multinerf's train.py): `python -m mipnerf360.train --gin_configs=... --gin_bindings=...`.
 
 Several processes train one model under torchrun (DDP, the batch split across ranks); rank 0 logs,

@@ -1,3 +1,4 @@
+# Derived from AlexSheldrick/mipnerf_pl@depth-mipnerf (MIT licence, Copyright (c) 2022 Jianxin Huang; see THIRD_PARTY_NOTICES.md).
 """The fork's yaml sections as gin configurables: `train.batch_size = 8192`, `nerf.mlp.net_depth = 8`,
 `loss.lambda_near_loss = 0.1`, ... read exactly like configs/lego.yaml. `hparams()` flattens them
 into the fork's dotted dict ('loss.lambda_depth': ...) that models.loss.MSELoss takes."""

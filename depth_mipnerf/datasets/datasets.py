@@ -1,3 +1,4 @@
+# Derived from AlexSheldrick/mipnerf_pl@depth-mipnerf (MIT licence, Copyright (c) 2022 Jianxin Huang; see THIRD_PARTY_NOTICES.md).
 """Blender and ScanNet-style scenes with depth maps, as rays of the fork's 12-field Rays.
 
 Blender: transforms_{split}.json, RGBA PNGs, a depth map per image (`<img>_depth_0001.exr` as the

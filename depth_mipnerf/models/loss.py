@@ -1,3 +1,4 @@
+# Derived from AlexSheldrick/mipnerf_pl@depth-mipnerf (MIT licence, Copyright (c) 2022 Jianxin Huang; see THIRD_PARTY_NOTICES.md).
 """The fork's training loss (MSELoss: Charbonnier RGB + depth, normal, distortion, ray-weight and
 proposal terms) and its metric and normal-loss helpers.
 

@@ -1,3 +1,4 @@
+# Derived from AlexSheldrick/mipnerf_pl@depth-mipnerf (MIT licence, Copyright (c) 2022 Jianxin Huang; see THIRD_PARTY_NOTICES.md).
 """The fork's Mip-NeRF ray geometry: encodings, frustum Gaussians, sampling (with depth-guided
 supersampling), volume rendering without acc normalisation, and the batch-mean distortion loss."""
 

@@ -1,3 +1,4 @@
+# Derived from AlexSheldrick/mipnerf_pl@depth-mipnerf (MIT licence, Copyright (c) 2022 Jianxin Huang; see THIRD_PARTY_NOTICES.md).
 """The depth-supervised Mip-NeRF: a proposal MLP (density only) for all but the last level, the
 shared NeRF MLP with optional per-camera GLO embeddings for the last, and the fork's ray-weight
 losses (bounded CDF, URF-style, DS-NeRF's KL as our re-implementation, distortion, proposal)."""

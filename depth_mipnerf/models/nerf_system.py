@@ -1,3 +1,4 @@
+# Derived from AlexSheldrick/mipnerf_pl@depth-mipnerf (MIT licence, Copyright (c) 2022 Jianxin Huang; see THIRD_PARTY_NOTICES.md).
 """What the fork's MipNeRFSystem (Lightning) wires together, as plain functions shared by train.py,
 eval.py and render_video.py: model and dataset from the config, one training step, image rendering."""
 

@@ -1,3 +1,4 @@
+# Derived from AlexSheldrick/mipnerf_pl@depth-mipnerf (MIT licence, Copyright (c) 2022 Jianxin Huang; see THIRD_PARTY_NOTICES.md).
 """The fork's MipLRDecay: log-linear decay from lr_init to lr_final with a sine-eased warm-up."""
 
 import math

@@ -1,3 +1,4 @@
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """PSNR, SSIM and LPIPS (VGG) of eval.py's renders against the dataset images, per object then reduced.
 
     python -m inerf.eval.calc_metrics -D data/cars_test -O eval -F srn [--multicat] [-L viewlist]

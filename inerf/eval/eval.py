@@ -1,3 +1,4 @@
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """pixelNeRF's full evaluation: renders every target view of every object, PSNR and SSIM per object.
 
     python -m inerf.eval.eval -n srn_car -D data/cars -F srn -P '64' [-O eval] [--split test]

@@ -1,3 +1,4 @@
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """pixelNeRF's quick evaluation: one random target view per object, PSNR and SSIM.
 
     python -m inerf.eval.eval_approx -n srn_car -D data/cars [--split val] [-P '64'] [--batch_size 4]

@@ -1,3 +1,4 @@
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """pixelNeRF on real car photos: an orbit video of each <input>/*_normalize.png (from scripts/preproc.py).
 
     python -m inerf.eval.eval_real -n srn_car [-I inerf/input] [-O output] [--size 128] [--out_size 128]

@@ -1,3 +1,4 @@
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """Orbit video of one object rendered by pixelNeRF from its source view(s) (the release's gen_video).
 
     python -m inerf.eval.gen_video -n srn_car --split test -P '64 104' -D data/cars -S 1

@@ -1,3 +1,5 @@
+# Derived from yenchenlin/iNeRF-public (no licence file in that repository: all rights reserved by default; see THIRD_PARTY_NOTICES.md).
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """iNeRF as released: pose of a target image by gradient descent through pixelNeRF (iNeRF-public).
 
     python -m inerf.eval.pose_estimation -n srn_car -I inerf/input/1.png -T inerf/input/2.png [--lrate 1e-3]

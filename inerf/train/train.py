@@ -1,3 +1,4 @@
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """pixelNeRF training on many objects (SRN, NMR ShapeNet, DTU, multi-object scenes).
 
     python -m inerf.train.train -n srn_car -c conf/exp/srn.conf -D data/cars [-B 4] [-V '1']

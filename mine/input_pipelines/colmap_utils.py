@@ -1,3 +1,4 @@
+# Derived from vincentfung13/MINE (MIT licence, Copyright (c) 2021 Vincent Fung; see THIRD_PARTY_NOTICES.md).
 """COLMAP model I/O for MINE's pipelines: the readers of common.colmap and COLMAP's quaternion formula."""
 
 import numpy as np

@@ -1,3 +1,4 @@
+# Derived from vincentfung13/MINE (MIT licence, Copyright (c) 2021 Vincent Fung; see THIRD_PARTY_NOTICES.md).
 """MINE's losses and metrics: PSNR and the two edge-aware disparity smoothness terms."""
 
 import torch

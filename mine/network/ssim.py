@@ -1,3 +1,4 @@
+# Derived from vincentfung13/MINE (MIT licence, Copyright (c) 2021 Vincent Fung; see THIRD_PARTY_NOTICES.md).
 """MINE's SSIM: 11-tap Gaussian window (sigma 1.5), zero padding ("same" size), C1 = 1e-4, C2 = 9e-4."""
 
 import math

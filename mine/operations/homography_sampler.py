@@ -1,3 +1,4 @@
+# Derived from vincentfung13/MINE (MIT licence, Copyright (c) 2021 Vincent Fung; see THIRD_PARTY_NOTICES.md).
 """Plane-induced homography warping of source-view planes into a target view."""
 
 import torch

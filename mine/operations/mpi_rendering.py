@@ -1,3 +1,4 @@
+# Derived from vincentfung13/MINE (MIT licence, Copyright (c) 2021 Vincent Fung; see THIRD_PARTY_NOTICES.md).
 """MPI geometry and compositing: plane points, NeRF-style volume rendering across planes, target views."""
 
 import torch

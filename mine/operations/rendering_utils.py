@@ -1,3 +1,4 @@
+# Derived from vincentfung13/MINE (MIT licence, Copyright (c) 2021 Vincent Fung; see THIRD_PARTY_NOTICES.md).
 """Point transforms, nearest-pixel gathering and disparity sampling for MPI planes."""
 
 import torch

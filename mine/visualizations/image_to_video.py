@@ -1,3 +1,4 @@
+# Derived from vincentfung13/MINE (MIT licence, Copyright (c) 2021 Vincent Fung; see THIRD_PARTY_NOTICES.md).
 """Zoom-in and swing videos (RGB and disparity mp4) rendered from the MPI that MINE predicts for one image.
 
     python -m mine.visualizations.image_to_video --checkpoint_path RUN/checkpoint_latest.pth \

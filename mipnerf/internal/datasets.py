@@ -1,3 +1,6 @@
+# Copyright 2021 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """Blender, multi-scale Blender (Multicam) and LLFF datasets that serve ray batches from a prefetch thread."""
 
 import dataclasses

@@ -1,3 +1,6 @@
+# Copyright 2021 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """Numerical helpers of mip-NeRF: guarded sin/cos, PSNR/SSIM metrics, sRGB curves, lr schedule, PDF sampling."""
 
 import math

@@ -1,3 +1,6 @@
+# Copyright 2021 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """Mip-NeRF's ray geometry: positional encodings, frustum Gaussians, ray sampling, volume rendering."""
 
 import torch

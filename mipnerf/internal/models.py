@@ -1,3 +1,6 @@
+# Copyright 2021 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """The mip-NeRF model (one MLP shared by the coarse and fine levels) and chunked image rendering.
 
 Parameter names follow google/mipnerf's flax tree: MipNerfModel has a single child `MLP_0`, whose

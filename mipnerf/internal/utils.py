@@ -1,3 +1,6 @@
+# Copyright 2021 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """The gin-configurable `Config`, the flags that load it, the `Rays` container and file/image I/O."""
 
 import dataclasses

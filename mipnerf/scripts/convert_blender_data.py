@@ -1,3 +1,6 @@
+# Copyright 2021 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified by the nerf-ports authors.
 """Converts Blender scenes to mip-NeRF's multi-scale dataset (the `multicam` loader's layout).
 
     python -m mipnerf.scripts.convert_blender_data --blender_dir IN --out_dir OUT \

@@ -1,3 +1,6 @@
+# Copyright 2022 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """Camera poses, render paths and ray generation (multinerf's internal/camera_utils.py).
 
 Pose and path utilities work on numpy float64 arrays, as multinerf's data loaders do. Ray generation

@@ -1,3 +1,6 @@
+# Copyright 2022 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """Dataset loaders (Blender, LLFF / mip-NeRF 360) that stream ray batches from a prefetch thread."""
 
 import abc

@@ -1,3 +1,6 @@
+# Copyright 2022 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """Geodesic polyhedra whose vertices form the projection basis of the IPE (numpy, built once)."""
 
 import itertools

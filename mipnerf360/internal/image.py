@@ -1,3 +1,6 @@
+# Copyright 2022 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """Image tools: sRGB curves, PSNR/MSE and SSIM/DSSIM conversions, downsampling, colour correction, metrics."""
 
 import math

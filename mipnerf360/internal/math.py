@@ -1,3 +1,6 @@
+# Copyright 2022 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """Numerical helpers: full-precision matmul, guarded sin/cos/exp, lr schedule, interpolation."""
 
 import torch

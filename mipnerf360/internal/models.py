@@ -1,3 +1,6 @@
+# Copyright 2022 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """The mip-NeRF 360 model (proposal and NeRF MLPs, the sampling loop) and full-image rendering.
 
 Parameter names follow multinerf's flax tree: the Model's children are `NerfMLP_0`, `PropMLP_0`

@@ -1,3 +1,6 @@
+# Copyright 2022 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """Ref-NeRF tools: reflected directions, (integrated) directional encodings, normal error."""
 
 import math as pymath

@@ -1,3 +1,6 @@
+# Copyright 2022 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """Gaussians of ray segments, ray casting and volume rendering (multinerf's internal/render.py)."""
 
 import torch

@@ -1,3 +1,6 @@
+# Copyright 2022 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """Piecewise-constant 1D functions ("step functions") along the last axis of a tensor.
 
 Naming, shared by every function here: `t` [..., n+1] are the sorted bin endpoints; `y` [..., n]

@@ -1,3 +1,6 @@
+# Copyright 2022 Google LLC
+# Licensed under the Apache License, Version 2.0 (see LICENSE).
+# Modified: ported from JAX to PyTorch by the nerf-ports authors.
 """Losses, per-MLP gradient clipping, the optimizer, and the training and rendering steps.
 
 Statistics name parameters by their multinerf flax paths ('NerfMLP_0/Dense_3/kernel', see

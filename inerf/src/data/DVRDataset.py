@@ -1,3 +1,4 @@
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """DVR layout: NMR ShapeNet 64x64 and DTU (rs_dtu_4): <cat>/<obj>/{image/*, mask/*, cameras.npz}, <cat>/<prefix><stage>.lst."""
 
 import glob

@@ -1,3 +1,4 @@
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """Multi-object ShapeNet scenes: <scene>/transforms.json + <frame>_obj.png (RGBA) [+ <frame>_env.png]."""
 
 import glob

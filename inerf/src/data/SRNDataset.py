@@ -1,3 +1,4 @@
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """SRN ShapeNet (cars, chairs): <path>_<stage>/<obj>/{rgb/*.png, pose/*.txt, intrinsics.txt}."""
 
 import glob

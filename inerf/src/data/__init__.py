@@ -1,3 +1,4 @@
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """pixelNeRF datasets: SRN, DVR (NMR ShapeNet, DTU) and multi-object scenes."""
 
 from .data_util import ColorJitterDataset

@@ -1,3 +1,4 @@
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """Colour jitter for training images in [-1, 1] (one random jitter per object, as for DTU)."""
 
 import numpy as np

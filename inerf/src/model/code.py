@@ -1,3 +1,4 @@
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """NeRF positional encoding as pixelNeRF computes it: sin(x * f + phase), phase 0 or pi/2."""
 
 import numpy as np

@@ -1,3 +1,4 @@
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """pixelNeRF's experimental small convolutional encoder (works for some sizes only, e.g. 128x128, 80x96)."""
 
 import torch

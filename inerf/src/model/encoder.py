@@ -1,3 +1,4 @@
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """Image encoders: pixel-aligned ResNet feature maps (SpatialEncoder) and a global ResNet feature."""
 
 import torch

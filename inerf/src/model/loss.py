@@ -1,3 +1,4 @@
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """pixelNeRF's losses: Neural Volumes alpha prior, RGB L1/L2, and Kendall's uncertainty loss."""
 
 import torch

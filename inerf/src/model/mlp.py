@@ -1,3 +1,4 @@
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """IGR's plain MLP (ImplicitNet) with skip inputs and geometric init; pixelNeRF's `type = mlp`."""
 
 import numpy as np

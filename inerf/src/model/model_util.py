@@ -1,3 +1,4 @@
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """Builds the MLP and encoder named by a HOCON config block."""
 
 from inerf.src.model.encoder import ImageEncoder, SpatialEncoder

@@ -1,3 +1,4 @@
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """PixelNeRFNet: a NeRF MLP conditioned on pixel-aligned features of the source views."""
 
 import os

@@ -1,3 +1,4 @@
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """Mesh extraction: marching cubes on a NeRF's density grid (skimage in place of PyMCubes) and OBJ export."""
 
 import warnings

@@ -1,3 +1,4 @@
+# Derived from sxyu/pixel-nerf (BSD-2-Clause licence, Copyright (c) 2021, Alex Yu; see THIRD_PARTY_NOTICES.md).
 """pixelNeRF's Trainer: Adam (+ exponential decay), periodic eval/vis/save, resume from checkpoints/<name>/.
 
 State files as in the release: pixel_nerf_latest (the net, via net.save_weights) or net, _optim,

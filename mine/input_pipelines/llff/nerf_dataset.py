@@ -1,3 +1,4 @@
+# Derived from vincentfung13/MINE (MIT licence, Copyright (c) 2021 Vincent Fung; see THIRD_PARTY_NOTICES.md).
 """LLFF scenes for MINE (the loader the original released): source/target pairs with COLMAP sparse points.
 
 Layout read under `root` (every sub-folder is a scene):

@@ -1,3 +1,7 @@
+# Copyright Niantic 2019. Patent Pending. All rights reserved.
+# This software is licensed under the terms of the Monodepth2 licence
+# which allows for non-commercial use only, the full terms of which are made
+# available in THIRD_PARTY_NOTICES.md. Modified (via vincentfung13/MINE) by the nerf-ports authors.
 """MINE's decoder: monodepth2's depth decoder run once per plane, conditioned on the encoded disparity.
 
 Module names follow the original so released checkpoints load unchanged: the ModuleDict keys are the

@@ -1,3 +1,7 @@
+# Copyright Niantic 2019. Patent Pending. All rights reserved.
+# This software is licensed under the terms of the Monodepth2 licence
+# which allows for non-commercial use only, the full terms of which are made
+# available in THIRD_PARTY_NOTICES.md. Modified (via vincentfung13/MINE) by the nerf-ports authors.
 """monodepth2 building blocks used by MINE's decoder (MINE adds BatchNorm to ConvBlock)."""
 
 import torch.nn as nn

@@ -1,3 +1,7 @@
+# Copyright Niantic 2019. Patent Pending. All rights reserved.
+# This software is licensed under the terms of the Monodepth2 licence
+# which allows for non-commercial use only, the full terms of which are made
+# available in THIRD_PARTY_NOTICES.md. Modified (via vincentfung13/MINE) by the nerf-ports authors.
 """monodepth2's ResNet encoder on common.resnet (torchvision's ResNet and parameter names in plain torch).
 
 ImageNet weights come from a local file in torchvision's state-dict format (nothing downloads):

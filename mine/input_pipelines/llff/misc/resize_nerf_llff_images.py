@@ -1,3 +1,4 @@
+# Derived from vincentfung13/MINE (MIT licence, Copyright (c) 2021 Vincent Fung; see THIRD_PARTY_NOTICES.md).
 """Writes `images_<ratio>/` next to `images/` in every LLFF scene (what NeRFDataset reads for a ratio > 1).
 
     python -m mine.input_pipelines.llff.misc.resize_nerf_llff_images --dataset_path nerf_llff_data [--downsample_ratio 7.875]

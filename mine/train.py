@@ -36,6 +36,15 @@ _PIPELINES = {
 SEED = 0
 
 
+def seed_rank(rank):
+    """Seeds torch, random and numpy with SEED + rank, so that each DDP rank draws its own plane
+    disparities and batches (the original seeds nothing; DDP broadcasts rank 0's initial weights)."""
+    seed = common_dist.rank_seed(SEED, rank)
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
 def _read_yaml(path):
     """A yaml file as a dict; a missing file is an error naming it."""
     if not os.path.isfile(path):
@@ -166,9 +175,7 @@ def train(config, workspace, version, info):
     latest = os.path.join(run_dir, "checkpoint_latest.pth")
     if os.path.isfile(latest):
         config["training.pretrained_checkpoint_path"] = latest
-    torch.manual_seed(SEED)
-    random.seed(common_dist.rank_seed(SEED, info.rank))
-    np.random.seed(common_dist.rank_seed(SEED, info.rank))
+    seed_rank(info.rank)
 
     logger = logging.getLogger("mine")
     if info.is_main:

@@ -138,3 +138,18 @@ def test_llff_loader_with_resized_folder_and_clear_errors(forward_root, tmp_path
     shutil.rmtree(root / "forward" / "sparse")
     with pytest.raises(FileNotFoundError, match="sparse/0"):
         NeRFDataset({}, None, str(root), False, (128, 128), visible_points_count=16, img_pre_downsample_ratio=2)
+
+
+def test_each_rank_draws_its_own_plane_disparities():
+    """train.seed_rank seeds SEED + rank: two ranks sample different training disparities (the same
+    draws would make every GPU train on the same planes), one rank the same ones on a rerun."""
+    from mine.synthesis_task import _get_disparity_list
+    config = {"mpi.disparity_start": 1.0, "mpi.disparity_end": 0.001, "mpi.num_bins_coarse": 32}
+
+    def draws(rank):
+        train.seed_rank(rank)
+        return _get_disparity_list(config, 2), random.random(), np.random.rand()
+
+    rank0, rank1, rank1_again = draws(0), draws(1), draws(1)
+    assert not torch.equal(rank0[0], rank1[0]) and rank0[1:] != rank1[1:]
+    assert torch.equal(rank1[0], rank1_again[0]) and rank1[1:] == rank1_again[1:]

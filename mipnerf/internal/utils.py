@@ -78,7 +78,7 @@ class Config:
     use_tf32: bool = True  # Allow TF32 matmuls on CUDA GPUs (JAX's default GPU precision).
     use_bf16_autocast: bool = False  # Run the MLP under bf16 autocast; compositing stays fp32.
     use_compile: bool = False  # torch.compile the model (measured slower on CPU).
-    nan_check: bool = False  # Stop training with an error when the loss becomes non-finite.
+    nan_check: bool = True  # Stop training with an error when the loss becomes non-finite (ours).
     prefetch_batches: int = 3  # Batches a Dataset thread prepares ahead (the original's queue holds 3).
     # Micro-batches per step: each one's gradients accumulate, then one clip and Adam step (the
     # update of the whole batch, with the activation memory of batch_size / grad_accum_steps rays).

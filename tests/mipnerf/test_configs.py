@@ -33,7 +33,7 @@ ORIGINAL_DEFAULTS = {
 }
 PORT_DEFAULTS = {
     'checkpoint_keep': 100, 'use_tf32': True, 'use_bf16_autocast': False, 'use_compile': False,
-    'nan_check': False, 'prefetch_batches': 3, 'grad_accum_steps': 1, 'data_on_device': None,
+    'nan_check': True, 'prefetch_batches': 3, 'grad_accum_steps': 1, 'data_on_device': None,
 }
 ORIGINAL_FILES = [
     'blender.gin', 'blender_noextras.gin', 'blender_noipe.gin', 'llff.gin', 'multiblender.gin',

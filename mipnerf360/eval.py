@@ -4,10 +4,12 @@
 """Evaluation script (multinerf's eval.py): `python -m mipnerf360.eval --gin_configs=... --gin_bindings=...`.
 
 Renders every test view with the newest checkpoint of Config.checkpoint_dir and writes, to
-checkpoint_dir/test_preds_step_<step>/, the rendered images, multinerf's per-image metric files
-(metric_<name>_<step>.txt) and metrics.json: per-image and mean PSNR, SSIM, LPIPS (VGG, the
-variant of the mip-NeRF 360 table, and AlexNet), colour-corrected PSNR and SSIM, and the protocol
-they were measured with. With Config.eval_only_once=False it evaluates each new checkpoint as
+checkpoint_dir/test_preds/ as multinerf does, the rendered images, multinerf's per-image metric
+files (metric_<name>_<step>.txt, metric_cc_<name>_<step>.txt, render_times_<step>.txt; LPIPS-VGG, the
+variant of the mip-NeRF 360 table, as metric_lpips_<step>.txt, which multinerf's table notebook
+reads) and, ours beside them, metric_lpips_alex_<step>.txt and metrics_<step>.json: per-image and mean
+PSNR, SSIM, LPIPS (VGG and AlexNet), colour-corrected PSNR and SSIM, and the protocol they were
+measured with. With Config.eval_only_once=False it evaluates each new checkpoint as
 training writes it, until the last step.
 """
 
@@ -148,15 +150,25 @@ def log_showcase(log, rendering, batch, idx, step, config):
     log.image(f'true_residual_{idx}', residual, step)
 
 
+# Metric names whose text file multinerf's table notebook knows by another name.
+METRIC_FILE_NAMES = {'lpips_vgg': 'lpips'}
+
+
+def metrics_path(out_dir, step):
+    """Where evaluate_checkpoint writes the JSON of `step` in out_dir (checkpoint_dir/test_preds)."""
+    return os.path.join(out_dir, f'metrics_{step}.json')
+
+
 def write_metric_files(out_dir, step, per_image, render_times):
     """multinerf's text files: render_times_<step>.txt and metric_<name>_<step>.txt (one value per
-    image, space separated); cc_ metrics go to metric_cc_<name>_<step>.txt as in multinerf."""
+    image, space separated); cc_ metrics go to metric_cc_<name>_<step>.txt as in multinerf, and
+    LPIPS-VGG to metric_lpips_<step>.txt, the name multinerf's table notebook reads."""
     with utils.open_file(os.path.join(out_dir, f'render_times_{step}.txt'), 'w') as f:
         f.write(' '.join(str(t) for t in render_times))
     for name in per_image[0]:
         if name == 'index' or per_image[0][name] is None:
             continue
-        file_name = f'metric_cc_{name[3:]}' if name.startswith('cc_') else f'metric_{name}'
+        file_name = f'metric_cc_{name[3:]}' if name.startswith('cc_') else f'metric_{METRIC_FILE_NAMES.get(name, name)}'
         with utils.open_file(os.path.join(out_dir, f'{file_name}_{step}.txt'), 'w') as f:
             f.write(' '.join(str(m[name]) for m in per_image))
 
@@ -170,7 +182,7 @@ def evaluate_checkpoint(config, dataset, render_eval_fn, step, checkpoint_path, 
       'render_times', 'metrics_path'}. Names: psnr, ssim, lpips_vgg, lpips_alex (None without
       LPIPS weights), cc_psnr, cc_ssim, and the disparity / normal metrics when enabled.
     """
-    out_dir = os.path.join(config.checkpoint_dir, f'test_preds_step_{step}')
+    out_dir = os.path.join(config.checkpoint_dir, 'test_preds')
     utils.makedirs(out_dir)
     num_eval = min(dataset.size, config.eval_dataset_limit)
     perm = torch.randperm(
@@ -224,7 +236,7 @@ def evaluate_checkpoint(config, dataset, render_eval_fn, step, checkpoint_path, 
     log.scalars({k: v for k, v in mean.items() if v is not None}, step, prefix='eval_metrics/')
     log.flush()
 
-    metrics_path = os.path.join(out_dir, 'metrics.json')
+    json_path = metrics_path(out_dir, step)
     result = {
         'step': step,
         'mean': mean,
@@ -232,7 +244,7 @@ def evaluate_checkpoint(config, dataset, render_eval_fn, step, checkpoint_path, 
         'protocol': protocol(config, step, checkpoint_path, num_eval, lpips_fns, lpips_note),
         'render_times': render_times,
     }
-    with utils.open_file(metrics_path, 'w') as f:
+    with utils.open_file(json_path, 'w') as f:
         json.dump(result, f, indent=2)
     if config.eval_save_output:
         write_metric_files(out_dir, step, per_image, render_times)
@@ -243,8 +255,8 @@ def evaluate_checkpoint(config, dataset, render_eval_fn, step, checkpoint_path, 
           f'cc-PSNR {mean["cc_psnr"]:.2f}  cc-SSIM {mean["cc_ssim"]:.4f}')
     if lpips_note:
         print(lpips_note)
-    print(f'metrics in {metrics_path}')
-    return {**result, 'metrics_path': metrics_path}
+    print(f'metrics in {json_path}')
+    return {**result, 'metrics_path': json_path}
 
 
 def missing_checkpoint_message(config):

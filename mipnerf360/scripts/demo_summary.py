@@ -1,6 +1,6 @@
 """Prints what `make demo` produced: `python -m mipnerf360.scripts.demo_summary RUN_DIR`.
 
-The held-out PSNR / SSIM / LPIPS of the newest eval (RUN_DIR/test_preds_step_<step>/metrics.json),
+The held-out PSNR / SSIM / LPIPS of the newest eval (RUN_DIR/test_preds/metrics_<step>.json),
 and the paths of the checkpoints, the rendered test images and the videos (RUN_DIR/render/).
 """
 
@@ -13,17 +13,16 @@ import sys
 
 from common import checkpoints
 
-_TEST_PREDS = re.compile(r'^test_preds_step_(\d+)$')
+_METRICS = re.compile(r'^metrics_(\d+)\.json$')
 _VIDEO = re.compile(r'_path_renders_step_(\d+)_[a-z_]+\.mp4$')
 
 
-def newest_eval_dir(run_dir):
-    """run_dir/test_preds_step_<step> with the highest step holding a metrics.json, or None."""
-    steps = [
-        int(m.group(1)) for m in map(_TEST_PREDS.match, os.listdir(run_dir)) if m
-        and os.path.isfile(os.path.join(run_dir, m.group(0), 'metrics.json'))
-    ] if os.path.isdir(run_dir) else []
-    return os.path.join(run_dir, f'test_preds_step_{max(steps)}') if steps else None
+def newest_metrics(run_dir):
+    """run_dir/test_preds/metrics_<step>.json of the highest step, or None."""
+    eval_dir = os.path.join(run_dir, 'test_preds')
+    steps = [int(m.group(1)) for m in map(_METRICS.match, os.listdir(eval_dir)) if m] \
+        if os.path.isdir(eval_dir) else []
+    return os.path.join(eval_dir, f'metrics_{max(steps)}.json') if steps else None
 
 
 def newest_videos(run_dir):
@@ -50,12 +49,12 @@ def main(argv=None):
     parser.add_argument('run_dir', help='Config.checkpoint_dir of the run')
     run_dir = parser.parse_args(argv).run_dir
 
-    eval_dir = newest_eval_dir(run_dir)
-    if eval_dir is None:
-        print(f'No test_preds_step_*/metrics.json in {run_dir}: evaluate the run first '
+    metrics_file = newest_metrics(run_dir)
+    if metrics_file is None:
+        print(f'No test_preds/metrics_*.json in {run_dir}: evaluate the run first '
               '(make eval-mipnerf360, or python -m mipnerf360.eval).')
         return 1
-    with open(os.path.join(eval_dir, 'metrics.json')) as f:
+    with open(metrics_file) as f:
         result = json.load(f)
     protocol = result['protocol']
     print(f'mip-NeRF 360 run {run_dir}')
@@ -63,8 +62,8 @@ def main(argv=None):
           f'{format_mean(result["mean"])}')
     if protocol['lpips']['note']:
         print(f'  {protocol["lpips"]["note"]}')
-    print(f'Metrics (per image, with the protocol): {os.path.join(eval_dir, "metrics.json")}')
-    print(f'Rendered test images: {eval_dir}')
+    print(f'Metrics (per image, with the protocol): {metrics_file}')
+    print(f'Rendered test images: {os.path.dirname(metrics_file)}')
     print('Checkpoints:')
     for path in checkpoints.list_checkpoints(run_dir):
         print(f'  {path}')

@@ -1,5 +1,6 @@
 """mipnerf360.eval, mipnerf360.render and scripts.demo_summary on a tiny model trained 3 steps."""
 
+import glob
 import json
 import os
 import shutil
@@ -104,8 +105,8 @@ def evaluated(run, tmp_path_factory):
 
 def test_eval_writes_metrics_json(run, evaluated):
     result, gt_images = evaluated
-    out_dir = os.path.join(run['checkpoint_dir'], f'test_preds_step_{NUM_STEPS}')
-    with open(os.path.join(out_dir, 'metrics.json')) as f:
+    out_dir = os.path.join(run['checkpoint_dir'], 'test_preds')  # multinerf's folder
+    with open(os.path.join(out_dir, f'metrics_{NUM_STEPS}.json')) as f:
         saved = json.load(f)
     assert saved['step'] == NUM_STEPS
     names = ['psnr', 'ssim', 'lpips_vgg', 'lpips_alex', 'cc_psnr', 'cc_ssim']
@@ -123,7 +124,7 @@ def test_eval_writes_metrics_json(run, evaluated):
     assert protocol['lpips']['backbones'] == ['vgg', 'alex'] and protocol['lpips']['note'] is None
     assert 'sigma 1.5' in protocol['ssim']
     assert os.path.basename(protocol['checkpoint']) == f'checkpoint_{NUM_STEPS:08d}.pt'
-    assert result['metrics_path'] == os.path.join(out_dir, 'metrics.json')
+    assert result['metrics_path'] == os.path.join(out_dir, f'metrics_{NUM_STEPS}.json')
 
     # The metrics are those of the saved color images (8-bit: a saved PNG is within one level of
     # the rounded image the metrics were computed on).
@@ -147,6 +148,12 @@ def test_eval_writes_metrics_json(run, evaluated):
     with open(os.path.join(out_dir, f'metric_cc_ssim_{NUM_STEPS}.txt')) as f:
         np.testing.assert_allclose([float(v) for v in f.read().split()],
                                    [m['cc_ssim'] for m in saved['per_image']])
+    # LPIPS-VGG under the name multinerf's table notebook reads; AlexNet ours, beside it.
+    for name, file_name in [('lpips_vgg', 'lpips'), ('lpips_alex', 'lpips_alex')]:
+        with open(os.path.join(out_dir, f'metric_{file_name}_{NUM_STEPS}.txt')) as f:
+            np.testing.assert_allclose([float(v) for v in f.read().split()],
+                                       [m[name] for m in saved['per_image']])
+    assert not glob.glob(os.path.join(out_dir, 'metric_lpips_vgg_*'))
     assert os.listdir(os.path.join(run['checkpoint_dir'], 'eval'))  # TensorBoard events
 
 
@@ -185,7 +192,7 @@ def test_eval_command_line(run, evaluated, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     psnr = evaluated[0]['per_image'][0]['psnr']
     assert f'step {NUM_STEPS}, 1 test images: PSNR {psnr:.2f}' in out.stdout
-    with open(copy_dir / f'test_preds_step_{NUM_STEPS}' / 'metrics.json') as f:
+    with open(copy_dir / 'test_preds' / f'metrics_{NUM_STEPS}.json') as f:
         assert json.load(f)['mean']['lpips_vgg'] is None
 
 
@@ -241,7 +248,7 @@ def test_demo_summary_prints_metrics_and_paths(run, evaluated, rendered, capsys)
     assert f'LPIPS (VGG) {mean["lpips_vgg"]:.3f}' in out
     assert f'checkpoint_{NUM_STEPS:08d}.pt' in out
     assert rendered['color'] in out
-    assert os.path.join(run['checkpoint_dir'], f'test_preds_step_{NUM_STEPS}') in out
+    assert os.path.join(run['checkpoint_dir'], 'test_preds', f'metrics_{NUM_STEPS}.json') in out
 
 
 def test_demo_summary_without_metrics_fails(tmp_path, capsys):

@@ -13,6 +13,7 @@ import functools
 import sys
 import time
 
+import gin
 import numpy as np
 import torch
 from absl import app
@@ -250,4 +251,6 @@ def main(unused_argv, info):
 
 if __name__ == '__main__':
     # Before absl parses the flags: this strips torch.distributed.launch's --local_rank.
-    app.run(functools.partial(main, info=dist.init_distributed()))
+    info = dist.init_distributed()
+    with gin.config_scope('train'):  # as multinerf: `train/...` bindings apply to training only
+        app.run(functools.partial(main, info=info))

@@ -308,11 +308,10 @@ class Model(nn.Module):
 
 
 def _flax_embed_init_(weight):
-    """flax's default nn.Embed init in place: truncated normal of variance 1/features."""
-    # 0.8796...: the std of a unit normal truncated to [-2, 2]; dividing by it keeps the variance.
-    std = (1.0 / weight.shape[-1]) ** 0.5 / 0.87962566103423978
+    """flax's default nn.Embed init in place: variance_scaling(1, 'fan_in', 'normal', out_axis=0), an
+    untruncated normal of std 1/sqrt(features) for a [num_embeddings, features] table."""
     with torch.no_grad():
-        nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
+        nn.init.normal_(weight, std=weight.shape[-1] ** -0.5)
 
 
 def load_flax_params(model, flax_params):

@@ -337,3 +337,13 @@ def test_density_noise_is_per_sample_except_under_density_normals(normals):
     assert noise.abs().max() > 1e-2
     # multinerf's vmap shares one draw among all samples when it computes normals.
     assert torch.allclose(noise, noise[0, 0], atol=1e-4) == normals
+
+
+def test_glo_embeddings_start_as_flax_default_embed_init():
+    """flax's default_embed_init: an untruncated normal of std 1/sqrt(features), so about 4.55% of
+    the entries lie beyond 2 std (a truncated normal would have none)."""
+    model, _ = build(TINY + ['Model.num_glo_features = 64', 'Model.num_glo_embeddings = 2000'])
+    weight = model.Embed_0.weight.detach()
+    std = 64 ** -0.5
+    assert weight.std().item() == pytest.approx(std, rel=0.02)
+    assert (weight.abs() > 2 * std).float().mean().item() == pytest.approx(0.0455, abs=0.004)

@@ -120,6 +120,19 @@ def test_bad_settings_are_named_and_nothing_is_written(scene, tmp_path, capsys, 
     assert not run.exists()
 
 
+def test_train_scoped_bindings_apply_to_training(tmp_path):
+    """multinerf's train.py runs in gin.config_scope('train'): a `train/` binding reaches the trainer
+    (here a bad value, which stops before anything is read or written)."""
+    run = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "mipnerf360.train", f"--gin_configs={REPO / 'mipnerf360/configs/demo.gin'}",
+         f"--gin_bindings=Config.checkpoint_dir = '{run}'", "--gin_bindings=train/Config.grad_accum_steps = 0"],
+        capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Config.grad_accum_steps must be a positive integer" in result.stderr
+    assert not run.exists()
+
+
 def test_early_exit_steps_stops_the_run_there(scene, tmp_path):
     run = tmp_path / "run"
     state = train.train(make_config(scene, run, 40, ["Config.early_exit_steps = 3"]), single_process())

@@ -5,13 +5,15 @@
         [--n_frames 120] [--chunk 8192]
     python -m mipnerf.render_video --out_dir D --gen_video_only --render_images_dir I
 
-Blender-like scenes (blender and multicam loaders) follow NeRF's spherical orbit: n_frames
-cameras at radius 4, 30 degrees above the equator, looking at the origin; the image size and focal
+Blender-like scenes (blender and multicam loaders) follow mipnerf_pl's spherical orbit
+(create_spheric_poses(4)): n_frames cameras at radius 4, 36 degrees (pi/5) above the equator, looking
+at the origin, azimuths [0, 360) in the direction of NeRF's pose_spherical; the image size and focal
 are those of --data_path's full-resolution test images, else --base_size and --camera_angle_x
 (the Blender defaults, 800x800). With --scale N each frame is also rendered at 1/2, ..., 1/2^(N-1)
 of that size. LLFF scenes (which need --data_path) follow the original's spiral (or, spherified,
 its circle). Frames go to D/<1,2,4,...>/color_<i>.png, distance_<i>.tiff and acc_<i>.tiff, and
-each folder gets video_color.mp4 and video_depth.mp4 (the distance in the turbo colormap).
+each folder gets video_color.mp4 and video_depth.mp4 (the distance in the turbo colormap), played
+forward then backward at 40 fps as mipnerf_pl's generate_video does.
 --gen_video_only makes the videos from the frames already in --render_images_dir.
 """
 
@@ -41,15 +43,15 @@ train.define_flag('string', 'out_dir', None, 'Where frames and videos go.')
 train.define_flag('string', 'data_path', None, 'The scene folder: image size and focal, LLFF path.')
 train.define_flag('integer', 'scale', 1, 'Render at 1, 1/2, ..., 1/2^(scale-1) resolution.')
 train.define_flag('integer', 'n_frames', 120, 'Frames of the spherical orbit.')
-train.define_flag('integer', 'fps', 30, 'Frames per second of the videos.')
+train.define_flag('integer', 'fps', 40, 'Frames per second of the videos.')
 train.define_flag('list', 'base_size', ['800', '800'], 'Width,height without --data_path.')
 train.define_flag('float', 'camera_angle_x', 0.6911112070083618, 'Field of view without --data_path.')
 train.define_flag('bool', 'gen_video_only', False, 'Only make videos of rendered frames.')
 train.define_flag('string', 'render_images_dir', None, 'Frames folder for --gen_video_only.')
 
-# NeRF's Blender orbit: the camera distance and elevation.
+# mipnerf_pl's Blender orbit: the camera distance and elevation (its phi = -pi/5, a view 36 degrees down).
 ORBIT_RADIUS = 4.
-ORBIT_ELEVATION_DEG = 30.
+ORBIT_ELEVATION_DEG = 36.
 # libx264's yuv420p chroma planes are half size: imageio pads frames to even sides.
 MACRO_BLOCK_SIZE = 2
 
@@ -57,19 +59,20 @@ MACRO_BLOCK_SIZE = 2
 def pose_spherical(theta_deg, elevation_deg, radius):
     """Camera-to-world [3, 4] (OpenGL axes, z up world) on a sphere, looking at the origin.
 
-    theta_deg: azimuth; elevation_deg: angle above the xy plane; radius: distance to the origin.
+    theta_deg: azimuth (0 on +y, growing towards +x as NeRF's pose_spherical turns); elevation_deg:
+    angle above the xy plane; radius: distance to the origin.
     """
     theta, phi = math.radians(theta_deg), math.radians(elevation_deg)
     position = radius * torch.tensor(
-        [math.cos(phi) * math.sin(theta), -math.cos(phi) * math.cos(theta), math.sin(phi)],
+        [math.cos(phi) * math.sin(theta), math.cos(phi) * math.cos(theta), math.sin(phi)],
         dtype=torch.float64)
     # viewmatrix takes the backward direction: from the origin to the camera.
     return cameras.viewmatrix(position, torch.tensor([0., 0., 1.], dtype=torch.float64), position)
 
 
 def spherical_path(n_frames):
-    """Camera-to-worlds [n_frames, 3, 4] of NeRF's orbit: one turn of azimuths in [-180, 180)."""
-    thetas = np.linspace(-180., 180., n_frames + 1)[:-1]
+    """Camera-to-worlds [n_frames, 3, 4] of mipnerf_pl's orbit: one turn of azimuths in [0, 360)."""
+    thetas = np.linspace(0., 360., n_frames + 1)[:-1]
     return torch.stack([pose_spherical(t, ORBIT_ELEVATION_DEG, ORBIT_RADIUS) for t in thetas])
 
 
@@ -137,7 +140,12 @@ def write_video(path, frames, fps):
             writer.append_data(frame)
 
 
-def generate_video(image_dir, fps=30):
+def ping_pong(frames):
+    """The frames, then the same in reverse (mipnerf_pl's videos go there and back)."""
+    return list(frames) + list(frames)[::-1]
+
+
+def generate_video(image_dir, fps=40):
     """Makes video_color.mp4 and video_depth.mp4 in every folder of image_dir (or image_dir itself)
     holding color_*.png and distance_*.tiff frames. Returns the video paths."""
     folders = [image_dir] + sorted(glob.glob(os.path.join(image_dir, '*', '')))
@@ -147,12 +155,12 @@ def generate_video(image_dir, fps=30):
         if not colors:
             continue
         path = os.path.join(folder, 'video_color.mp4')
-        write_video(path, [imageio.imread(f)[..., :3] for f in colors], fps)
+        write_video(path, ping_pong([imageio.imread(f)[..., :3] for f in colors]), fps)
         videos.append(path)
         distance_files = sorted(glob.glob(os.path.join(folder, 'distance_*.tiff')))
         if distance_files:
             path = os.path.join(folder, 'video_depth.mp4')
-            write_video(path, depth_frames([imageio.imread(f) for f in distance_files]), fps)
+            write_video(path, ping_pong(depth_frames([imageio.imread(f) for f in distance_files])), fps)
             videos.append(path)
     if not videos:
         raise FileNotFoundError(f'No color_*.png frames in {image_dir} or its folders')
@@ -161,7 +169,7 @@ def generate_video(image_dir, fps=30):
     return videos
 
 
-def render_video(ckpt, out_dir, scale=1, data_path=None, n_frames=120, fps=30,
+def render_video(ckpt, out_dir, scale=1, data_path=None, n_frames=120, fps=40,
                  base_size=(800, 800), camera_angle_x=0.6911112070083618, gin_files=(),
                  gin_params=(), chunk=8192, device=None):
     """Renders the camera path with checkpoint ckpt into out_dir and makes the videos.

@@ -12,6 +12,7 @@ import sys
 
 import gin
 import imageio.v2 as imageio
+import numpy as np
 import pytest
 import torch
 
@@ -86,7 +87,7 @@ def test_render_video_writes_mp4s_that_read_back(ipe_run, tmp_path):
     for level, size in (("1", 64), ("2", 32)):
         for kind in ("color", "depth"):
             frames = imageio.mimread(out / level / f"video_{kind}.mp4")
-            assert len(frames) == 4 and frames[0].shape == (size, size, 3)
+            assert len(frames) == 8 and frames[0].shape == (size, size, 3)  # 4 there and back
     # The frames are the object on white: the centre differs from the corners.
     color = imageio.imread(out / "1" / "color_000.png").astype(float)
     assert abs(color[28:36, 28:36].mean() - color[:4, :4].mean()) > 20
@@ -173,3 +174,23 @@ def test_metrics_json_records_the_protocol(ipe_run):
     assert saved["num_scales"] == 4 and len(saved["per_image"]) == 32
     assert "valid filtering" in saved["protocol"]["ssim"]
     assert [m["label"] for m in saved["per_image"][:4]] == [0, 1, 2, 3]
+
+
+def test_blender_orbit_is_mipnerf_pls_create_spheric_poses():
+    """render_video's orbit: mipnerf_pl's create_spheric_poses(4), i.e. NeRF's pose_spherical at
+    phi = -pi/5 (36 degrees above the equator), azimuths 0, 3, ..., 357 degrees."""
+    from mipnerf import render_video
+
+    def spheric_pose(theta, phi, radius):  # the matrices of NeRF's pose_spherical, in radians
+        trans_t = np.eye(4)
+        trans_t[2, 3] = radius
+        c, s = np.cos(phi), np.sin(phi)
+        rot_phi = np.array([[1, 0, 0, 0], [0, c, -s, 0], [0, s, c, 0], [0, 0, 0, 1]])
+        c, s = np.cos(theta), np.sin(theta)
+        rot_theta = np.array([[c, 0, -s, 0], [0, 1, 0, 0], [s, 0, c, 0], [0, 0, 0, 1]])
+        swap = np.array([[-1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]])
+        return (swap @ rot_theta @ rot_phi @ trans_t)[:3]
+
+    poses = render_video.spherical_path(120).numpy()
+    for theta, pose in zip(np.linspace(0, 2 * np.pi, 121)[:-1], poses):
+        np.testing.assert_allclose(pose, spheric_pose(theta, -np.pi / 5, 4.0), atol=1e-9)

@@ -111,3 +111,14 @@ def gemm_line(report):
     return (f"GEMM rate, float32 {report['gemm_shape']}: {report['gemm_rate_gflops']:.1f} GFLOP/s; "
             f"train step at {100 * report['train_gemm_fraction']:.0f}% of it, "
             f"render at {100 * report['render_gemm_fraction']:.0f}%")
+
+
+def profile_table(fn, device, rows=12):
+    """torch.profiler's table of the top `rows` ops by self time (CUDA time on a GPU) of one fn() call."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == 'cuda':
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        timed_once(fn, device)
+    sort_by = 'self_cuda_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
+    return prof.key_averages().table(sort_by=sort_by, row_limit=rows)

@@ -2,6 +2,7 @@
 
     python bench/mipnerf.py [--gin mipnerf/configs/demo.gin ...] [--batch 1024] [--steps 5]
         [--render_rays 4096] [--render_steps N] [--compile] [--no_tf32] [--bind 'MLP.net_depth=4' ...] [--json]
+        [--profile ROWS]
     python bench/mipnerf.py --memory     # predicted peak memory of the paper configs (Markdown)
 
 Without --gin it measures the paper's model (multiblender.gin: 128 + 128 samples, MLP 8x256)
@@ -160,6 +161,9 @@ def bench(gin_file, args, device):
         3 * forward, forward, result['train_rays_per_s'], result['render_rays_per_s'],
         args.batch * model.num_samples, gpu_case.dominant_layer(model.MLP_0), device))
     print(gpu_case.gemm_line(result))
+    if args.profile:
+        print('train step, top ops by self time:\n' + gpu_case.profile_table(step, device, args.profile))
+        print('render, top ops by self time:\n' + gpu_case.profile_table(render, device, args.profile))
     return result
 
 
@@ -172,6 +176,8 @@ def main():
     parser.add_argument('--render_steps', type=int, default=None,
                         help='timed render calls (default: max(1, steps // 2))')
     parser.add_argument('--json', action='store_true', help='last line: the figures as JSON')
+    parser.add_argument('--profile', type=int, default=0, metavar='ROWS',
+                        help='also print the top ROWS ops by self time of one step and one render (torch.profiler)')
     parser.add_argument('--chunk', type=int, default=8192, help='rays per rendering forward pass')
     parser.add_argument('--compile', action='store_true', help='torch.compile the model')
     parser.add_argument('--no_tf32', action='store_true')

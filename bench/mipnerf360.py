@@ -2,7 +2,7 @@
 
     python bench/mipnerf360.py [--gin mipnerf360/configs/360.gin] [--batch 1024] [--steps 5]
         [--render_rays 4096] [--bf16] [--compile] [--compile_elementwise] [--no_tf32]
-        [--bind 'NerfMLP.net_depth=4' ...] [--json]
+        [--bind 'NerfMLP.net_depth=4' ...] [--json] [--profile ROWS]
 
 A training step is forward + losses + backward + clipping + Adam on `--batch` random rays of a
 synthetic orbit (no dataset is read); rendering is the deterministic eval forward in chunks of
@@ -144,6 +144,8 @@ def main():
     parser.add_argument('--no_tf32', action='store_true')
     parser.add_argument('--bind', action='append', default=[], help='extra gin binding (repeatable)')
     parser.add_argument('--json', action='store_true', help='last line: the figures as JSON')
+    parser.add_argument('--profile', type=int, default=0, metavar='ROWS',
+                        help='also print the top ROWS ops by self time of one step and one render (torch.profiler)')
     parser.add_argument('--memory', action='store_true',
                         help='print the predicted peak memory of every paper config and exit')
     args = parser.parse_args()
@@ -197,6 +199,9 @@ def main():
         3 * forward, forward, result['train_rays_per_s'], result['render_rays_per_s'],
         args.batch * model.num_nerf_samples, gpu_case.dominant_layer(model.NerfMLP_0), device))
     print(gpu_case.gemm_line(result))
+    if args.profile:
+        print('train step, top ops by self time:\n' + gpu_case.profile_table(step, device, args.profile))
+        print('render, top ops by self time:\n' + gpu_case.profile_table(render, device, args.profile))
     if device.type == 'cuda':
         result['peak_memory_gib'] = torch.cuda.max_memory_allocated(device) / 2**30
         print(f'peak memory: {result["peak_memory_gib"]:.2f} GiB')

@@ -252,6 +252,14 @@ def fmt(value):
     return f'{value:.3g}'
 
 
+def shown(command, report):
+    """A command of the report as the tables print it: the trees and interpreters of this machine as
+    placeholders, the project's files relative to its root."""
+    port_python = report.get('port_python') or report['port_cmd'].split(' ')[0]
+    return (command.replace(report['python'], "<original's python>").replace(port_python, 'python')
+            .replace(report['tree'], '<original tree>').replace(ROOT + os.sep, ''))
+
+
 def markdown(report):
     """The rows as a Markdown table with the header lines (date, machine, package, config)."""
     description = 'shrunk sizes, a plumbing check only' if report['config'].endswith('(quick)') else \
@@ -260,7 +268,8 @@ def markdown(report):
              f'{report["date"]}, {report["machine"]}; threads {", ".join(map(str, report["threads"]))} '
              f'(taskset -c {" / ".join(str(c) for c in report.get("cpus", {}).values())}), {report["rounds"]} rounds, original then port in each. '
              f'Ratio = speed-up of the port (> 1: port faster).', '',
-             f'original: `{report.get("original_cmd", "")}`', '', f'port: `{report.get("port_cmd", "")}`', '',
+             f'original: `{shown(report["original_cmd"], report)}`', '',
+             f'port: `{shown(report["port_cmd"], report)}`', '',
              '| threads | round | metric | original | port | port / original |', '|---|---|---|---|---|---|']
     for row in report['rows']:
         lines.append(f'| {row["threads"]} | {row["round"]} | {row["metric"]} | {fmt(row["original"])} | '
@@ -280,6 +289,7 @@ def compare(package, name, tree, python, threads_list, rounds, config, quick, po
               'config_description': package.configs[config], 'tree': tree, 'python': python,
               'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
               'machine': machine(), 'threads': threads_list, 'rounds': rounds, 'rows': [], 'raw': [],
+              'port_python': port_python,
               'original_cmd': ' '.join([python, *package.original_cmd(tree, config, quick)]),
               'port_cmd': ' '.join([port_python, *package.port_cmd(config, quick), *port_args])}
     cpus = dict(zip(threads_list, cpus or ()))

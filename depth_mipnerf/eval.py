@@ -24,6 +24,7 @@ from depth_mipnerf.configs import config as config_lib
 from depth_mipnerf.datasets import datasets
 from depth_mipnerf.models import loss as loss_lib
 from depth_mipnerf.models import nerf_system
+from depth_mipnerf.utils import metrics as fork_metrics
 
 
 def parse_args(argv=None):
@@ -45,14 +46,16 @@ def to8b(x):
 def evaluate(checkpoint_dir, data_dir, out_dir=None, device='cpu', write_images=True, split='test',
              gin_bindings=()):
     """Renders every image of `split` (the run's config.gin + gin_bindings) and writes metrics.json;
-    returns {'psnr', 'ssim', 'depth_abs_err', per-image lists}."""
+    returns {'psnr', 'ssim', 'ssim_mipnerf', 'lpips_vgg', 'lpips_alex', 'depth_abs_err', per-image lists}.
+    `ssim` is the fork's (utils/metrics.ssim: zero-padded Gaussian window, the whole map's mean), what
+    its eval.py writes to ssims.txt; `ssim_mipnerf` is mip-NeRF's ('valid' window), beside it."""
     device = device_utils.pick_device(device)
     config, sections, model, step = nerf_system.load_run(checkpoint_dir, device=device,
                                                    gin_bindings=[*gin_bindings, f'Config.data_dir = {data_dir!r}'])
     dataset = nerf_system.build_dataset(config, sections, split)
     out_dir = out_dir or os.path.join(checkpoint_dir, 'eval')
     os.makedirs(out_dir, exist_ok=True)
-    per_image = {'psnr': [], 'ssim': [], 'lpips_vgg': [], 'lpips_alex': [], 'depth_abs_err': []}
+    per_image = {'psnr': [], 'ssim': [], 'ssim_mipnerf': [], 'lpips_vgg': [], 'lpips_alex': [], 'depth_abs_err': []}
     lpips_ok = os.path.isfile(metrics.default_lpips_weights_path())
     for i in range(dataset.n_examples):
         rays, gt = dataset[i]
@@ -61,7 +64,9 @@ def evaluate(checkpoint_dir, data_dir, out_dir=None, device='cpu', write_images=
                                        sections['val'].white_bkgd)
         rgb, depth = out['rgb_fine'].cpu().clamp(0, 1), out['depth'].cpu()
         per_image['psnr'].append(float(loss_lib.calc_psnr(rgb, gt)))
-        per_image['ssim'].append(float(metrics.ssim(rgb, gt)) if min(gt.shape[:2]) >= 11 else float('nan'))
+        per_image['ssim'].append(float(fork_metrics.ssim(rgb.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None],
+                                                          window_size=11, reduction='mean')))
+        per_image['ssim_mipnerf'].append(float(metrics.ssim(rgb, gt)) if min(gt.shape[:2]) >= 11 else float('nan'))
         for net in ('vgg', 'alex'):
             # LPIPS needs the weights file of data_tools.lpips_weights and 32 pixels (AlexNet's stride).
             ok = lpips_ok and min(gt.shape[:2]) >= 32
@@ -76,7 +81,8 @@ def evaluate(checkpoint_dir, data_dir, out_dir=None, device='cpu', write_images=
     # None (JSON null) where no image has the value (no depth map, images below the SSIM window).
     result = {k: float(np.nanmean(v)) if not np.isnan(v).all() else None for k, v in per_image.items()}
     result.update({'per_image': per_image, 'split': split, 'n_images': dataset.n_examples,
-                   'ssim_variant': 'mip-NeRF (11-tap Gaussian sigma 1.5, valid filtering)',
+                   'ssim_variant': "the fork's (11x11 Gaussian sigma 1.5, zero padding, mean of the whole map)",
+                   'ssim_mipnerf_variant': 'mip-NeRF (11-tap Gaussian sigma 1.5, valid filtering)',
                    'lpips_variant': 'LPIPS v0.1 linear heads, VGG16 and AlexNet' if lpips_ok else
                    f'null: no weights at {metrics.default_lpips_weights_path()} (python -m data_tools.lpips_weights)',
                    'depth_error_variant': 'mean |sum(w t) - depth| over pixels with depth > 0',

@@ -42,6 +42,7 @@ $(STAMP): pyproject.toml
 	fi
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m common.check_install
+	$(PY) -m data_tools.lpips_weights --if_missing --offline_ok
 	@touch $(STAMP)
 
 # gin's registry is global and the packages share selector names (`Config`, `MLP`), so each paper

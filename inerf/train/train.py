@@ -13,6 +13,7 @@ TensorBoard logs in logs/<name>, visualisations in visuals/<name>.
 """
 
 import os
+import sys
 
 import numpy as np
 import torch
@@ -41,6 +42,9 @@ def extra_args(parser):
     parser.add_argument("--grad_accum_steps", type=int, default=1,
                         help="Split each object's --ray_batch_size rays into this many micro-batches, "
                              "accumulating their gradients (the same update, less memory)")
+    parser.add_argument("--no_nan_check", action="store_true",
+                        help="train on after a non-finite loss, as released (by default training stops "
+                             "naming the step, before the loss reaches a checkpoint)")
     return parser
 
 
@@ -249,4 +253,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except FloatingPointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)

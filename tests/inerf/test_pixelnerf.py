@@ -179,6 +179,24 @@ def trained(tmp_path_factory, tiny_conf):
                                  second_out=second_out.getvalue())
 
 
+def test_nan_loss_stops_before_saving(trained, monkeypatch):
+    """A non-finite loss stops training at the next report or save, naming the step; the release's
+    checkpoint files stay as they were."""
+    from inerf.train import train
+
+    ckpt = trained.root / "checkpoints" / "tiny" / "pixel_nerf_latest"
+    before = ckpt.read_bytes()
+    real_step = train.PixelNeRFTrainer.train_step
+    monkeypatch.setattr(train.PixelNeRFTrainer, "train_step", lambda self, data, global_step: {
+        k: v * float("nan") for k, v in real_step(self, data, global_step).items()})
+    common = ["-n", "tiny", "-c", trained.conf, "-D", str(trained.root / "data" / "cars"), "-B", "1", "-R", "64",
+              "--num_workers", "0", "--logs_path", str(trained.root / "logs"),
+              "--checkpoints_path", str(trained.root / "checkpoints"), "--visual_path", str(trained.root / "visuals")]
+    with pytest.raises(FloatingPointError, match="at step"):
+        train.main(common + ["--epochs", "1", "--resume"])
+    assert ckpt.read_bytes() == before
+
+
 def test_train_writes_release_state_and_resumes(trained):
     """pixel_nerf_latest, _optim, _iter and _renderer are written; --resume continues the step count."""
     ckpt = trained.root / "checkpoints" / "tiny"

@@ -55,6 +55,7 @@ class Trainer:
         os.makedirs(self.summary_path, exist_ok=True)
         self.writer = Logger(self.summary_path, is_main=True)
         self.fixed_test = bool(getattr(args, "fixed_test", False))
+        self.nan_check = not getattr(args, "no_nan_check", False)
 
         self.optim = torch.optim.Adam(net.parameters(), lr=args.lr)
         self.lr_scheduler = None
@@ -141,7 +142,15 @@ class Trainer:
         batch, the optimiser step once accu_grad batches are in, post_batch. Returns the losses
         ({name: 0-dim tensor}); nothing is read from the device unless a report is due."""
         losses = self.train_step(data, global_step=step_id)
-        if batch % self.print_interval == 0:
+        report = batch % self.print_interval == 0
+        save = batch % self.save_interval == 0 and (epoch > 0 or batch > 0)
+        # Read only when a report or a save is due anyway (a host sync); ours, not the release's.
+        if self.nan_check and (report or save):
+            bad = {k: float(v) for k, v in losses.items() if not bool(torch.isfinite(v))}
+            if bad:
+                raise FloatingPointError(f"loss {bad} at step {step_id}: training stopped before saving; the "
+                                         f"last checkpoint is kept (--no_nan_check trains on)")
+        if report:
             print("E", epoch, "B", batch, fmt_loss_str(losses), " lr", self.optim.param_groups[0]["lr"])
         if batch % self.eval_interval == 0:
             test_data = next(self.test_data_iter)
@@ -152,7 +161,7 @@ class Trainer:
             self.writer.scalars({k: float(v) for k, v in losses.items()}, step_id, prefix="train/")
             self.writer.scalars({k: float(v) for k, v in test_losses.items()}, step_id, prefix="test/")
             print("*** Eval:", "E", epoch, "B", batch, fmt_loss_str(test_losses), " lr")
-        if batch % self.save_interval == 0 and (epoch > 0 or batch > 0):
+        if save:
             self.save(step_id)
         if batch % self.vis_interval == 0:
             print("generating visualization")

@@ -318,7 +318,8 @@ def main(argv=None):
     parser.add_argument('--gin_configs', action='append', default=[], help='gin config files')
     parser.add_argument('--gin_bindings', action='append', default=[], help='gin bindings')
     parser.add_argument('--obs_img_num', type=int, default=None,
-                        help='pose only this test image once (salykovaa run.py), with overlays')
+                        help='pose only this test image once (salykovaa run.py), with overlays '
+                             '(default: Config.obs_img_num; unset runs the protocol)')
     parser.add_argument('--self_supervision', action='store_true', help='the LLFF experiment')
     parser.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
     args = parser.parse_args(argv)
@@ -328,16 +329,17 @@ def main(argv=None):
     if args.self_supervision:
         print(json.dumps(self_supervision(config, device)))
         return
-    if args.obs_img_num is not None:
+    obs_img_num = config.obs_img_num if args.obs_img_num is None else args.obs_img_num
+    if obs_img_num is not None:
         config = dataclasses.replace(config, n_test_images=1, n_trials=1, overlay=True)
         images, poses, hwf, i_test, near, far = load_observations(config)
-        if not 0 <= args.obs_img_num < len(i_test):
-            raise ValueError(f'--obs_img_num must be in [0, {len(i_test)}): the test split has '
-                             f'{len(i_test)} images')
-        config = dataclasses.replace(config, seed=config.seed + args.obs_img_num)
+        if not 0 <= obs_img_num < len(i_test):
+            raise ValueError(f'--obs_img_num / Config.obs_img_num must be in [0, {len(i_test)}): the test '
+                             f'split has {len(i_test)} images')
+        config = dataclasses.replace(config, seed=config.seed + obs_img_num)
         rng = np.random.default_rng(config.seed)
         render_kwargs = nerf_helpers.load_nerf(config, device)
-        views = i_test[args.obs_img_num:args.obs_img_num + 1]
+        views = i_test[obs_img_num:obs_img_num + 1]
         trials = run_trials(config, render_kwargs, images, poses, hwf, views, near, far, rng,
                             frames_dir=os.path.join(config.output_dir, config.model_name))
         print(json.dumps(summarize(trials, config)['trials'][0]['errors']))

@@ -75,7 +75,8 @@ class Config:
     data_on_device: Optional[bool] = None  # Training rays on the device (None: if they fit in half its free memory).
 
     # iNeRF pose estimation (paper section IV; salykovaa's names).
-    obs_img_num: int = 0  # Observed image for a single run (run.py --obs_img_num).
+    # Observed image of a single estimate (salykovaa's run.py); None runs the protocol. --obs_img_num overrides.
+    obs_img_num: Optional[int] = None
     dil_iter: int = 3  # Dilation iterations I of the interest regions.
     kernel_size: int = 5  # Dilation kernel size (k x k ones).
     batch_size: int = 2048  # Rays per gradient step.

@@ -4,6 +4,7 @@ the sampling ablation, and what `python -m inerf.run` writes."""
 import json
 import os
 
+import gin
 import numpy as np
 import pytest
 
@@ -84,3 +85,25 @@ def test_run_writes_results_table_overlays_and_video(trained):
     assert "| 6 |" in table and "median rot" in table
     frames = f"{out}/object360/view048_trial0"
     assert sorted(os.listdir(frames)) == ["0000.png", "0001.png", "0002.png", "0003.png", "video.mp4"]
+
+
+def test_config_obs_img_num_runs_one_estimate_as_salykovaas_run(trained, capsys):
+    """Config.obs_img_num (as salykovaa_lego.gin sets it) selects the single-estimate run without the
+    flag, and --obs_img_num overrides it; out-of-range values name the split's size."""
+    config, _ = trained
+    common = ["--gin_configs", str(DEMO_GIN), "--device", "cpu",
+              "--gin_bindings", f"Config.data_dir = '{config.data_dir}'",
+              "--gin_bindings", f"Config.ckpt_dir = '{config.ckpt_dir}'",
+              "--gin_bindings", "Config.model_name = 'object360'",
+              "--gin_bindings", f"Config.output_dir = '{config.ckpt_dir}/single'",
+              "--gin_bindings", "Config.n_steps = 2", "--gin_bindings", "Config.eval_steps = (0, 2)",
+              "--gin_bindings", "Config.overlay_every = 2"]
+    gin.clear_config()
+    run.main(common + ["--gin_bindings", "Config.obs_img_num = 1"])
+    errors = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(errors) == {"0", "2"}
+    assert not os.path.exists(f"{config.ckpt_dir}/single/results")  # no protocol table
+    gin.clear_config()
+    with pytest.raises(ValueError, match="test split has"):
+        run.main(common + ["--gin_bindings", "Config.obs_img_num = 1", "--obs_img_num", "999"])
+    gin.clear_config()

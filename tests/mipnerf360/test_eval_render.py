@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -254,3 +255,24 @@ def test_demo_summary_prints_metrics_and_paths(run, evaluated, rendered, capsys)
 def test_demo_summary_without_metrics_fails(tmp_path, capsys):
     assert demo_summary.main([str(tmp_path)]) == 1
     assert 'make eval-mipnerf360' in capsys.readouterr().out
+
+
+def test_protocol_defaults_match_the_readme_table():
+    """The `protocol` block eval writes at 360.gin equals the README's "Evaluation protocol" table."""
+    with open(os.path.join(REPO, 'mipnerf360', 'README.md')) as f:
+        readme = f.read()
+    section = readme.split('## Evaluation protocol')[1].split('\n## ')[0]
+    rows = re.findall(r'^\| `([\w.]+)` \| `(.+?)` \|', section, re.M)
+    assert len(rows) == 8
+    gin.clear_config()
+    try:
+        gin.parse_config_files_and_bindings([CONFIG_360], [], skip_unknown=False)
+        config = configs.Config()
+    finally:
+        gin.clear_config()
+    protocol = eval_lib.protocol(config, 0, None, 0, {'vgg': None, 'alex': None}, None)
+    for field, value in rows:
+        actual = protocol
+        for key in field.split('.'):
+            actual = actual[key]
+        assert actual == json.loads(value), field

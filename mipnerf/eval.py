@@ -54,6 +54,20 @@ PROTOCOL = {
 }
 
 
+def protocol(config, scale):
+    """How the metrics were measured, for metrics.json: PROTOCOL and the split, resolutions,
+    background, rounding and crop of this config."""
+    return {
+        **PROTOCOL,
+        'split': 'test',
+        'scales': ['Full', '1/2', '1/4', '1/8'] if scale == 4 else ['Full'],
+        'image_factor': config.factor,
+        'background': 'white' if config.white_bkgd else 'black',
+        'uint8_rounding': False,  # The float renderings are scored, as google/mipnerf's eval.py does.
+        'crop_borders': 0,
+    }
+
+
 def find_checkpoint(ckpt):
     """(checkpoint file, its folder) of a train_dir or a file; FileNotFoundError when missing."""
     if os.path.isdir(ckpt):
@@ -243,7 +257,7 @@ def evaluate(ckpt, data_path, out_dir=None, scale=1, save_image=False, gin_files
         'step': step, 'checkpoint': path, 'data_path': data_path, 'num_scales': scale,
         'dataset_loader': config.dataset_loader, 'per_image': per_image,
         **summarize(per_image, scale),
-        'protocol': {**PROTOCOL, 'lpips_backbones': sorted(lpips_fns), 'lpips_note': lpips_note},
+        'protocol': {**protocol(config, scale), 'lpips_backbones': sorted(lpips_fns), 'lpips_note': lpips_note},
     }
     write_summary(out_dir, result)
     return result

@@ -7,6 +7,7 @@ scored with `eval --scale 4`; the small tests use a tiny model.
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -173,6 +174,8 @@ def test_metrics_json_records_the_protocol(ipe_run):
         saved = json.load(f)
     assert saved["num_scales"] == 4 and len(saved["per_image"]) == 32
     assert "valid filtering" in saved["protocol"]["ssim"]
+    assert saved["protocol"]["scales"] == ["Full", "1/2", "1/4", "1/8"] and saved["protocol"]["split"] == "test"
+    assert saved["protocol"]["background"] == "white" and saved["protocol"]["uint8_rounding"] is False
     assert [m["label"] for m in saved["per_image"][:4]] == [0, 1, 2, 3]
 
 
@@ -194,3 +197,20 @@ def test_blender_orbit_is_mipnerf_pls_create_spheric_poses():
     poses = render_video.spherical_path(120).numpy()
     for theta, pose in zip(np.linspace(0, 2 * np.pi, 121)[:-1], poses):
         np.testing.assert_allclose(pose, spheric_pose(theta, -np.pi / 5, 4.0), atol=1e-9)
+
+
+def test_protocol_defaults_match_the_readme_table():
+    """The `protocol` block eval writes for --scale 4 at multiblender.gin equals the README table."""
+    from mipnerf import eval as eval_lib
+
+    section = (REPO / "mipnerf" / "README.md").read_text().split("## Evaluation protocol")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| `([\w.]+)` \| `(.+?)` \|", section, re.M)
+    assert len(rows) == 8
+    gin.clear_config()
+    try:
+        config = train.parse_config(["configs/multiblender.gin"], [])
+    finally:
+        gin.clear_config()
+    protocol = eval_lib.protocol(config, 4)
+    for field, value in rows:
+        assert protocol[field] == json.loads(value), field

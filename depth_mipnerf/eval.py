@@ -43,6 +43,22 @@ def to8b(x):
     return (np.clip(np.nan_to_num(x), 0, 1) * 255).astype(np.uint8)
 
 
+def protocol(sections, split, lpips_ok=True):
+    """How eval measures, for metrics.json: the split, background, rounding, crop and metric variants."""
+    return {
+        'split': split,
+        'background': 'white' if sections['val'].white_bkgd else 'black',
+        'uint8_rounding': False,  # the fork scores the float renderings
+        'crop_borders': 0,
+        'psnr': "-10 log10(mse) of the float images (the fork's calc_psnr)",
+        'ssim': "the fork's (11x11 Gaussian sigma 1.5, zero padding, mean of the whole map)",
+        'ssim_mipnerf': 'mip-NeRF (11-tap Gaussian sigma 1.5, valid filtering)',
+        'lpips': 'LPIPS v0.1 linear heads, VGG16 and AlexNet' if lpips_ok else
+                 f'null: no weights at {metrics.default_lpips_weights_path()} (python -m data_tools.lpips_weights)',
+        'depth_error': 'mean |sum(w t) - depth| over pixels with depth > 0',
+    }
+
+
 def evaluate(checkpoint_dir, data_dir, out_dir=None, device='cpu', write_images=True, split='test',
              gin_bindings=()):
     """Renders every image of `split` (the run's config.gin + gin_bindings) and writes metrics.json;
@@ -80,13 +96,8 @@ def evaluate(checkpoint_dir, data_dir, out_dir=None, device='cpu', write_images=
                         to8b((depth / max(float(depth.max()), 1e-6)).numpy()))
     # None (JSON null) where no image has the value (no depth map, images below the SSIM window).
     result = {k: float(np.nanmean(v)) if not np.isnan(v).all() else None for k, v in per_image.items()}
-    result.update({'per_image': per_image, 'split': split, 'n_images': dataset.n_examples,
-                   'ssim_variant': "the fork's (11x11 Gaussian sigma 1.5, zero padding, mean of the whole map)",
-                   'ssim_mipnerf_variant': 'mip-NeRF (11-tap Gaussian sigma 1.5, valid filtering)',
-                   'lpips_variant': 'LPIPS v0.1 linear heads, VGG16 and AlexNet' if lpips_ok else
-                   f'null: no weights at {metrics.default_lpips_weights_path()} (python -m data_tools.lpips_weights)',
-                   'depth_error_variant': 'mean |sum(w t) - depth| over pixels with depth > 0',
-                   'step': step})
+    result.update({'per_image': per_image, 'n_images': dataset.n_examples, 'step': step,
+                   'protocol': protocol(sections, split, lpips_ok)})
     with open(os.path.join(out_dir, 'metrics.json'), 'w') as f:
         json.dump(result, f, indent=1)
     return result

@@ -49,6 +49,10 @@ def test_eval_cli_writes_metrics_and_images(cdf_run, scene, tmp_path, capsys):
     assert metrics["psnr"] == pytest.approx(cdf_run["metrics"]["psnr"], abs=1e-4)
     assert metrics["step"] == int(CLAIM_BINDINGS[0].split("=")[1])
     assert len(metrics["per_image"]["psnr"]) == 8 and (tmp_path / "eval" / "depth_007.png").exists()
+    assert metrics["protocol"]["split"] == "test" and "zero padding" in metrics["protocol"]["ssim"]
+    # The zero-padded border windows count in the fork's SSIM: the two variants differ.
+    assert 0 < metrics["ssim"] <= 1 and 0 < metrics["ssim_mipnerf"] <= 1
+    assert abs(metrics["ssim"] - metrics["ssim_mipnerf"]) > 1e-3
     assert "PSNR" in capsys.readouterr().out
 
 

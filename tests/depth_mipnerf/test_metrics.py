@@ -6,11 +6,18 @@ b = clip(a + 0.1 randn(1, 3, 24, 32), 0, 1), then c, d = rand(2, 3, 16, 16) each
 `ssim(x, y, 11, 'mean')` and the map of `ssim(a, b, 11, 'none')` at [0, 1, 0, 0] and [0, 2, 12, 16].
 """
 
+import json
+import pathlib
+import re
+
+import gin
 import numpy as np
 import pytest
 import torch
 
 from common import metrics as common_metrics
+from depth_mipnerf import eval as dm_eval
+from depth_mipnerf.configs import config as config_lib
 from depth_mipnerf.utils import metrics
 
 
@@ -50,3 +57,19 @@ def test_bad_input_is_named(images):
         metrics.ssim(a[0], b[0], 11)
     with pytest.raises(ValueError, match="reduction"):
         metrics.ssim(a, b, 11, 'max')
+
+
+def test_protocol_defaults_match_the_readme_table():
+    """The `protocol` block eval writes at lego.gin equals the README's "Evaluation protocol" table."""
+    readme = (pathlib.Path(__file__).parents[2] / "depth_mipnerf" / "README.md").read_text()
+    section = readme.split("## Evaluation protocol")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| `([\w.]+)` \| `(.+?)` \|", section, re.M)
+    assert len(rows) == 8
+    gin.clear_config()
+    try:
+        _, sections = config_lib.parse(["configs/lego.gin"], [])
+    finally:
+        gin.clear_config()
+    protocol = dm_eval.protocol(sections, "test")
+    for field, value in rows:
+        assert protocol[field] == json.loads(value.replace("\\|", "|")), field

@@ -107,6 +107,27 @@ def gemm_report(flops_per_ray_train, flops_per_ray_render, train_rays_per_s, ren
             'render_gemm_fraction': flops_per_ray_render * render_rays_per_s / rate}
 
 
+def throughput_result(config, device, train_rays, train_s, render_rays, render_s, forward_flops, gemm_rows, mlp):
+    """What bench/mipnerf360.py and bench/mipnerf.py report (and write with --json): the rays/s of a
+    training step and a render and their shares of the fp32 GEMM rate at `mlp`'s dominant layer on
+    `gemm_rows` rows (that line printed here)."""
+    name = device.type if device.type == 'cpu' else torch.cuda.get_device_name(device)
+    result = {'config': config, 'device': name, 'threads': torch.get_num_threads(), 'train_rays': train_rays,
+              'train_s_per_step': train_s, 'train_rays_per_s': train_rays / train_s, 'render_rays': render_rays,
+              'render_s': render_s, 'render_rays_per_s': render_rays / render_s,
+              'flops_per_ray_train': 3 * forward_flops}
+    result.update(gemm_report(3 * forward_flops, forward_flops, result['train_rays_per_s'],
+                              result['render_rays_per_s'], gemm_rows, dominant_layer(mlp), device))
+    print(gemm_line(result))
+    return result
+
+
+def print_profiles(step, render, device, rows):
+    """Prints the top `rows` ops by self time of one step() and one render() (the benches' --profile)."""
+    print('train step, top ops by self time:\n' + profile_table(step, device, rows))
+    print('render, top ops by self time:\n' + profile_table(render, device, rows))
+
+
 def gemm_line(report):
     return (f"GEMM rate, float32 {report['gemm_shape']}: {report['gemm_rate_gflops']:.1f} GFLOP/s; "
             f"train step at {100 * report['train_gemm_fraction']:.0f}% of it, "

@@ -151,19 +151,12 @@ def bench(gin_file, args, device):
           f'{"; torch.compile" if args.compile else ""}; threads {torch.get_num_threads()}')
     print(f'train : {args.batch} rays/step, {train_s:.3f} s/step, {args.batch / train_s:,.0f} rays/s')
     print(f'render: {args.render_rays} rays, {render_s:.3f} s, {args.render_rays / render_s:,.0f} rays/s')
-    forward = flops_per_ray(model)
-    result = {'config': f'{gin_file} {" ".join(args.bind)}'.strip(), 'device': name,
-              'threads': torch.get_num_threads(), 'train_rays': args.batch, 'train_s_per_step': train_s,
-              'train_rays_per_s': args.batch / train_s, 'render_rays': args.render_rays, 'render_s': render_s,
-              'render_rays_per_s': args.render_rays / render_s, 'flops_per_ray_train': 3 * forward}
     # The MLP's dominant layer runs on batch x num_samples rows at each level.
-    result.update(gpu_case.gemm_report(
-        3 * forward, forward, result['train_rays_per_s'], result['render_rays_per_s'],
-        args.batch * model.num_samples, gpu_case.dominant_layer(model.MLP_0), device))
-    print(gpu_case.gemm_line(result))
+    result = gpu_case.throughput_result(
+        f'{gin_file} {" ".join(args.bind)}'.strip(), device, args.batch, train_s, args.render_rays, render_s,
+        flops_per_ray(model), args.batch * model.num_samples, model.MLP_0)
     if args.profile:
-        print('train step, top ops by self time:\n' + gpu_case.profile_table(step, device, args.profile))
-        print('render, top ops by self time:\n' + gpu_case.profile_table(render, device, args.profile))
+        gpu_case.print_profiles(step, render, device, args.profile)
     return result
 
 

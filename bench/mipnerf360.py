@@ -190,18 +190,12 @@ def main():
     print(f'train : {args.batch} rays/step, {train_s:.3f} s/step, {args.batch / train_s:,.0f} rays/s, '
           f'{3 * forward * args.batch / train_s / 1e9:.1f} GFLOP/s')
     print(f'render: {args.render_rays} rays, {render_s:.3f} s, {args.render_rays / render_s:,.0f} rays/s')
-    result = {'config': f'{args.gin} {" ".join(args.bind)}'.strip(), 'device': name,
-              'threads': torch.get_num_threads(), 'train_rays': args.batch, 'train_s_per_step': train_s,
-              'train_rays_per_s': args.batch / train_s, 'render_rays': args.render_rays, 'render_s': render_s,
-              'render_rays_per_s': args.render_rays / render_s, 'flops_per_ray_train': 3 * forward}
     # The NeRF level's MLP holds most FLOPs; its dominant layer runs on batch x num_nerf_samples rows.
-    result.update(gpu_case.gemm_report(
-        3 * forward, forward, result['train_rays_per_s'], result['render_rays_per_s'],
-        args.batch * model.num_nerf_samples, gpu_case.dominant_layer(model.NerfMLP_0), device))
-    print(gpu_case.gemm_line(result))
+    result = gpu_case.throughput_result(
+        f'{args.gin} {" ".join(args.bind)}'.strip(), device, args.batch, train_s, args.render_rays, render_s,
+        forward, args.batch * model.num_nerf_samples, model.NerfMLP_0)
     if args.profile:
-        print('train step, top ops by self time:\n' + gpu_case.profile_table(step, device, args.profile))
-        print('render, top ops by self time:\n' + gpu_case.profile_table(render, device, args.profile))
+        gpu_case.print_profiles(step, render, device, args.profile)
     if device.type == 'cuda':
         result['peak_memory_gib'] = torch.cuda.max_memory_allocated(device) / 2**30
         print(f'peak memory: {result["peak_memory_gib"]:.2f} GiB')

@@ -250,6 +250,43 @@ def test_kitti_raw_reads_tulsianis_split_by_default(tmp_path):
         KittiRawDataset({"data.kitti_split": "tucker"}, None, str(tmp_path), True, IMG_SIZE)
 
 
+def test_flowers_views_and_poses_agree_on_parallax(tmp_path):
+    """A light field with depth: a point at depth 0.03 is drawn into each central view where that
+    view's cam_params camera sees it, and the views are interleaved as the ESLF layout says (row
+    y * 14 + v, column x * 14 + u, view i_j at u = 3 + i, v = 3 + j). The loader's centre K, its
+    G_src_tgt and the corner's K must then carry the point from the centre view to where each corner
+    image shows it; a swapped or flipped axis (the corners are about 10 px from the centre here) or a
+    pose used the wrong way round lands elsewhere."""
+    w, h, z = 64, 48, 0.03
+    params = read_cam_params(DEFAULT_CAM_PARAMS)
+    centre_t = np.reshape(params["4_4"][1], (3, 4))[:, 3]
+    point = np.array([0.0, 0.0, z]) - centre_t  # on the centre camera's axis (world = camera + t)
+    xs, ys = np.meshgrid(np.arange(w), np.arange(h))
+    lf = np.zeros((h, 14, w, 14, 3), np.float32)  # [y, v, x, u, c]
+    for name, (intrinsics, pose) in params.items():
+        i, j = (int(v) for v in name.split("_"))
+        fx, fy, cx, cy = intrinsics
+        cam = np.reshape(pose, (3, 4)) @ np.append(point, 1.0)
+        px, py = fx * w * cam[0] / cam[2] + cx * w, fy * h * cam[1] / cam[2] + cy * h
+        lf[:, 3 + j, :, 3 + i] = np.exp(-((xs - px) ** 2 + (ys - py) ** 2) / (2 * 1.2**2))[..., None]
+    (tmp_path / "imgs").mkdir()
+    iio.imwrite(tmp_path / "imgs" / "IMG_0001_eslf.png", np.round(lf.reshape(h * 14, w * 14, 3) * 255).astype(np.uint8))
+
+    def centroid(img):
+        weight = np.asarray(img)[0].astype(np.float64)
+        return np.array([(weight * xs).sum(), (weight * ys).sum()]) / weight.sum()
+
+    val = FlowersDataset({}, None, str(tmp_path), True, (w, h), visible_points_count=N_PT)
+    for n in range(len(val)):
+        src, tgt = val[n]
+        seen_src, seen_tgt = centroid(src["img"]), centroid(tgt["img"][0])
+        ray = np.linalg.inv(src["K"]) @ np.append(seen_src, 1.0)
+        in_tgt = np.linalg.inv(tgt["G_src_tgt"][0]) @ np.append(z * ray / ray[2], 1.0)
+        projected = (tgt["K"][0] @ in_tgt[:3])[:2] / in_tgt[2]
+        assert np.linalg.norm(seen_tgt - seen_src) > 8  # the parallax a flip would reverse
+        np.testing.assert_allclose(projected, seen_tgt, atol=0.3)
+
+
 def make_eslf(h, w):
     """ESLF image [14 h, 14 w, 3] uint16 whose view (u, v) is flat with colour (u, v, 0) / 13."""
     u, v = np.meshgrid(np.arange(14), np.arange(14), indexing="xy")  # [v, u]

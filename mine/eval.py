@@ -68,6 +68,21 @@ def make_val_dataset(config, root, protocol, logger):
     raise ValueError(f"no evaluation pipeline for data.name {name!r} (realestate10k, kitti_raw, flowers, llff)")
 
 
+def protocol(config, protocols):
+    """How eval measures, for metrics.json: dataset, pairs, resolution, planes, crop, rounding, variants."""
+    return {
+        "dataset": config["data.name"],
+        "pairs": list(protocols),
+        "img_hw": [config["data.img_h"], config["data.img_w"]],
+        "num_planes": config["mpi.num_bins_coarse"],
+        "kitti_split": config.get("data.kitti_split", "tulsiani") if config["data.name"] == "kitti_raw" else None,
+        "crop_borders": 0,  # no crop: the paper's evaluation crops are not in the release
+        "uint8_rounding": False,  # the float syntheses are scored, as the original's validation does
+        "ssim": SSIM_VARIANT,
+        "lpips": LPIPS_VARIANT,
+    }
+
+
 def load_lpips(device, logger):
     """LPIPS-VGG on `device`, or None (with a warning) when its weights file is missing."""
     try:
@@ -153,14 +168,14 @@ def main(argv=None):
                "dataset": config["data.name"], "img_hw": [config["data.img_h"], config["data.img_w"]],
                "num_planes": config["mpi.num_bins_coarse"], "ssim_variant": SSIM_VARIANT,
                "lpips_variant": LPIPS_VARIANT if lpips_model is not None else None,
-               "protocols": {}, "per_item": {}}
-    for protocol, dataset in datasets.items():
+               "protocol": protocol(config, datasets), "protocols": {}, "per_item": {}}
+    for pairs, dataset in datasets.items():
         torch.manual_seed(args.seed)
         random.seed(args.seed)  # the LLFF loader samples its validation points with `random`
-        means, per_item = evaluate(task, dataset, lpips_model, args.batch_size, desc=protocol)
-        results["protocols"][protocol] = means
-        results["per_item"][protocol] = per_item
-        logger.info("%s: %s", protocol, means)
+        means, per_item = evaluate(task, dataset, lpips_model, args.batch_size, desc=pairs)
+        results["protocols"][pairs] = means
+        results["per_item"][pairs] = per_item
+        logger.info("%s: %s", pairs, means)
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, "metrics.json")
     with open(path, "w") as f:

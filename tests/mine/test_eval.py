@@ -6,6 +6,7 @@ view is the source image; with flat-colour images every score is then known in c
 
 import json
 import logging
+import re
 
 import cv2
 import numpy as np
@@ -126,3 +127,17 @@ def test_kitti_raw_left_to_right(tmp_path):
     expected_psnr, _ = flat_scores(np.array(colours["02"]) / 255, np.array(colours["03"]) / 255)
     assert results["protocols"]["stereo"]["count"] == 1
     assert results["protocols"]["stereo"]["psnr"] == pytest.approx(expected_psnr, abs=0.05)
+
+
+def test_protocol_defaults_match_the_readme_table(tmp_path):
+    """The `protocol` block at params_realestate.yaml with a pairs JSON equals the README's table."""
+    section = (CONFIGS.parents[1] / "mine" / "README.md").read_text().split("## Evaluation (`mine/eval.py`)")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| `(\w+)` \| `(.+?)` \|", section, re.M)
+    assert len(rows) == 8
+    config = yaml.safe_load((CONFIGS / "params_default.yaml").read_text())
+    config.update(yaml.safe_load((CONFIGS / "params_realestate.yaml").read_text()))
+    pairs = tmp_path / "test_pairs.json"
+    pairs.write_text("{}")
+    protocol = mine_eval.protocol(config, mine_eval.default_protocols(config, str(pairs)))
+    for field, value in rows:
+        assert protocol[field] == json.loads(value), field

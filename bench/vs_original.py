@@ -40,6 +40,7 @@ class Metric:
     key: str  # key in both sides' parsed results
     label: str
     higher_is_better: bool  # rays/s: True; seconds: False
+    optional: bool = False  # rows only where both sides report it (the GEMM-rate shares)
 
 
 @dataclasses.dataclass
@@ -68,8 +69,8 @@ def last_json(text):
 
 RAYS_METRICS = lambda config: [
     Metric('train_rays_per_s', 'train rays/s', True), Metric('render_rays_per_s', 'render rays/s', True),
-    Metric('train_gemm_fraction', 'train step, fraction of the fp32 GEMM rate', True),
-    Metric('render_gemm_fraction', 'render, fraction of the fp32 GEMM rate', True)]
+    Metric('train_gemm_fraction', 'train step, fraction of the fp32 GEMM rate', True, optional=True),
+    Metric('render_gemm_fraction', 'render, fraction of the fp32 GEMM rate', True, optional=True)]
 
 
 def with_gemm_fractions(original, port):
@@ -306,7 +307,7 @@ def compare(package, name, tree, python, threads_list, rounds, config, quick, po
             report['raw'].append({'threads': threads, 'round': r, 'original': original, 'port': port,
                                   'original_wall_s': o_wall, 'port_wall_s': p_wall,
                                   'loadavg_1min_before': load_before})
-            for m in (m for m in metrics if m.key in original and m.key in port):
+            for m in (m for m in metrics if not m.optional or (m.key in original and m.key in port)):
                 row = {'threads': threads, 'round': r, 'metric': m.label, 'key': m.key,
                        'original': original[m.key], 'port': port[m.key], 'ratio': ratio(m, original, port)}
                 report['rows'].append(row)

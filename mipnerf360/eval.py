@@ -154,11 +154,6 @@ def log_showcase(log, rendering, batch, idx, step, config):
 METRIC_FILE_NAMES = {'lpips_vgg': 'lpips'}
 
 
-def metrics_path(out_dir, step):
-    """Where evaluate_checkpoint writes the JSON of `step` in out_dir (checkpoint_dir/test_preds)."""
-    return os.path.join(out_dir, f'metrics_{step}.json')
-
-
 def write_metric_files(out_dir, step, per_image, render_times):
     """multinerf's text files: render_times_<step>.txt and metric_<name>_<step>.txt (one value per
     image, space separated); cc_ metrics go to metric_cc_<name>_<step>.txt as in multinerf, and
@@ -236,7 +231,7 @@ def evaluate_checkpoint(config, dataset, render_eval_fn, step, checkpoint_path, 
     log.scalars({k: v for k, v in mean.items() if v is not None}, step, prefix='eval_metrics/')
     log.flush()
 
-    json_path = metrics_path(out_dir, step)
+    json_path = os.path.join(out_dir, f'metrics_{step}.json')
     result = {
         'step': step,
         'mean': mean,

@@ -97,6 +97,18 @@ def test_compare_interleaves_and_tabulates(vs, tmp_path):
     json.dumps(report)  # what --out writes
 
 
+def test_a_missing_required_metric_is_an_error_and_the_gemm_shares_are_optional(vs, tmp_path):
+    """The fake sides report rays/s but no GEMM-rate shares: those rows are left out (above); a side
+    without a required metric stops the comparison instead of dropping the row."""
+    package = fake_package(vs, tmp_path)
+    required = vs.Package(package.original_name, False, package.configs,
+                          lambda config: [vs.Metric("s_per_step", "s/step", False)], package.original_cmd,
+                          package.port_cmd, package.parse_original, package.parse_port)
+    with pytest.raises(KeyError, match="s_per_step"):
+        vs.compare(required, "fake", str(tmp_path), sys.executable, [1], 1, "cfg", False, sys.executable, 60,
+                   log=lambda *_: None)
+
+
 def test_a_failing_side_names_its_command(vs, tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("import sys\nprint('boom')\nsys.exit(3)\n")

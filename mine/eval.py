@@ -14,7 +14,9 @@ disparity bin unless mpi.fix_disparity), then scored with PSNR, SSIM in MINE's v
 (network/ssim.py: 11-tap Gaussian window, sigma 1.5, zero padding, mean over the image) and
 LPIPS-VGG (v0.1, common.metrics; inputs mapped from [0, 1] to [-1, 1]) when its weights file exists.
 `lpips_original_range` is LPIPS as the original's validation computed it ([0, 1] images given to
-lpips.LPIPS as if they were in [-1, 1]).
+lpips.LPIPS as if they were in [-1, 1]). `testing.crop_fraction` (default 0: the release crops
+nothing) scores a central crop instead, e.g. 0.05 for the central 90% that later single-view MPI
+evaluations on RealEstate10K use.
 """
 
 import argparse
@@ -76,7 +78,7 @@ def protocol(config, protocols):
         "img_hw": [config["data.img_h"], config["data.img_w"]],
         "num_planes": config["mpi.num_bins_coarse"],
         "kitti_split": config.get("data.kitti_split", "tulsiani") if config["data.name"] == "kitti_raw" else None,
-        "crop_borders": 0,  # no crop: the paper's evaluation crops are not in the release
+        "crop_fraction": float(config.get("testing.crop_fraction", 0.0)),
         "uint8_rounding": False,  # the float syntheses are scored, as the original's validation does
         "ssim": SSIM_VARIANT,
         "lpips": LPIPS_VARIANT,
@@ -101,6 +103,12 @@ def synthesize_targets(task):
     return visualization["tgt_imgs_syn"].clamp(0.0, 1.0)
 
 
+def crop_borders(img, fraction):
+    """Central crop removing floor(fraction * size) pixels from each border: Bx3xHxW -> Bx3xH'xW'."""
+    dh, dw = int(img.shape[-2] * fraction), int(img.shape[-1] * fraction)
+    return img[..., dh:img.shape[-2] - dh, dw:img.shape[-1] - dw]
+
+
 @torch.no_grad()
 def image_metrics(pred, gt, lpips_model):
     """Per-image PSNR, SSIM (MINE) and LPIPS-VGG (None without weights): Bx3xHxW twice -> dict of [B] lists."""
@@ -115,14 +123,15 @@ def image_metrics(pred, gt, lpips_model):
     return scores
 
 
-def evaluate(task, dataset, lpips_model, batch_size=1, desc="eval"):
-    """Scores every item of `dataset`: -> (means {psnr, ssim, lpips, count}, per-item list)."""
+def evaluate(task, dataset, lpips_model, batch_size=1, desc="eval", crop_fraction=0.0):
+    """Scores every item of `dataset` (borders cropped by crop_fraction): -> (means {psnr, ssim, lpips, count}, per-item list)."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=False, num_workers=0,
                         collate_fn=dataset.collate_fn)
     per_item = []
     for items in tqdm(loader, desc=desc):
         task.set_data(items)
-        scores = image_metrics(synthesize_targets(task), task.tgt_imgs, lpips_model)
+        pred, gt = crop_borders(synthesize_targets(task), crop_fraction), crop_borders(task.tgt_imgs, crop_fraction)
+        scores = image_metrics(pred, gt, lpips_model)
         per_item += [dict(zip(scores, values)) for values in zip(*scores.values())]
     means = {k: (float(np.mean([s[k] for s in per_item])) if per_item and per_item[0][k] is not None else None)
              for k in ("psnr", "ssim", "lpips", "lpips_original_range")}
@@ -172,7 +181,8 @@ def main(argv=None):
     for pairs, dataset in datasets.items():
         torch.manual_seed(args.seed)
         random.seed(args.seed)  # the LLFF loader samples its validation points with `random`
-        means, per_item = evaluate(task, dataset, lpips_model, args.batch_size, desc=pairs)
+        means, per_item = evaluate(task, dataset, lpips_model, args.batch_size, desc=pairs,
+                                   crop_fraction=float(config.get("testing.crop_fraction", 0.0)))
         results["protocols"][pairs] = means
         results["per_item"][pairs] = per_item
         logger.info("%s: %s", pairs, means)

@@ -112,6 +112,16 @@ def test_realestate10k_protocols(tmp_path):
     assert not (tmp_path / "none").exists()
 
 
+def test_crop_fraction_scores_the_central_part():
+    """testing.crop_fraction drops floor(fraction * size) pixels per border before scoring."""
+    img = torch.zeros(1, 3, 40, 60)
+    img[..., :2, :] = img[..., -2:, :] = img[..., :, :3] = img[..., :, -3:] = 1.0  # a 2-row, 3-column frame
+    assert mine_eval.crop_borders(img, 0.0).shape == (1, 3, 40, 60)
+    cropped = mine_eval.crop_borders(img, 0.05)
+    assert cropped.shape == (1, 3, 36, 54) and cropped.max() == 0.0
+    assert mine_eval.crop_borders(img, 0.04).shape == (1, 3, 40 - 2, 60 - 4) and mine_eval.crop_borders(img, 0.04).max() == 1.0
+
+
 def test_kitti_raw_left_to_right(tmp_path):
     """KITTI raw: each right image is scored against the rendering of its left image."""
     drive = tmp_path / "data" / "2011_09_26" / "2011_09_26_drive_0001_sync"

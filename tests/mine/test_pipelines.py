@@ -21,8 +21,10 @@ from mine.input_pipelines.flowers.flowers_dataset import (
 )
 from mine.input_pipelines.kitti_raw import kitti_raw_dataset
 from mine.input_pipelines.kitti_raw.kitti_raw_dataset import KittiRawDataset
+from mine.input_pipelines.realestate10k import make_test_pairs
 from mine.input_pipelines.realestate10k.realestate10k_dataset import (
     RealEstate10KDataset,
+    read_camera_file,
     resize_image,
 )
 
@@ -145,6 +147,39 @@ def test_realestate10k_evaluation_pairs(realestate):
     ds = RealEstate10KDataset(CONFIG, None, str(pairs), True, IMG_SIZE, visible_points_count=N_PT)
     with pytest.raises(FileNotFoundError, match=os.path.join("frames", "seq_a", "999")):
         ds[0]
+
+
+def test_realestate10k_made_test_pairs(tmp_path):
+    """make_test_pairs: the release's pairs format, targets 5, 10 and a random in-range offset later, seeded."""
+    (tmp_path / "cameras").mkdir()
+    for s, count in (("s0", 40), ("s1", 25), ("s2", 8)):  # s2 is too short for a 10-frame target
+        lines = ["https://www.youtube.com/watch?v=" + s]
+        lines += [" ".join([str(33366 * n + 7)] + [f"{0.5 + n / 100:.4f}"] * 4 + ["0", "0"] + [f"{n + k}" for k in range(12)])
+                  for n in range(count)]
+        (tmp_path / "cameras" / f"{s}.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "pairs.json"
+    make_test_pairs.main([str(tmp_path), str(out), "--seed", "3"])
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [obj["sequence_id"] for obj in lines] == ["s0"] * 5 + ["s1"] * 5
+    for obj in lines:
+        frames = sorted(read_camera_file(tmp_path / "cameras" / f"{obj['sequence_id']}.txt"), key=int)
+        index = {ts: n for n, ts in enumerate(frames)}
+        src = index[obj["src_img_obj"]["frame_ts"]]
+        assert index[obj["tgt_img_obj_5_frames"]["frame_ts"]] == src + 5
+        assert index[obj["tgt_img_obj_10_frames"]["frame_ts"]] == src + 10
+        assert 0 < abs(index[obj["tgt_img_obj_random"]["frame_ts"]] - src) <= 30
+        assert obj["src_img_obj"]["camera_pose"] == [float(src + k) for k in range(12)]
+    sources = {(o["sequence_id"], o["src_img_obj"]["frame_ts"]) for o in lines}
+    assert len(sources) == 10
+    # The dataset reads the written file.
+    ds = RealEstate10KDataset({**CONFIG, "testing.frames_apart": "10"}, None, str(out), True, IMG_SIZE)
+    assert len(ds) == 10
+    assert make_test_pairs.make_test_pairs(str(tmp_path), seed=3) == lines
+    assert make_test_pairs.make_test_pairs(str(tmp_path), seed=4) != lines
+    assert [o["sequence_id"] for o in make_test_pairs.make_test_pairs(str(tmp_path), sequences=1, seed=3)] in (
+        ["s0"] * 5, ["s1"] * 5, [])
+    with pytest.raises(FileNotFoundError, match="cameras"):
+        make_test_pairs.make_test_pairs(str(tmp_path / "nothing"))
 
 
 def test_realestate10k_missing_files(realestate, tmp_path):

@@ -77,6 +77,11 @@ class Config:
     # iNeRF pose estimation (paper section IV; salykovaa's names).
     # Observed image of a single estimate (salykovaa's run.py); None runs the protocol. --obs_img_num overrides.
     obs_img_num: Optional[int] = None
+    # Blender: the single estimate's image is frame obs_img_num of salykovaa's obs_imgs/transforms.json
+    # in obs_imgs_dir (None: <data_dir>/obs_imgs); obs_from_test_split = True takes test image obs_img_num.
+    # LLFF: image obs_img_num of the whole scene, as salykovaa's load_llff_data.
+    obs_imgs_dir: Optional[str] = None
+    obs_from_test_split: bool = False
     dil_iter: int = 3  # Dilation iterations I of the interest regions.
     kernel_size: int = 5  # Dilation kernel size (k x k ones).
     batch_size: int = 2048  # Rays per gradient step.
@@ -91,7 +96,9 @@ class Config:
     # The perturbation protocol.
     perturbation: str = 'random_axis'  # 'random_axis' (paper) or 'euler' (salykovaa's delta_*).
     max_rotation_deg: float = 40.  # Angle uniform in [-max, max] about a uniformly random axis.
-    max_translation: float = .2  # Translation uniform in [-max, max] along each world axis.
+    max_translation: float = .2  # Translation uniform in [-max, max] along each world axis (LLFF: 0.1).
+    perturbation_pivot: str = 'world'  # 'world': [R | t] @ pose (rotation about the world origin, as
+    # every public reimplementation); 'camera': rotation about the camera centre (ours; the paper does not say).
     delta_phi: float = 0.  # 'euler': rotation about z (degrees).
     delta_theta: float = 0.  # 'euler': rotation about y.
     delta_psi: float = 0.  # 'euler': rotation about x.
@@ -99,8 +106,8 @@ class Config:
     n_test_images: int = 5  # Test images per scene.
     n_trials: int = 5  # Perturbed start poses per test image.
     eval_steps: tuple = (0, 50, 100, 200, 300)  # Steps at which errors are recorded.
-    rotation_threshold_deg: float = 5.  # Success: rotation error below this...
-    translation_threshold: float = .05  # ...and translation error below this (5 cm in Blender units).
+    rotation_threshold_deg: float = 5.  # Success of the rotation: error below this (reported on its own)...
+    translation_threshold: float = .05  # ...and of the translation (5 cm in Blender units); both: ours.
     seed: int = 0  # numpy / torch seed of the protocol.
 
     # Observation corruptions (salykovaa's robustness options).
@@ -145,10 +152,14 @@ def trans_t(angle):
     return np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, angle], [0, 0, 0, 1]], dtype=np.float64)
 
 
-def euler_perturbation(pose, phi, theta, psi, t):
-    """salykovaa's start pose: trans_t(t) rot_phi rot_theta rot_psi @ pose (degrees), [4, 4]."""
+def euler_perturbation(pose, phi, theta, psi, t, dataset_type='blender'):
+    """salykovaa's start pose (degrees), [4, 4]: Blender trans_t(t) rot_phi rot_theta rot_psi @ pose;
+    LLFF rot_phi rot_theta rot_psi trans_t(t) @ pose (its load_llff_data translates first)."""
     d = np.pi / 180.
-    return trans_t(t) @ rot_phi(phi * d) @ rot_theta(theta * d) @ rot_psi(psi * d) @ pose
+    rotation = rot_phi(phi * d) @ rot_theta(theta * d) @ rot_psi(psi * d)
+    if dataset_type == 'llff':
+        return rotation @ trans_t(t) @ pose
+    return trans_t(t) @ rotation @ pose
 
 
 def axis_angle_matrix(axis, angle):
@@ -157,12 +168,16 @@ def axis_angle_matrix(axis, angle):
     return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
 
 
-def random_perturbation(pose, rng, max_rotation_deg, max_translation):
-    """The paper's start pose: [R | t] @ pose with R about a uniformly random axis by an angle
-    uniform in [-max, max] degrees and t uniform in [-max_translation, max_translation]^3.
+def random_perturbation(pose, rng, max_rotation_deg, max_translation, pivot='world'):
+    """The paper's start pose: R about a uniformly random axis by an angle uniform in [-max, max]
+    degrees and t uniform in [-max_translation, max_translation]^3, applied as [R | t] @ pose
+    (pivot 'world': the rotation also swings the camera centre about the origin) or about the camera
+    centre (pivot 'camera': the centre moves by t alone).
 
     Returns (start_pose [4, 4], angle_deg, translation [3]).
     """
+    if pivot not in ('world', 'camera'):
+        raise ValueError(f"Config.perturbation_pivot must be 'world' or 'camera', got {pivot!r}")
     axis = rng.normal(size=3)
     axis /= np.linalg.norm(axis)
     angle = rng.uniform(-max_rotation_deg, max_rotation_deg)
@@ -170,6 +185,8 @@ def random_perturbation(pose, rng, max_rotation_deg, max_translation):
     delta = np.eye(4)
     delta[:3, :3] = axis_angle_matrix(axis, np.deg2rad(angle))
     delta[:3, 3] = translation
+    if pivot == 'camera':
+        delta[:3, 3] += pose[:3, 3] - delta[:3, :3] @ pose[:3, 3]
     return delta @ pose, angle, translation
 
 
@@ -303,6 +320,30 @@ def load_blender_data(basedir, half_res=False, testskip=1, white_bkgd=True):
         rgb, alpha = imgs[..., :3], imgs[..., 3:]
         imgs = rgb * alpha + (1. - alpha) if white_bkgd else rgb * alpha
     return imgs.astype(np.float32), poses, [H, W, float(focal)], i_split
+
+
+def load_obs_img(obs_dir, obs_img_num, half_res=False, white_bkgd=True):
+    """Observed image `obs_img_num` of salykovaa's obs_imgs/ folder (transforms.json, <file_path>.png).
+
+    As its load_blender: composited on white first, then halved with area averaging, then cut to
+    uint8 (truncated) and divided by 255. Returns (img [H, W, 3] float32, pose [4, 4] float64, [H, W, focal]).
+    """
+    meta = _read_json(os.path.join(obs_dir, 'transforms.json'))
+    frames = meta['frames']
+    if not 0 <= obs_img_num < len(frames):
+        raise ValueError(f'Config.obs_img_num = {obs_img_num}: {obs_dir}/transforms.json has {len(frames)} frames')
+    path = os.path.join(obs_dir, frames[obs_img_num]['file_path'] + '.png')
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'{path} (frame {obs_img_num} of {obs_dir}/transforms.json) is missing')
+    rgba = np.asarray(imageio.imread(path), dtype=np.float32) / 255.
+    H, W = rgba.shape[:2]
+    focal = .5 * W / np.tan(.5 * float(meta['camera_angle_x']))
+    rgb = rgba[..., :3] * rgba[..., 3:] + (1. - rgba[..., 3:]) if white_bkgd and rgba.shape[-1] == 4 else rgba[..., :3]
+    if half_res:
+        H, W, focal = H // 2, W // 2, focal / 2.
+        rgb = cv2.resize(rgb, (W, H), interpolation=cv2.INTER_AREA)
+    img = np.asarray(rgb * 255, dtype=np.uint8).astype(np.float32) / 255.
+    return img, np.array(frames[obs_img_num]['transform_matrix'], dtype=np.float64), [H, W, float(focal)]
 
 
 def recenter_poses(poses):

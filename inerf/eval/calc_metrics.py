@@ -6,7 +6,8 @@
         [--fix_reduce_accumulation]
 
 Map: <output>/<obj>/metrics.txt ("psnr x", "ssim x", "lpips x"); reduce: <output>/all_metrics.txt
-(per category with --multicat, using <datadir>/metadata.yaml's names). SSIM is skimage's
+(per category with --multicat, using <datadir>/metadata.yaml's names) and all_metrics.json (ours: the
+same numbers and the protocol block). SSIM is skimage's
 structural_similarity (7x7 window), LPIPS the VGG v0.1 of common.metrics (local weights file).
 Known bug kept by default: iNeRF-public sums the per-object metrics only while printing them,
 i.e. only when there are fewer than 100 objects (otherwise the totals stay 0);
@@ -74,6 +75,22 @@ def get_metrics(rgb, gt):
     """(psnr, ssim) of (H, W, 3) float images in [0, 1]."""
     ssim = structural_similarity(rgb, gt, channel_axis=-1, data_range=1)
     return peak_signal_noise_ratio(rgb, gt, data_range=1), ssim
+
+
+def protocol(args):
+    """How calc_metrics measures, for all_metrics.json: views, rounding, metric variants, reduction."""
+    return {
+        "dataset_format": args.dataset_format,
+        "excluded_views": {"primary": list(map(int, args.primary.split())), "viewlist": args.viewlist or None,
+                           "dtu_bad_views": bool(args.exclude_dtu_bad)},
+        "eval_view_list": args.eval_view_list,
+        "uint8_rounding": True,  # the renders are read back from eval.py's PNGs
+        "psnr": "skimage peak_signal_noise_ratio, data_range 1, per view, mean over views",
+        "ssim": "skimage structural_similarity, 7x7 uniform window, channel_axis -1, data_range 1",
+        "lpips": "LPIPS v0.1 VGG16 (common.metrics), images in [0, 1] mapped to [-1, 1]",
+        "reduce": "mean over objects" + (" (every object: --fix_reduce_accumulation)" if args.fix_reduce_accumulation
+                                         else " (summed only with < 100 objects, as released)"),
+    }
 
 
 def isimage(path):
@@ -228,6 +245,8 @@ def run_reduce(args):
     out_metrics_path = osp.join(render_root, "all_metrics.txt")
     with open(out_metrics_path, "w") as f:
         f.write("\n".join(metrics_txt))
+    with open(osp.join(render_root, "all_metrics.json"), "w") as f:
+        json.dump({"metrics": all_metrics, "objects": len(all_objs), "protocol": protocol(args)}, f, indent=1)
     print("WROTE", out_metrics_path)
     print("\n".join(metrics_txt))
     return {name: all_metrics[name] for name in METRIC_NAMES}

@@ -59,10 +59,56 @@ def test_random_perturbation_respects_the_ranges():
         assert utils.orthonormality_error(start[:3, :3]) < 1e-9
 
 
+def test_random_perturbation_pivots():
+    """'world' swings the camera centre about the origin with the rotation; 'camera' moves it by t alone."""
+    pose = np.eye(4)
+    pose[:3, 3] = [0., -4., 1.]
+    world, angle, t = utils.random_perturbation(pose, np.random.default_rng(1), 40., 0.2, 'world')
+    camera, angle_c, t_c = utils.random_perturbation(pose, np.random.default_rng(1), 40., 0.2, 'camera')
+    assert angle == angle_c and np.array_equal(t, t_c)
+    np.testing.assert_allclose(camera[:3, :3], world[:3, :3])
+    np.testing.assert_allclose(camera[:3, 3], pose[:3, 3] + t, atol=1e-12)
+    np.testing.assert_allclose(world[:3, 3], world[:3, :3] @ pose[:3, :3].T @ pose[:3, 3] + t, atol=1e-12)
+    assert np.linalg.norm(world[:3, 3] - pose[:3, 3]) > np.linalg.norm(t) + 0.5  # the swing
+    with pytest.raises(ValueError, match="perturbation_pivot"):
+        utils.random_perturbation(pose, np.random.default_rng(1), 40., 0.2, 'object')
+
+
 def test_euler_perturbation_is_the_released_composition():
     pose = np.eye(4)
-    start = utils.euler_perturbation(pose, 10., 0., 0., 0.5)
-    np.testing.assert_allclose(start, utils.trans_t(0.5) @ utils.rot_phi(np.deg2rad(10.)))
+    pose[:3, 3] = [1., 2., 3.]
+    rot = utils.rot_phi(np.deg2rad(10.)) @ utils.rot_theta(np.deg2rad(5.)) @ utils.rot_psi(np.deg2rad(3.))
+    blender = utils.euler_perturbation(pose, 10., 5., 3., 0.5)
+    np.testing.assert_allclose(blender, utils.trans_t(0.5) @ rot @ pose)
+    llff = utils.euler_perturbation(pose, 10., 5., 3., 0.5, 'llff')  # salykovaa's load_llff_data order
+    np.testing.assert_allclose(llff, rot @ utils.trans_t(0.5) @ pose)
+    assert not np.allclose(llff, blender)
+
+
+def test_obs_imgs_frame_as_salykovaas_load_blender(tmp_path):
+    """obs_imgs/transforms.json frame N: composited on white, halved by area, truncated to uint8."""
+    import json
+
+    import cv2
+    import imageio.v2 as imageio
+
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (8, 6, 4), dtype=np.uint8)
+    imageio.imwrite(tmp_path / "1.png", rgba)
+    poses = [np.eye(4).tolist(), (np.eye(4) * 2).tolist()]
+    (tmp_path / "transforms.json").write_text(json.dumps(
+        {"camera_angle_x": 0.5, "frames": [{"file_path": str(i), "transform_matrix": p} for i, p in enumerate(poses)]}))
+    img, pose, hwf = utils.load_obs_img(str(tmp_path), 1, half_res=True, white_bkgd=True)
+    f = rgba.astype(np.float32) / 255.
+    composite = f[..., :3] * f[..., 3:] + (1. - f[..., 3:])
+    expected = np.asarray(cv2.resize(composite, (3, 4), interpolation=cv2.INTER_AREA) * 255, np.uint8) / 255.
+    np.testing.assert_allclose(img, expected, atol=1e-7)
+    np.testing.assert_array_equal(pose, np.eye(4) * 2)
+    assert hwf == [4, 3, pytest.approx(.5 * 6 / np.tan(.25) / 2)]
+    with pytest.raises(ValueError, match="has 2 frames"):
+        utils.load_obs_img(str(tmp_path), 2)
+    with pytest.raises(FileNotFoundError, match="0.png"):
+        utils.load_obs_img(str(tmp_path), 0)
 
 
 def test_rotation_error_measures_the_nearest_rotation():
@@ -87,7 +133,11 @@ def test_unknown_noise_is_a_clear_error():
                                   np.random.default_rng(0))
 
 
-@pytest.mark.parametrize("name", ["blender", "llff", "nerf_blender", "nerf_llff", "salykovaa_lego", "demo"])
+SALYKOVAA = ["chair", "ficus", "lego", "mic", "fern", "flower", "fortress", "horns", "pinecone", "vasedeck"]
+
+
+@pytest.mark.parametrize("name", ["blender", "llff", "nerf_blender", "nerf_llff", "demo"]
+                         + [f"salykovaa_{scene}" for scene in SALYKOVAA])
 def test_every_config_parses_and_the_protocol_has_the_paper_defaults(name):
     import pathlib
 
@@ -102,5 +152,14 @@ def test_every_config_parses_and_the_protocol_has_the_paper_defaults(name):
     assert config.lrate == 0.01 and config.lrate_decay_rate == 0.8 and config.lrate_decay_steps == 100
     if name in ("blender", "llff"):
         assert (config.batch_size, config.n_steps, config.sampling_strategy) == (2048, 300, "interest_regions")
-        assert (config.max_rotation_deg, config.max_translation, config.unit_axis) == (40., 0.2, True)
-        assert (config.n_test_images, config.n_trials) == (5, 5)
+        # arXiv 2012.05877v3 p. 5: [-40, 40] degrees about a random axis; [-0.2, 0.2] per axis on the
+        # synthetic scenes, [-0.1, 0.1] on LLFF (see the README's evaluation protocol for the sources).
+        assert (config.max_rotation_deg, config.unit_axis) == (40., True)
+        assert config.max_translation == {"blender": 0.2, "llff": 0.1}[name]
+        assert (config.n_test_images, config.n_trials, config.perturbation_pivot) == (5, 5, "world")
+    if name.startswith("salykovaa_"):
+        # Every salykovaa config is a single Euler-perturbed estimate of its own scene.
+        scene = name.split("_", 1)[1]
+        assert (config.model_name, config.perturbation, config.unit_axis) == (scene, "euler", False)
+        assert config.obs_img_num is not None and config.data_dir.endswith("/" + scene)
+        assert config.dataset_type == ("blender" if scene in SALYKOVAA[:4] else "llff")

@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 import pathlib
+import re
 import types
 import warnings
 
@@ -258,6 +259,22 @@ def test_calc_metrics_reduce_bug_and_fix(tmp_path):
     fixed = calc_metrics.main(["-O", str(tmp_path), "-R", "--fix_reduce_accumulation"])
     assert faithful == {"psnr": 0.0, "ssim": 0.0, "lpips": 0.0}
     assert fixed == pytest.approx({"psnr": 20.5, "ssim": 0.5, "lpips": 0.25})
+    saved = json.loads((tmp_path / "all_metrics.json").read_text())
+    assert saved["metrics"] == pytest.approx(fixed) and saved["objects"] == 100
+    assert saved["protocol"]["reduce"].endswith("--fix_reduce_accumulation)")
+
+
+def test_calc_metrics_protocol_matches_the_readme_table():
+    """The protocol block of `calc_metrics -D data/cars_test -O eval -F srn -P '64'` equals the README's table."""
+    from inerf.eval import calc_metrics
+
+    section = (pathlib.Path(__file__).parents[2] / "inerf" / "README.md").read_text().split("- Metrics:")[1].split("\n- ")[0]
+    rows = re.findall(r"^  \| `(\w+)` \| `(.+?)` \|", section, re.M)
+    args = calc_metrics.make_parser().parse_args(["-D", "data/cars_test", "-O", "eval", "-F", "srn", "-P", "64"])
+    block = calc_metrics.protocol(args)
+    assert sorted(field for field, _ in rows) == sorted(block)
+    for field, value in rows:
+        assert block[field] == json.loads(value), field
 
 
 def test_eval_real_on_shipped_inputs(trained, monkeypatch, tmp_path):

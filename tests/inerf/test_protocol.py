@@ -3,12 +3,14 @@ the sampling ablation, and what `python -m inerf.run` writes."""
 
 import json
 import os
+import pathlib
+import re
 
 import gin
 import numpy as np
 import pytest
 
-from inerf import run
+from inerf import run, utils
 from tests.inerf.conftest import DEMO_GIN
 
 
@@ -79,6 +81,9 @@ def test_run_writes_results_table_overlays_and_video(trained):
               "--gin_bindings", "Config.video = True"])
     summary = json.load(open(f"{out}/results/inerf_object360.json"))
     assert summary["n_trials"] == 2 and set(summary["success_rate"]) == {"0", "3", "6"}
+    assert set(summary["rotation_success_rate"]) == set(summary["translation_success_rate"]) == {"0", "3", "6"}
+    assert summary["protocol"] == run.protocol(utils.Config(**{
+        k: tuple(v) if isinstance(v, list) else v for k, v in summary["config"].items()}))
     trial = summary["trials"][0]
     assert set(trial["errors"]["6"]) == {"rotation_deg", "translation", "orthonormality"}
     table = open(f"{out}/results/inerf_object360.md").read()
@@ -88,9 +93,12 @@ def test_run_writes_results_table_overlays_and_video(trained):
 
 
 def test_config_obs_img_num_runs_one_estimate_as_salykovaas_run(trained, capsys):
-    """Config.obs_img_num (as salykovaa_lego.gin sets it) selects the single-estimate run without the
-    flag, and --obs_img_num overrides it; out-of-range values name the split's size."""
+    """Config.obs_img_num (as the salykovaa_*.gin set it) selects the single-estimate run without the
+    flag and --obs_img_num overrides it; on Blender the image is frame N of obs_imgs/transforms.json
+    (salykovaa's layout), or test image N with obs_from_test_split; a missing folder or an
+    out-of-range N is an error naming it."""
     config, _ = trained
+    obs_dir = pathlib.Path(config.ckpt_dir) / "obs_imgs"
     common = ["--gin_configs", str(DEMO_GIN), "--device", "cpu",
               "--gin_bindings", f"Config.data_dir = '{config.data_dir}'",
               "--gin_bindings", f"Config.ckpt_dir = '{config.ckpt_dir}'",
@@ -99,11 +107,58 @@ def test_config_obs_img_num_runs_one_estimate_as_salykovaas_run(trained, capsys)
               "--gin_bindings", "Config.n_steps = 2", "--gin_bindings", "Config.eval_steps = (0, 2)",
               "--gin_bindings", "Config.overlay_every = 2"]
     gin.clear_config()
-    run.main(common + ["--gin_bindings", "Config.obs_img_num = 1"])
+    with pytest.raises(FileNotFoundError, match="obs_imgs/transforms.json"):
+        run.main(common + ["--gin_bindings", "Config.obs_img_num = 1"])
+    assert not os.path.exists(f"{config.ckpt_dir}/single")
+
+    # salykovaa's obs_imgs/: two test frames of the scene under the names 0 and 1.
+    test = json.load(open(os.path.join(config.data_dir, "transforms_test.json")))
+    obs_dir.mkdir()
+    frames = []
+    for i, frame in enumerate(test["frames"][:2]):
+        src = os.path.join(config.data_dir, frame["file_path"])
+        (obs_dir / f"{i}.png").write_bytes(open(src if src.endswith(".png") else src + ".png", "rb").read())
+        frames.append({"file_path": str(i), "transform_matrix": frame["transform_matrix"]})
+    (obs_dir / "transforms.json").write_text(json.dumps({"camera_angle_x": test["camera_angle_x"], "frames": frames}))
+    obs = ["--gin_bindings", f"Config.obs_imgs_dir = '{obs_dir}'"]
+    gin.clear_config()
+    run.main(common + obs + ["--gin_bindings", "Config.obs_img_num = 1"])
     errors = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(errors) == {"0", "2"}
     assert not os.path.exists(f"{config.ckpt_dir}/single/results")  # no protocol table
+    assert os.listdir(f"{config.ckpt_dir}/single/object360") == ["view000_trial0"]
+    gin.clear_config()
+    with pytest.raises(ValueError, match="has 2 frames"):
+        run.main(common + obs + ["--obs_img_num", "2"])
     gin.clear_config()
     with pytest.raises(ValueError, match="test split has"):
-        run.main(common + ["--gin_bindings", "Config.obs_img_num = 1", "--obs_img_num", "999"])
+        run.main(common + ["--gin_bindings", "Config.obs_from_test_split = True", "--obs_img_num", "999"])
     gin.clear_config()
+
+
+def test_success_shares_rotation_translation_and_both():
+    """The paper's two shares (rotation < 5 deg, translation < 5 cm) each on its own; `both` is ours."""
+    config = utils.Config(eval_steps=(0, 10))
+    trials = [{"errors": {0: (9., .01, 0.), 10: (1., .01, 0.)}},
+              {"errors": {0: (1., .09, 0.), 10: (4.9, .049, 0.)}},
+              {"errors": {0: (7., .07, 0.), 10: (5.5, .08, 0.)}},
+              {"errors": {0: (5., .05, 0.), 10: (6., .02, 0.)}}]
+    assert run.success_rates(trials, config, "rotation") == {0: .25, 10: .5}
+    assert run.success_rates(trials, config, "translation") == {0: .25, 10: .75}
+    assert run.success_rates(trials, config) == {0: 0., 10: .5}
+
+
+def test_protocol_defaults_match_the_readme_table():
+    """The `protocol` block at blender.gin equals the README's evaluation protocol table."""
+    root = pathlib.Path(__file__).parents[2] / "inerf"
+    section = (root / "README.md").read_text().split("### Evaluation protocol")[1].split("\n### ")[0]
+    rows = re.findall(r"^\| `(\w+)` \| `(.+?)` \|", section, re.M)
+    gin.clear_config()
+    try:
+        config = utils.parse_config([str(root / "configs" / "blender.gin")])
+    finally:
+        gin.clear_config()
+    block = run.protocol(config)
+    assert sorted(field for field, _ in rows) == sorted(block)
+    for field, value in rows:
+        assert block[field] == json.loads(value), field

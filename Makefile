@@ -55,13 +55,17 @@ test_paths_shared := tests/common tests/data_tools $(wildcard tests/test_*.py)
 test_paths = $(if $(test_paths_$(1)),$(test_paths_$(1)),tests/$(1))
 
 test: $(STAMP)
+	@rm -f .pytest_cache/*/junit.xml
 	@$(MAKE) --no-print-directory -k -j$(TEST_JOBS) --output-sync=target \
-	  $(addprefix test-group-,$(TEST_GROUP_NAMES)) || { echo "make test: a group failed (see above)"; exit 1; }
+	  $(addprefix test-group-,$(TEST_GROUP_NAMES)); code=$$?; \
+	$(PY) tests/durations.py 15 .pytest_cache/*/junit.xml; \
+	[ $$code -eq 0 ] || { echo "make test: a group failed (see above)"; exit 1; }
 
 define test_group
 test-group-$(1): $(STAMP)
 	@start=$$$$(date +%s); echo "== pytest $(call test_paths,$(1))"; \
-	$(PY) -m pytest -q -m "not slow" -o cache_dir=.pytest_cache/$(1) $(call test_paths,$(1)); code=$$$$?; \
+	$(PY) -m pytest -q -m "not slow" -o cache_dir=.pytest_cache/$(1) --junitxml=.pytest_cache/$(1)/junit.xml \
+	  $(call test_paths,$(1)); code=$$$$?; \
 	echo "== $(1): $$$$(( $$$$(date +%s) - start )) s"; exit $$$$code
 .PHONY: test-group-$(1)
 endef

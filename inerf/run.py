@@ -30,7 +30,7 @@ import tqdm
 from common import device as device_utils
 from inerf import inerf_helpers, nerf_helpers, render_helpers, train_nerf, utils
 
-SAMPLERS = ('random', 'interest_points', 'interest_regions')
+SAMPLERS = utils.CHOICES['sampling_strategy']
 
 
 class PixelSampler:

@@ -15,6 +15,7 @@ import imageio.v2 as imageio
 import numpy as np
 import torch
 
+from common import images as image_files
 from common import llff, metrics
 
 
@@ -123,10 +124,47 @@ class Config:
     video: bool = False  # Also an mp4 of the overlays.
 
 
+# The accepted values of Config's string options (each checked before anything runs).
+CHOICES = {
+    'dataset_type': ('blender', 'llff'),
+    'sampling_strategy': ('random', 'interest_points', 'interest_regions'),
+    'detector': ('sift', 'orb'),
+    'perturbation': ('random_axis', 'euler'),
+    'perturbation_pivot': ('world', 'camera'),
+    'noise': ('None', '', 'gaussian', 's_and_p', 'pepper', 'salt', 'poisson'),
+}
+
+
+def _accepts(kind, value):
+    """Whether a Config field annotated `kind` (str, int, float, bool, tuple, Optional[...]) takes value."""
+    if kind in (int, float) and isinstance(value, bool):
+        return False
+    if kind is float:
+        return isinstance(value, (int, float))
+    if kind is tuple:
+        return isinstance(value, (tuple, list))
+    if isinstance(kind, type):
+        return isinstance(value, kind)
+    inner = [k for k in getattr(kind, '__args__', ()) if k is not type(None)]  # Optional[X]
+    return value is None or any(_accepts(k, value) for k in inner)
+
+
+def check_config(config):
+    """Raises ValueError naming the Config.<field> whose value has the wrong type or is not one of CHOICES."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if not _accepts(field.type, value):
+            kind = getattr(field.type, '__name__', str(field.type))
+            raise ValueError(f'Config.{field.name} = {value!r}: expected {kind}, got {type(value).__name__}')
+        if field.name in CHOICES and value not in CHOICES[field.name]:
+            raise ValueError(f'Config.{field.name} = {value!r}: must be one of {CHOICES[field.name]}')
+    return config
+
+
 def parse_config(gin_configs=(), gin_bindings=()):
-    """Config from gin files and bindings."""
+    """Config from gin files and bindings, its types and choices checked (check_config)."""
     gin.parse_config_files_and_bindings(list(gin_configs), list(gin_bindings))
-    return Config()
+    return check_config(Config())
 
 
 def rot_psi(angle):
@@ -282,12 +320,22 @@ def corrupt_observation(obs_img, config, rng):
     return np.asarray(obs_img, dtype=np.float32)
 
 
+def read_image(path):
+    """An image file as a numpy array (imageio); a file that does not decode raises ImageFileError naming it."""
+    with image_files.naming(path):
+        return np.asarray(imageio.imread(path))
+
+
 def _read_json(path):
     """A JSON file, or a clear error naming it."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'{path} is missing: a Blender-layout scene needs transforms_<split>.json')
     with open(path) as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f'{path} is not valid JSON (line {error.lineno}, column {error.colno}: '
+                             f'{error.msg}); replace or repair the file') from error
 
 
 def load_blender_data(basedir, half_res=False, testskip=1, white_bkgd=True):
@@ -302,11 +350,11 @@ def load_blender_data(basedir, half_res=False, testskip=1, white_bkgd=True):
         meta = _read_json(os.path.join(basedir, f'transforms_{split}.json'))
         frames = meta['frames'][::1 if split == 'train' else max(testskip, 1)]
         for frame in frames:
-            path = os.path.join(basedir, frame['file_path'])
+            path = os.path.normpath(os.path.join(basedir, frame['file_path']))
             path = path if os.path.splitext(path)[1] else path + '.png'
             if not os.path.isfile(path):
                 raise FileNotFoundError(f'{path} (named in transforms_{split}.json) is missing')
-            imgs.append(np.asarray(imageio.imread(path), dtype=np.float32) / 255.)
+            imgs.append(read_image(path).astype(np.float32) / 255.)
             poses.append(np.array(frame['transform_matrix'], dtype=np.float32))
         i_split.append(np.arange(count, count + len(frames)))
         count += len(frames)
@@ -335,7 +383,7 @@ def load_obs_img(obs_dir, obs_img_num, half_res=False, white_bkgd=True):
     path = os.path.join(obs_dir, frames[obs_img_num]['file_path'] + '.png')
     if not os.path.isfile(path):
         raise FileNotFoundError(f'{path} (frame {obs_img_num} of {obs_dir}/transforms.json) is missing')
-    rgba = np.asarray(imageio.imread(path), dtype=np.float32) / 255.
+    rgba = read_image(path).astype(np.float32) / 255.
     H, W = rgba.shape[:2]
     focal = .5 * W / np.tan(.5 * float(meta['camera_angle_x']))
     rgb = rgba[..., :3] * rgba[..., 3:] + (1. - rgba[..., 3:]) if white_bkgd and rgba.shape[-1] == 4 else rgba[..., :3]
@@ -404,7 +452,8 @@ def load_llff_data(basedir, factor=8, recenter=True, bd_factor=.75, spherify=Fal
     Returns (images [N, H, W, 3] float32 in [0, 1], poses [N, 4, 4] float32 OpenGL c2w, bds [N, 2],
     [H, W, focal]).
     """
-    poses_arr, bds = llff.load_poses_bounds(os.path.join(basedir, 'poses_bounds.npy'))
+    poses_path = os.path.join(basedir, 'poses_bounds.npy')
+    poses_arr, bds = llff.load_poses_bounds(poses_path)
     poses = np.asarray(poses_arr, dtype=np.float64).reshape(-1, 3, 5)
     imgdir = os.path.join(basedir, 'images' if factor in (None, 0, 1) else f'images_{factor}')
     if not os.path.isdir(imgdir):
@@ -412,8 +461,9 @@ def load_llff_data(basedir, factor=8, recenter=True, bd_factor=.75, spherify=Fal
                                 f'factor={factor} (e.g. python -m data_tools.colmap writes them)')
     files = sorted(f for f in os.listdir(imgdir) if f.lower().endswith(('jpg', 'jpeg', 'png')))
     if len(files) != poses.shape[0]:
-        raise ValueError(f'{imgdir}: {len(files)} images but poses_bounds.npy has {poses.shape[0]} poses')
-    images = np.stack([np.asarray(imageio.imread(os.path.join(imgdir, f)))[..., :3] for f in files], 0)
+        raise ValueError(f'{imgdir}: {len(files)} images but {poses_path} has {poses.shape[0]} rows '
+                         f'(one per image, in name order)')
+    images = np.stack([read_image(os.path.join(imgdir, f))[..., :3] for f in files], 0)
     images = images.astype(np.float32) / 255.
     poses[:, :2, 4] = images.shape[1:3]
     poses[:, 2, 4] = poses[:, 2, 4] / (factor or 1)

@@ -89,6 +89,9 @@ def main(argv=None):
     dset = get_split_dataset(args.dataset_format, args.datadir, want_split=args.split, training=False)
     data_loader = torch.utils.data.DataLoader(dset, batch_size=1, shuffle=False, num_workers=args.num_workers,
                                               pin_memory=False)
+    # The checkpoint and the first object are read before the output folder is touched.
+    net = make_model(conf["model"]).to(device=device).load_weights(args)
+    NV = dset[0]["images"].shape[0]
     output_dir = args.output.strip()
     has_output = len(output_dir) > 0
     finished, total_psnr, total_ssim, cnt = set(), 0.0, 0.0, 0
@@ -102,7 +105,6 @@ def main(argv=None):
         finish_file = open(finish_path, "a", buffering=1)
         print("Writing images to", output_dir)
 
-    net = make_model(conf["model"]).to(device=device).load_weights(args)
     renderer = NeRFRenderer.from_conf(conf["renderer"], lindisp=dset.lindisp,
                                       eval_batch_size=args.ray_batch_size).to(device=device)
     if args.coarse:
@@ -122,7 +124,6 @@ def main(argv=None):
         source_lut = read_viewlist(args.viewlist)
     else:
         source = torch.tensor(sorted(map(int, args.source.split())), dtype=torch.long)
-    NV = dset[0]["images"].shape[0]
     if args.eval_view_list is not None:
         with open(args.eval_view_list, "r") as f:
             eval_views = torch.tensor(list(map(int, f.readline().split())))

@@ -234,7 +234,7 @@ def main(argv=None):
         raise RuntimeError("pixelNeRF trains in one process, on several GPUs through DataParallel "
                            "(--gpu_id '0 1 ...') as released; do not launch it with torchrun")
     args, conf = util.args.parse_args(extra_args, training=True, default_ray_batch_size=128, argv=argv,
-                                      check=check_args)
+                                      check=check_args, required=("model", "renderer", "train", "loss"))
     device = util.get_cuda(args.gpu_id[0])
     dset, val_dset, _ = get_split_dataset(args.dataset_format, args.datadir)
     print("dset z_near {}, z_far {}, lindisp {}".format(dset.z_near, dset.z_far, dset.lindisp))

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common import images
 from inerf.src.util import get_image_to_tensor_balanced, get_mask_to_tensor
 
 _FLIP_YZ = torch.tensor([[1, 0, 0, 0], [0, -1, 0, 0], [0, 0, -1, 0], [0, 0, 0, 1]], dtype=torch.float32)
@@ -105,7 +106,8 @@ class DVRDataset(torch.utils.data.Dataset):
         intrinsics = []  # (fx, fy, cx, cy) per view, DTU only
         for idx, (rgb_path, mask_path) in enumerate(zip(rgb_paths, mask_paths)):
             i = sel_indices[idx]
-            img = imageio.imread(rgb_path)[..., :3]
+            with images.naming(rgb_path):
+                img = imageio.imread(rgb_path)[..., :3]
             if self.scale_focal:
                 x_scale, y_scale, xy_delta = img.shape[1] / 2.0, img.shape[0] / 2.0, 1.0
             else:
@@ -135,7 +137,8 @@ class DVRDataset(torch.utils.data.Dataset):
             all_poses.append(self._coord_trans_world @ torch.tensor(pose, dtype=torch.float32) @ self._coord_trans_cam)
             all_imgs.append(self.image_to_tensor(img))
             if mask_path is not None:
-                mask = imageio.imread(mask_path)
+                with images.naming(mask_path):
+                    mask = imageio.imread(mask_path)
                 mask = (mask[..., None] if mask.ndim == 2 else mask)[..., :1]
                 all_masks.append(self.mask_to_tensor(mask))
                 all_bboxes.append(_bbox(mask, mask_path))

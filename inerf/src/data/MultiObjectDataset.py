@@ -11,7 +11,7 @@ import imageio.v2 as imageio
 import numpy as np
 import torch
 
-from common import checkpoints
+from common import checkpoints, images
 from inerf.src.util import get_image_to_tensor_balanced, get_mask_to_tensor
 
 
@@ -102,7 +102,9 @@ class MultiObjectDataset(torch.utils.data.Dataset):
         all_imgs, all_bboxes, all_masks, all_poses = [], [], [], []
         for frame in transform["frames"]:
             basename = osp.splitext(osp.basename(frame["file_path"]))[0]
-            img = imageio.imread(osp.join(dir_path, "{}_obj.png".format(basename)))
+            obj_path = osp.join(dir_path, "{}_obj.png".format(basename))
+            with images.naming(obj_path):
+                img = imageio.imread(obj_path)
             if img.ndim != 3 or img.shape[-1] != 4:
                 raise ValueError(f"{dir_path}/{basename}_obj.png: expected an RGBA image, got shape {img.shape}")
             mask = self.mask_to_tensor(img[..., 3])
@@ -116,7 +118,9 @@ class MultiObjectDataset(torch.utils.data.Dataset):
                 cmin, cmax = cnz[[0, -1]]
             img_tensor = self.image_to_tensor(img[..., :3])
             if self.compose:
-                env_img = self.image_to_tensor(imageio.imread(osp.join(dir_path, "{}_env.png".format(basename)))[..., :3])
+                env_path = osp.join(dir_path, "{}_env.png".format(basename))
+                with images.naming(env_path):
+                    env_img = self.image_to_tensor(imageio.imread(env_path)[..., :3])
                 background = env_img * (1.0 - mask)
             else:
                 background = 1.0 - mask  # white where transparent

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common import images
 from inerf.src.util import get_image_to_tensor_balanced, get_mask_to_tensor
 
 
@@ -76,7 +77,8 @@ class SRNDataset(torch.utils.data.Dataset):
 
         all_imgs, all_poses, all_masks, all_bboxes = [], [], [], []
         for rgb_path, pose_path in zip(rgb_paths, pose_paths):
-            img = imageio.imread(rgb_path)[..., :3]
+            with images.naming(rgb_path):
+                img = imageio.imread(rgb_path)[..., :3]
             mask = (img != 255).all(axis=-1)[..., None].astype(np.uint8) * 255
             rows = np.any(mask, axis=1)
             cols = np.any(mask, axis=0)

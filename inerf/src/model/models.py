@@ -170,7 +170,13 @@ class PixelNeRFNet(torch.nn.Module):
             device = self.poses.device
         if os.path.exists(model_path):
             print("Load", model_path)
-            self.load_state_dict(checkpoints.load_checkpoint(model_path, map_location=device), strict=strict)
+            try:
+                state = checkpoints.load_checkpoint(model_path, map_location=device)
+            except Exception as error:  # torch.load raises UnpicklingError, RuntimeError, EOFError, ...
+                raise ValueError(f"{model_path} is not a readable pixelNeRF checkpoint "
+                                 f"({type(error).__name__}: {str(error).splitlines()[0]}); "
+                                 "replace it, or move it away to start from a fresh model") from error
+            self.load_state_dict(state, strict=strict)
         elif not opt_init:
             warnings.warn(
                 f"WARNING: {model_path} does not exist, not loaded!! The model keeps its fresh "

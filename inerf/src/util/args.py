@@ -4,6 +4,7 @@
 import argparse
 import os
 
+import pyparsing
 from pyhocon import ConfigFactory
 
 # inerf/ plays the role of the release's project root: it holds expconf.conf and conf/.
@@ -21,6 +22,20 @@ def resolve_conf_path(path):
     raise FileNotFoundError(f"config file {path!r} not found (looked in the working directory and in {PROJECT_ROOT})")
 
 
+def load_conf(path, required=()):
+    """The HOCON file at path; a syntax error or a missing required key raises ValueError naming the
+    file (and the line of the error)."""
+    try:
+        conf = ConfigFactory.parse_file(path)
+    except pyparsing.ParseBaseException as error:
+        raise ValueError(f"{path}, line {error.lineno}, column {error.column}: not valid HOCON "
+                         f"({error.msg}, found {error.found})") from error
+    missing = [key for key in required if key not in conf]
+    if missing:
+        raise ValueError(f"{path}: missing required key(s) {', '.join(missing)} (see conf/default_mv.conf)")
+    return conf
+
+
 def parse_args(
     callback=None,
     training=False,
@@ -35,10 +50,12 @@ def parse_args(
     jupyter=False,
     argv=None,
     check=None,
+    required=("model", "renderer"),
 ):
     """(args, conf) from the command line (argv, or [] when jupyter), as the release's parse_args.
 
     check: called with the parsed args before any output folder is made (raises on bad settings).
+    required: top-level keys the config file must have (checked, like its syntax, before any folder is made).
     """
     parser = argparse.ArgumentParser()
     parser.add_argument("--conf", "-c", type=str, default=None)
@@ -69,16 +86,16 @@ def parse_args(
         args.checkpoints_path = os.path.join(args.checkpoints_path, args.exp_group_name)
         args.visual_path = os.path.join(args.visual_path, args.exp_group_name)
 
-    os.makedirs(os.path.join(args.checkpoints_path, args.name), exist_ok=True)
-    os.makedirs(os.path.join(args.visual_path, args.name), exist_ok=True)
-
     expconf = ConfigFactory.parse_file(EXPCONF_PATH)
     if args.conf is None:
         args.conf = expconf.get_string("config." + args.name, default_conf)
     if args.datadir is None:
         args.datadir = expconf.get_string("datadir." + args.name, default_datadir)
     args.conf = resolve_conf_path(args.conf)
-    conf = ConfigFactory.parse_file(args.conf)
+    conf = load_conf(args.conf, required)
+
+    os.makedirs(os.path.join(args.checkpoints_path, args.name), exist_ok=True)
+    os.makedirs(os.path.join(args.visual_path, args.name), exist_ok=True)
 
     if args.dataset_format is None:
         args.dataset_format = conf.get_string("data.format", default_data_format)

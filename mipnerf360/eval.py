@@ -289,15 +289,16 @@ def evaluate(config, device=None, lpips_weights_path=None):
         config, torch.Generator().manual_seed(SEED), device=device)
     last_step = 0
     with logger.Logger(os.path.join(config.checkpoint_dir, 'eval')) as log:
+        waiting_since = None
         while True:
             checkpoint_path = train_utils.restore_checkpoint(config, state, device=device)
             if checkpoint_path is None and config.eval_only_once:
                 raise FileNotFoundError(missing_checkpoint_message(config))
             step = state.step if checkpoint_path is not None else 0
             if step <= last_step:
-                print(f'Checkpoint step {step} <= last step {last_step}, sleeping.')
-                time.sleep(POLL_SECONDS)
+                waiting_since = wait_for_checkpoint(config, last_step, waiting_since)
                 continue
+            waiting_since = None
             print(f'Evaluating checkpoint {checkpoint_path} at step {step}.')
             result = evaluate_checkpoint(config, dataset, render_eval_fn, step, checkpoint_path,
                                          lpips_fns, lpips_note, log, device)
@@ -305,6 +306,23 @@ def evaluate(config, device=None, lpips_weights_path=None):
             if config.eval_only_once or step >= num_steps:
                 return result
             last_step = step
+
+def wait_for_checkpoint(config, last_step, waiting_since):
+    """One poll of a continuous eval with nothing new: says once what it waits for, sleeps, and
+    raises TimeoutError after Config.eval_wait_timeout seconds. Returns when the wait began."""
+    now = time.monotonic()
+    if waiting_since is None:
+        waiting_since = now
+        print(f'Waiting for a checkpoint after step {last_step} in {config.checkpoint_dir} '
+              f'(polling every {POLL_SECONDS} s'
+              + (f', for up to {config.eval_wait_timeout} s)' if config.eval_wait_timeout else ', until one appears)'))
+    elif config.eval_wait_timeout is not None and now - waiting_since >= config.eval_wait_timeout:
+        raise TimeoutError(f'no checkpoint after step {last_step} appeared in {config.checkpoint_dir} '
+                           f'within Config.eval_wait_timeout = {config.eval_wait_timeout} s')
+    time.sleep(POLL_SECONDS if config.eval_wait_timeout is None
+               else min(POLL_SECONDS, max(0., waiting_since + config.eval_wait_timeout - now)))
+    return waiting_since
+
 
 def main(unused_argv):
     config = configs.load_config(save_config=False)

@@ -4,7 +4,10 @@
 """The gin-configurable `Config` that holds every flag, and the flags that load it."""
 
 import dataclasses
+import logging
 import os
+import re
+import typing
 from typing import Any, Callable, Mapping, Optional, Tuple
 
 import gin
@@ -203,6 +206,7 @@ class Config:
     device: Optional[str] = None  # 'cpu', 'cuda:1', ...; None: cuda:LOCAL_RANK if any, else CPU.
     # Fixes of the original's bugs (see mipnerf360/README.md); False is multinerf's behaviour.
     fix_pca_eigh: bool = False  # Pose PCA with eigh: orthonormal axes when eigenvalues repeat.
+    eval_wait_timeout: Optional[float] = None  # Continuous eval: give up after this many seconds without a new checkpoint (None: wait, as multinerf).
 
 
 def define_common_flags():
@@ -214,20 +218,76 @@ def define_common_flags():
     flags.DEFINE_string('base_folder', None, 'Required by GINXM, not used.')
     flags.DEFINE_multi_string('gin_bindings', None, 'Gin parameter bindings.')
     flags.DEFINE_multi_string('gin_configs', None, 'Gin config files.')
+    flags.DEFINE_bool('gin_skip_unknown', False,
+                      'Skip bindings of unknown configurables with a warning naming each (multinerf '
+                      'skips them silently); by default they are an error.')
 
 
 def load_config(save_config=True):
     """Parses --gin_configs and --gin_bindings into a Config; saves config.gin in checkpoint_dir.
 
-    As in multinerf, unknown configurables are skipped (a warning is logged), so import the modules
-    whose classes the files bind (models) first; an unknown parameter of a known one is an error.
+    A binding to an unknown configurable is an error naming it (multinerf skips it silently);
+    --gin_skip_unknown skips it with a warning naming it. An unknown parameter of a known
+    configurable, or a Config value of the wrong type, is an error naming the key.
     """
-    gin.parse_config_files_and_bindings(
-        flags.FLAGS.gin_configs, flags.FLAGS.gin_bindings, skip_unknown=True)
+    parse_gin(flags.FLAGS.gin_configs, flags.FLAGS.gin_bindings, flags.FLAGS.gin_skip_unknown)
     config = Config()
+    check_types(config)
     if save_config:
         write_config(config)
     return config
+
+
+def parse_gin(gin_configs, gin_bindings, skip_unknown=False):
+    """gin.parse_config_files_and_bindings; unknown configurables fail, or with skip_unknown are
+    skipped with a warning naming each. Returns the names skipped."""
+    skipped = []
+    while True:
+        try:
+            gin.parse_config_files_and_bindings(gin_configs, gin_bindings, skip_unknown=skipped or False)
+            break
+        except ValueError as e:
+            unknown = re.search(r"No configurable matching '([^']+)'", str(e))
+            if not unknown:
+                raise
+            if not skip_unknown:
+                raise ValueError(f'{e}\n(pass --gin_skip_unknown to skip bindings of unknown configurables, '
+                                 'as multinerf does)') from None
+            skipped.append(unknown.group(1))
+    for name in skipped:
+        logging.warning('gin: skipped the bindings of the unknown configurable %s (--gin_skip_unknown)', name)
+    return skipped
+
+
+def _has_type(value, annotation):
+    """Whether value fits a Config annotation (bool, int, float, str, Optional, Tuple; others pass)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union:
+        return any(_has_type(value, arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        return isinstance(value, (tuple, list))
+    return True
+
+
+def check_types(config):
+    """Raises a ValueError naming the first Config field whose gin value has the wrong type."""
+    hints = typing.get_type_hints(type(config))
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if not _has_type(value, hints[field.name]):
+            expected = hints[field.name]
+            expected = expected.__name__ if isinstance(expected, type) else str(expected).replace('typing.', '')
+            raise ValueError(f'Config.{field.name} = {value!r} (a {type(value).__name__}); expected {expected}')
 
 
 def write_config(config):

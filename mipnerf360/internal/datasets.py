@@ -160,6 +160,30 @@ def load_blender_posedata(data_dir, split=None):
     return names, poses, pixtocam, params, camera_utils.ProjectionType.PERSPECTIVE
 
 
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.exr')
+
+
+def _image_files(folder):
+    """Sorted image file names of folder; other files (.DS_Store, notes) are skipped with a warning."""
+    names = sorted(utils.listdir(folder))
+    others = [n for n in names if os.path.splitext(n)[1].lower() not in IMAGE_SUFFIXES]
+    if others:
+        warnings.warn(f'{folder}: skipping {len(others)} non-image file(s): {", ".join(others[:5])}')
+    return [n for n in names if n not in others]
+
+
+def _first_stem_difference(colmap_files, image_files):
+    """The first name (without suffix) in one folder's sorted list that the other lacks."""
+    def stems(names):
+        return {os.path.splitext(n)[0] for n in names}
+    for names, other, where in ((colmap_files, stems(image_files), 'images/'),
+                                (image_files, stems(colmap_files), 'the downsampled folder')):
+        extra = [n for n in names if os.path.splitext(n)[0] not in other]
+        if extra:
+            return f'{extra[0]} is only in {where}'
+    return 'none (the names differ only in suffix)'
+
+
 def _stack_images(images, paths):
     """Images [N, H, W, C] of equally sized images; a ValueError names the odd one out."""
     for image, path in zip(images, paths):
@@ -616,12 +640,13 @@ class LLFF(Dataset):
                 raise FileNotFoundError(
                     f'Image folder {d} does not exist (`python -m data_tools.colmap '
                     f'{self.data_dir}` writes images_2, images_4 and images_8 from images/)')
-        colmap_files = sorted(utils.listdir(colmap_image_dir))
-        image_files = sorted(utils.listdir(image_dir))
+        colmap_files = _image_files(colmap_image_dir)
+        image_files = _image_files(image_dir)
         if len(colmap_files) != len(image_files):
             raise ValueError(
-                f'{image_dir} holds {len(image_files)} files but {colmap_image_dir} holds '
-                f'{len(colmap_files)}; they are matched by sorted position, so the counts must agree')
+                f'{image_dir} holds {len(image_files)} images but {colmap_image_dir} holds '
+                f'{len(colmap_files)}; they are matched by sorted position, so the counts must agree '
+                f'(first difference by stem: {_first_stem_difference(colmap_files, image_files)})')
         missing = sorted(set(image_names) - set(colmap_files))
         if missing:
             raise ValueError(f'{len(missing)} of the {len(image_names)} posed images are not in '

@@ -5,12 +5,17 @@
 
 import dataclasses
 import enum
+import functools
+import logging
 import os
 from typing import Any, Dict, Optional, Union
 
+import cv2
 import numpy as np
 import torch
 from PIL import ExifTags, Image
+
+from common import images
 
 
 class _TensorFields:
@@ -113,10 +118,37 @@ def _to_numpy(img):
     return np.asarray(img)
 
 
-def load_img(pth: str) -> np.ndarray:
-    """Loads an image as float32 [H, W(, C)] with the file's values (0..255 for 8-bit images)."""
+def _png_bit_depth(pth):
+    """Bit depth of a PNG file from its IHDR chunk, or None for any other file."""
     with open_file(pth, 'rb') as f:
-        return np.array(Image.open(f), dtype=np.float32)
+        head = f.read(25)
+    return head[24] if head[:8] == b'\x89PNG\r\n\x1a\n' and len(head) == 25 else None
+
+
+def load_img(pth: str) -> np.ndarray:
+    """Loads an image as float32 [H, W(, C)] on the 8-bit scale (0..255), as multinerf.
+
+    A 16-bit PNG (which PIL would cut to its high byte) is read at full precision as
+    value / 65535 * 255, so that the loaders' / 255 gives value / 65535; a log line says so once.
+    Any file that cannot be decoded is an ImageFileError naming it.
+    """
+    with images.naming(pth):
+        if _png_bit_depth(pth) == 16:
+            image = cv2.imread(pth, cv2.IMREAD_UNCHANGED)
+            if image is None:
+                raise ValueError('OpenCV cannot decode it')
+            if image.ndim == 3:
+                image = image[..., [2, 1, 0, 3][:image.shape[-1]]]  # BGR(A) -> RGB(A)
+            _note_sixteen_bit(os.path.dirname(pth))
+            return image.astype(np.float32) * np.float32(255. / 65535.)
+        with open_file(pth, 'rb') as f:
+            return np.array(Image.open(f), dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def _note_sixteen_bit(folder):
+    """Says once per folder how 16-bit PNGs are scaled."""
+    logging.info('16-bit PNG images in %s are read at full precision, as value / 65535.', folder)
 
 
 def load_exif(pth: str) -> Dict[str, Any]:

@@ -52,7 +52,7 @@ MULTINERF_DEFAULTS = {
 PORT_DEFAULTS = {
     'checkpoint_keep': 100, 'prefetch_batches': 3, 'use_tf32': True, 'use_bf16_autocast': False,
     'use_compile': False, 'compile_elementwise': False, 'nan_check': True, 'grad_accum_steps': 1, 'data_on_device': None,
-    'device': None, 'fix_pca_eigh': False,
+    'device': None, 'fix_pca_eigh': False, 'eval_wait_timeout': None,
 }
 
 

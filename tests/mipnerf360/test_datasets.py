@@ -367,7 +367,7 @@ def test_missing_data_names_the_path_and_the_stand_in(scenes, load, copy_scene, 
 def test_inconsistent_data_raises_with_numbers(load, copy_scene):
     folder = copy_scene("unbounded360")
     (folder / "images_2" / "IMG_0011.png").unlink()
-    with pytest.raises(ValueError, match="holds 11 files .* holds 12"):
+    with pytest.raises(ValueError, match="holds 11 images .* holds 12"):
         load("train", folder, factor=2)
     # Quarter-size images where half-size ones belong.
     shutil.rmtree(folder / "images_2")

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import warnings
 
 import cv2
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 from PIL import Image
 
 from common import cameras, dist, llff, memory, prefetch
+from common import images as image_files
 from mipnerf.internal import utils
 
 # Camera axes of NeRF (OpenGL: y up, z backward) from OpenCV's (y down, z forward).
@@ -107,11 +109,32 @@ def _gather(rays, combine):
 
 
 def _load_image(fname):
-    """Image [H, W, C] in [0, 1] (float32); a missing file is a FileNotFoundError naming it."""
+    """Image [H, W, C] in [0, 1] (float32); a missing or undecodable file is an error naming it."""
     if not utils.file_exists(fname):
         raise FileNotFoundError(f'Image {fname} does not exist')
-    with utils.open_file(fname, 'rb') as imgin:
+    with image_files.naming(fname), utils.open_file(fname, 'rb') as imgin:
         return np.array(Image.open(imgin), dtype=np.float32) / 255.
+
+
+def _load_json(fname):
+    """The JSON file fname; a malformed or truncated one is a ValueError naming it."""
+    with utils.open_file(fname, 'r') as fp:
+        try:
+            return json.load(fp)
+        except json.JSONDecodeError as e:
+            raise ValueError(f'{fname} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); '
+                             'is it truncated?') from None
+
+
+def _llff_image_files(imgdir):
+    """Sorted image paths of an LLFF folder: .jpg/.png in any case (the original reads only
+    JPG, jpg and png and skips the rest silently); other files are skipped with a warning naming them."""
+    names = sorted(utils.listdir(imgdir))
+    kept = [n for n in names if os.path.splitext(n)[1].lower() in ('.jpg', '.jpeg', '.png')]
+    if len(kept) < len(names):
+        warnings.warn(f'{imgdir}: skipping files that are not .jpg or .png: '
+                      f'{", ".join(n for n in names if n not in kept)}')
+    return [os.path.join(imgdir, n) for n in kept]
 
 
 def _composite(image, white_bkgd):
@@ -298,8 +321,7 @@ class Multicam(Dataset):
         meta_file = os.path.join(self.data_dir, 'metadata.json')
         if not utils.file_exists(meta_file):
             raise FileNotFoundError(f'Multi-scale metadata {meta_file} does not exist; {self._hint()}')
-        with utils.open_file(meta_file, 'r') as fp:
-            meta = json.load(fp)
+        meta = _load_json(meta_file)
         if self.split not in meta:
             raise ValueError(f'{meta_file} has no {self.split!r} split (it has {sorted(meta)})')
         meta = meta[self.split]
@@ -351,8 +373,7 @@ class Blender(Dataset):
         pose_file = os.path.join(self.data_dir, f'transforms_{self.split}.json')
         if not utils.file_exists(pose_file):
             raise FileNotFoundError(f'Pose file {pose_file} does not exist; {self._hint()}')
-        with utils.open_file(pose_file, 'r') as fp:
-            meta = json.load(fp)
+        meta = _load_json(pose_file)
         images, cams = [], []
         for frame in meta['frames']:
             image = _load_image(os.path.join(self.data_dir, frame['file_path'] + '.png'))
@@ -388,13 +409,13 @@ class LLFF(Dataset):
         imgdir = os.path.join(self.data_dir, 'images' + imgdir_suffix)
         if not utils.isdir(imgdir):
             raise FileNotFoundError(f'Image folder {imgdir} does not exist; {self._hint()}')
-        imgfiles = [os.path.join(imgdir, f) for f in sorted(utils.listdir(imgdir))
-                    if f.endswith('JPG') or f.endswith('jpg') or f.endswith('png')]
+        imgfiles = _llff_image_files(imgdir)
         images = np.stack([_load_image(f)[..., :3] for f in imgfiles], axis=0)
 
         poses, bds = llff.load_poses_bounds(os.path.join(self.data_dir, 'poses_bounds.npy'))
         if poses.shape[0] != images.shape[0]:
-            raise RuntimeError(f'Mismatch between imgs {images.shape[0]} and poses {poses.shape[0]}')
+            raise RuntimeError(f'Mismatch between imgs {images.shape[0]} (in {imgdir}) and poses '
+                               f'{poses.shape[0]} (in {os.path.join(self.data_dir, "poses_bounds.npy")})')
         # The focal length of the downsampled images; their size is read from the images.
         focal = poses[0, 2, 4] / factor
         # NeRF's camera axes [right, up, backwards].

@@ -1,6 +1,7 @@
 """Image files read by the ports' own loaders: every decode failure names the file."""
 
 import contextlib
+import os
 
 
 class ImageFileError(ValueError):
@@ -21,5 +22,5 @@ def naming(path):
     except FileNotFoundError:
         raise
     except Exception as error:  # PIL, imageio and OpenCV each raise their own types for a bad file
-        raise ImageFileError(f"cannot read image {path} ({type(error).__name__}: {error}); "
+        raise ImageFileError(f"cannot read image {os.path.normpath(path)} ({type(error).__name__}: {error}); "
                              f"replace or remove the file") from error

@@ -15,8 +15,8 @@ import imageio.v2 as imageio
 import numpy as np
 import torch
 
+from common import config_types, llff, metrics
 from common import images as image_files
-from common import llff, metrics
 
 
 @gin.configurable()
@@ -135,29 +135,12 @@ CHOICES = {
 }
 
 
-def _accepts(kind, value):
-    """Whether a Config field annotated `kind` (str, int, float, bool, tuple, Optional[...]) takes value."""
-    if kind in (int, float) and isinstance(value, bool):
-        return False
-    if kind is float:
-        return isinstance(value, (int, float))
-    if kind is tuple:
-        return isinstance(value, (tuple, list))
-    if isinstance(kind, type):
-        return isinstance(value, kind)
-    inner = [k for k in getattr(kind, '__args__', ()) if k is not type(None)]  # Optional[X]
-    return value is None or any(_accepts(k, value) for k in inner)
-
-
 def check_config(config):
     """Raises ValueError naming the Config.<field> whose value has the wrong type or is not one of CHOICES."""
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        if not _accepts(field.type, value):
-            kind = getattr(field.type, '__name__', str(field.type))
-            raise ValueError(f'Config.{field.name} = {value!r}: expected {kind}, got {type(value).__name__}')
-        if field.name in CHOICES and value not in CHOICES[field.name]:
-            raise ValueError(f'Config.{field.name} = {value!r}: must be one of {CHOICES[field.name]}')
+    config_types.check_types(config)
+    for field, choices in CHOICES.items():
+        if getattr(config, field) not in choices:
+            raise ValueError(f'Config.{field} = {getattr(config, field)!r}: must be one of {choices}')
     return config
 
 

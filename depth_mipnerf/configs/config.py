@@ -9,6 +9,8 @@ from typing import Optional
 
 import gin
 
+from common import config_types
+
 CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
 PACKAGE_DIR = os.path.dirname(CONFIG_DIR)
 # `include 'depth_mipnerf/configs/lego.gin'` inside a config resolves from any directory.
@@ -167,11 +169,13 @@ def resolve_config_path(path):
 
 
 def parse(gin_configs, gin_bindings):
-    """Parses gin files + bindings into (Config, {section name: section dataclass})."""
+    """Parses gin files + bindings into (Config, {section name: section dataclass}); a value of the
+    wrong type is a ValueError naming its key (e.g. `loss.lambda_depth`)."""
     # Not finalized (locked): eval and render_video parse a run's config.gin after the command line's.
     gin.parse_config_files_and_bindings([resolve_config_path(p) for p in gin_configs or []],
                                         list(gin_bindings or []), finalize_config=False)
-    return Config(), {name: cls() for name, cls in SECTIONS.items()}
+    sections = {name: config_types.check_types(cls(), name) for name, cls in SECTIONS.items()}
+    return config_types.check_types(Config()), sections
 
 
 def hparams(config, sections):

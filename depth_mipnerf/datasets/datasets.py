@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from common import colmap
+from common import images as image_files
 from depth_mipnerf.datasets.exr import read_exr
 
 Rays = collections.namedtuple(
@@ -38,14 +39,19 @@ def _load_json(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f'{path}: missing')
     with open(path) as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f'{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); '
+                             'is it truncated?') from None
 
 
 def load_image(path, factor, white_bkgd):
     """float32 [H, W, 3] in [0, 1]; RGBA composited on white when white_bkgd; factor 2 halves it."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'{path}: image missing')
-    image = iio.imread(path).astype(np.float32) / 255.
+    with image_files.naming(path):
+        image = iio.imread(path).astype(np.float32) / 255.
     if factor == 2:
         image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
     elif factor not in (0, 1):
@@ -59,15 +65,18 @@ def read_depth_file(path):
     """[H, W] float32 depth of an EXR (channel R, Z or Y), .npy, or 16-bit PNG in millimetres."""
     ext = os.path.splitext(path)[1].lower()
     if ext == '.exr':
-        channels = read_exr(path)
+        with image_files.naming(path):
+            channels = read_exr(path)
         name = next((c for c in ('R', 'Z', 'Y', 'V') if c in channels), None)
         if name is None:
             raise ValueError(f'{path}: no R, Z, Y or V channel (has {sorted(channels)})')
         depth = channels[name]
     elif ext == '.npy':
-        depth = np.load(path).astype(np.float32)
+        with image_files.naming(path):
+            depth = np.load(path).astype(np.float32)
     elif ext == '.png':
-        depth = iio.imread(path)
+        with image_files.naming(path):
+            depth = iio.imread(path)
         if depth.dtype != np.uint16:
             raise ValueError(f'{path}: expected a 16-bit PNG of depth in millimetres, got {depth.dtype}')
         depth = depth.astype(np.float32) / 1000.

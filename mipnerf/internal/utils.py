@@ -13,6 +13,8 @@ import torch
 from absl import flags
 from PIL import Image
 
+from common import config_types
+
 # Config files may be named relative to the package root (`configs/blender.gin`) from any directory.
 gin.add_config_file_search_path(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -107,7 +109,7 @@ def load_config():
     (mipnerf.internal.models for MipNerfModel and MLP) first.
     """
     gin.parse_config_files_and_bindings(flags.FLAGS.gin_file, flags.FLAGS.gin_param)
-    return Config()
+    return config_types.check_types(Config())
 
 
 def open_file(pth, mode='r'):

@@ -7,14 +7,13 @@ import dataclasses
 import logging
 import os
 import re
-import typing
 from typing import Any, Callable, Mapping, Optional, Tuple
 
 import gin
 import torch
 from absl import flags
 
-from common import dist
+from common import config_types, dist
 from mipnerf360.internal import coord, math, utils
 
 # Config files may be named relative to the package root (`configs/360.gin`) from any directory.
@@ -232,7 +231,7 @@ def load_config(save_config=True):
     """
     parse_gin(flags.FLAGS.gin_configs, flags.FLAGS.gin_bindings, flags.FLAGS.gin_skip_unknown)
     config = Config()
-    check_types(config)
+    config_types.check_types(config)
     if save_config:
         write_config(config)
     return config
@@ -257,37 +256,6 @@ def parse_gin(gin_configs, gin_bindings, skip_unknown=False):
     for name in skipped:
         logging.warning('gin: skipped the bindings of the unknown configurable %s (--gin_skip_unknown)', name)
     return skipped
-
-
-def _has_type(value, annotation):
-    """Whether value fits a Config annotation (bool, int, float, str, Optional, Tuple; others pass)."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Union:
-        return any(_has_type(value, arg) for arg in typing.get_args(annotation))
-    if annotation is type(None):
-        return value is None
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is str:
-        return isinstance(value, str)
-    if origin is tuple:
-        return isinstance(value, (tuple, list))
-    return True
-
-
-def check_types(config):
-    """Raises a ValueError naming the first Config field whose gin value has the wrong type."""
-    hints = typing.get_type_hints(type(config))
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        if not _has_type(value, hints[field.name]):
-            expected = hints[field.name]
-            expected = expected.__name__ if isinstance(expected, type) else str(expected).replace('typing.', '')
-            raise ValueError(f'Config.{field.name} = {value!r} (a {type(value).__name__}); expected {expected}')
 
 
 def write_config(config):

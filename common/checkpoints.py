@@ -27,6 +27,13 @@ LOCK_NAME = ".lock"
 UNREADABLE_SUFFIX = ".unreadable"
 
 
+def _describe(error):
+    """`Type: first line of the message` of an exception, at most 200 characters."""
+    # Without terminal colour codes (torch's weights-only message has some).
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:200] if lines else ''}"
+
+
 class UnreadableCheckpointsError(RuntimeError):
     """Checkpoints exist in a run folder but none of them can be read."""
 
@@ -34,8 +41,8 @@ class UnreadableCheckpointsError(RuntimeError):
         """failures: [(path, exception)]; afresh_flag: the setting that starts afresh, for the message."""
         self.run_dir = run_dir
         self.paths = [path for path, _ in failures]
-        listed = "; ".join(f"{path} ({type(e).__name__}: {e})" for path, e in failures)
-        how = f", or set {afresh_flag}, which renames them to <name>{UNREADABLE_SUFFIX}" if afresh_flag else ""
+        listed = "; ".join(f"{path} ({_describe(e)})" for path, e in failures)
+        how = f", or rerun with {afresh_flag}, which renames them to <name>{UNREADABLE_SUFFIX}" if afresh_flag else ""
         super().__init__(
             f"no checkpoint in {run_dir} is readable, nothing was changed: {listed}. To start afresh, "
             f"move them out of {run_dir}{how}; to resume, replace them with readable copies.")
@@ -144,16 +151,15 @@ def save_atomic(path, state):
 
 def _pid_alive(pid):
     """Whether a process `pid` exists on this machine."""
-    if pid == os.getpid():
+    # Assumed alive on Windows, where os.kill(pid, 0) would terminate the process.
+    if pid == os.getpid() or os.name != "posix":
         return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # It exists, under another user.
-        return True
-    except OSError:  # Windows raises OSError for a pid that is gone.
-        return False
+        pass
     return True
 
 
@@ -212,8 +218,7 @@ def _report_unreadable(failures, set_aside):
             action = f"renamed to {moved}"
         else:
             action = "skipped"
-        logging.warning("Checkpoint %s is unreadable (%s: %s); %s.",
-                        path, type(error).__name__, error, action)
+        logging.warning("Checkpoint %s is unreadable (%s); %s.", path, _describe(error), action)
 
 
 def restore_latest(run_dir, map_location="cpu", start_afresh=False, set_aside=False, afresh_flag=None):

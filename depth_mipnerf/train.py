@@ -9,8 +9,10 @@
 Adam on MSELoss (Charbonnier RGB + the loss.* terms), MipLRDecay per step, the gradient norm
 clipped at Config.gradient_clip_val, batches of train.batch_size rays shuffled over the first
 train.num_images views. Checkpoints every Config.save_every steps and at the end; a run resumes
-from its newest checkpoint (or checkpoint.resume_path). TensorBoard scalars every
-Config.print_every steps, val.sample_num val renderings every val.check_interval steps.
+from its newest readable checkpoint (or checkpoint.resume_path): unreadable newer ones are renamed
+to <name>.unreadable, none readable refuses unless --start_afresh, and a second run in the folder
+of a live one refuses. TensorBoard scalars every Config.print_every steps, val.sample_num val
+renderings every val.check_interval steps.
 Under torchrun each process draws its own train.batch_size rays and DDP averages the gradients;
 rank 0 alone writes checkpoints, config.gin, TensorBoard and the progress bar. A NaN or infinite
 loss stops training with an error naming the step before anything of that step is written.
@@ -50,6 +52,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--gin_configs', action='append', default=[], help='gin config file(s)')
     parser.add_argument('--gin_bindings', action='append', default=[], help='gin binding(s)')
+    parser.add_argument('--start_afresh', action='store_true',
+                        help='when every checkpoint in Config.checkpoint_dir is unreadable, rename '
+                             'them to <name>.unreadable and train from step 0')
     parser.add_argument('--device', default='cuda',
                         help='cuda (the default: falls back to the CPU without a GPU), cuda:1, cpu, '
                              'mps (must exist); under torchrun cuda means cuda:<LOCAL_RANK>')
@@ -256,14 +261,17 @@ def validate(log, model, val_dataset, sections, step):
     log.scalar('val/psnr', sum(psnrs) / len(psnrs), step)
 
 
-def restore(model, optimizer, scheduler, config, sections, info):
-    """Loads checkpoint.resume_path or the newest checkpoint of checkpoint_dir on every rank (the
-    global RNG state, rank 0's, on rank 0 only); the step reached (0)."""
+def restore(model, optimizer, scheduler, config, sections, info, start_afresh=False):
+    """Loads checkpoint.resume_path or the newest readable checkpoint of checkpoint_dir on every rank
+    (the global RNG state, rank 0's, on rank 0 only; rank 0 renames unreadable ones aside); the step
+    reached (0). start_afresh: as common.checkpoints.restore_latest (--start_afresh)."""
     path = sections['checkpoint'].resume_path
     if path:
         state = checkpoints.load_checkpoint(path, info.device)
     else:
-        state, path = checkpoints.restore_latest(config.checkpoint_dir, map_location=info.device)
+        state, path = checkpoints.restore_latest(
+            config.checkpoint_dir, map_location=info.device, start_afresh=start_afresh,
+            set_aside=info.is_main, afresh_flag='--start_afresh')
     if state is None:
         return 0
     model.load_state_dict(state['model'])
@@ -275,11 +283,13 @@ def restore(model, optimizer, scheduler, config, sections, info):
     return int(state['step'])
 
 
-def train(config, sections, device='cpu', info=None):
+def train(config, sections, device='cpu', info=None, start_afresh=False):
     """Trains the configured model; returns it, unwrapped (after optimizer.max_steps steps).
 
     info: common.dist.DistInfo of this process under torchrun (its device is used); None: a
-    single process on select_device(device).
+    single process on select_device(device). Rank 0 holds Config.checkpoint_dir's lock for the
+    whole run. start_afresh: when every checkpoint there is unreadable, rename them aside and start
+    at step 0 (otherwise common.checkpoints.UnreadableCheckpointsError, nothing changed).
     """
     if not config.checkpoint_dir:
         raise ValueError(
@@ -305,66 +315,68 @@ def train(config, sections, device='cpu', info=None):
     optimizer = torch.optim.Adam(model.parameters(), lr=opt.lr_init)
     scheduler = MipLRDecay(optimizer, opt.lr_init, opt.lr_final, opt.max_steps, opt.lr_delay_steps,
                            opt.lr_delay_mult)
-    start = restore(model, optimizer, scheduler, config, sections, info)
-    on_device = data_on_device(config.data_on_device, dataset_bytes(dataset), device)
-    bytes_per_ray = probe_bytes_per_ray(model, loss_fn, dataset, sections, device)
-    nerf_system.use_compile(model, config.use_compile)
-    # As Lightning 1.x's DDP: some parameters may get no gradient (depth_network.variance
-    # without nerf.depth_sampling).
-    ddp_model = dist.wrap_ddp(model, info, find_unused_parameters=True)
-    if info.is_main:
-        os.makedirs(config.checkpoint_dir, exist_ok=True)
-        with open(os.path.join(config.checkpoint_dir, 'config.gin'), 'w') as f:
-            f.write(gin.config_str())
-        print(f'{sum(p.numel() for p in model.parameters())} parameters on {device}, '
-              f'{train_section.batch_size} rays per step in each of {info.world_size} '
-              f'process(es); training rays on {device if on_device else "the CPU"}')
-        print(memory.describe_prediction(list(model.parameters()), bytes_per_ray, train_section.batch_size,
-                                         train_section.grad_accum_steps, probe_rays=64))
-    batches = RayBatches(dataset, train_section.batch_size, dist.rank_seed(config.seed + start, info.rank),
-                         device, on_device)
-    log = logger.Logger(config.checkpoint_dir, is_main=info.is_main)
-    bar = logger.progress(opt.max_steps, initial=start, disable=not info.is_main)
-    model.train()
-    tic = time.time()
-    # The total losses of the steps since the last check, on the device until a step reads them.
-    pending = []
-    try:
-        for step in range(start + 1, opt.max_steps + 1):
-            losses = train_step(ddp_model, loss_fn, optimizer, scheduler, batches, step, config, sections)
-            pending.append(losses['total'])
-            bar.update(1)
-            report = step % config.print_every == 0 or step == opt.max_steps
-            save = step % config.save_every == 0 or step == opt.max_steps
-            validating = sections['val'].sample_num > 0 and step % sections['val'].check_interval == 0
-            if not (report or save or validating):
-                continue
-            # Every rank checks the mean of all ranks' losses at the same steps, so all stop at
-            # the same step, before anything of it is written.
-            check_finite(dist.all_reduce_mean(torch.stack(pending)), range(step - len(pending) + 1, step + 1))
-            pending = []
-            if report:
-                rays_per_sec = (config.print_every * train_section.batch_size * info.world_size
-                                / (time.time() - tic))
-                mean = dict(zip(losses, dist.all_reduce_mean(torch.stack(list(losses.values())))))
-                log.scalars({f'train/{k}': v for k, v in mean.items()}, step)
-                log.scalar('lr', optimizer.param_groups[0]['lr'], step)
-                log.scalar('train/rays_per_sec', rays_per_sec, step)
-                logger.set_progress_stats(bar, loss=mean['total'], psnr=mean['psnr'],
-                                          rays_per_sec=rays_per_sec)
-                tic = time.time()
-            if info.is_main and save:
-                checkpoints.save_checkpoint(config.checkpoint_dir, step, {
-                    'step': step, 'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
-                    'scheduler': scheduler.state_dict(), 'rng': checkpoints.capture_rng_state()},
-                    keep=config.checkpoint_keep)
-            if val_dataset is not None and validating:
-                model.eval()
-                validate(log, model, val_dataset, sections, step)
-                model.train()
-    finally:
-        bar.close()
-        log.close()
+    # Rank 0 holds the folder for the whole run: a second run there refuses to start.
+    with checkpoints.lock_run_dir(config.checkpoint_dir) if info.is_main else contextlib.nullcontext():
+        start = restore(model, optimizer, scheduler, config, sections, info, start_afresh)
+        on_device = data_on_device(config.data_on_device, dataset_bytes(dataset), device)
+        bytes_per_ray = probe_bytes_per_ray(model, loss_fn, dataset, sections, device)
+        nerf_system.use_compile(model, config.use_compile)
+        # As Lightning 1.x's DDP: some parameters may get no gradient (depth_network.variance
+        # without nerf.depth_sampling).
+        ddp_model = dist.wrap_ddp(model, info, find_unused_parameters=True)
+        if info.is_main:
+            os.makedirs(config.checkpoint_dir, exist_ok=True)
+            with open(os.path.join(config.checkpoint_dir, 'config.gin'), 'w') as f:
+                f.write(gin.config_str())
+            print(f'{sum(p.numel() for p in model.parameters())} parameters on {device}, '
+                  f'{train_section.batch_size} rays per step in each of {info.world_size} '
+                  f'process(es); training rays on {device if on_device else "the CPU"}')
+            print(memory.describe_prediction(list(model.parameters()), bytes_per_ray, train_section.batch_size,
+                                             train_section.grad_accum_steps, probe_rays=64))
+        batches = RayBatches(dataset, train_section.batch_size, dist.rank_seed(config.seed + start, info.rank),
+                             device, on_device)
+        log = logger.Logger(config.checkpoint_dir, is_main=info.is_main)
+        bar = logger.progress(opt.max_steps, initial=start, disable=not info.is_main)
+        model.train()
+        tic = time.time()
+        # The total losses of the steps since the last check, on the device until a step reads them.
+        pending = []
+        try:
+            for step in range(start + 1, opt.max_steps + 1):
+                losses = train_step(ddp_model, loss_fn, optimizer, scheduler, batches, step, config, sections)
+                pending.append(losses['total'])
+                bar.update(1)
+                report = step % config.print_every == 0 or step == opt.max_steps
+                save = step % config.save_every == 0 or step == opt.max_steps
+                validating = sections['val'].sample_num > 0 and step % sections['val'].check_interval == 0
+                if not (report or save or validating):
+                    continue
+                # Every rank checks the mean of all ranks' losses at the same steps, so all stop at
+                # the same step, before anything of it is written.
+                check_finite(dist.all_reduce_mean(torch.stack(pending)), range(step - len(pending) + 1, step + 1))
+                pending = []
+                if report:
+                    rays_per_sec = (config.print_every * train_section.batch_size * info.world_size
+                                    / (time.time() - tic))
+                    mean = dict(zip(losses, dist.all_reduce_mean(torch.stack(list(losses.values())))))
+                    log.scalars({f'train/{k}': v for k, v in mean.items()}, step)
+                    log.scalar('lr', optimizer.param_groups[0]['lr'], step)
+                    log.scalar('train/rays_per_sec', rays_per_sec, step)
+                    logger.set_progress_stats(bar, loss=mean['total'], psnr=mean['psnr'],
+                                              rays_per_sec=rays_per_sec)
+                    tic = time.time()
+                if info.is_main and save:
+                    checkpoints.save_checkpoint(config.checkpoint_dir, step, {
+                        'step': step, 'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
+                        'scheduler': scheduler.state_dict(), 'rng': checkpoints.capture_rng_state()},
+                        keep=config.checkpoint_keep)
+                if val_dataset is not None and validating:
+                    model.eval()
+                    validate(log, model, val_dataset, sections, step)
+                    model.train()
+        finally:
+            bar.close()
+            log.close()
     model.eval()
     return model
 
@@ -375,8 +387,9 @@ def main(argv=None):
     config, sections = config_lib.parse(args.gin_configs, args.gin_bindings)
     try:
         info = init_process(args.device, argv)
-        model = train(config, sections, info=info)
-    except (FileNotFoundError, ValueError, NonFiniteLossError) as error:
+        model = train(config, sections, info=info, start_afresh=args.start_afresh)
+    except (FileNotFoundError, ValueError, NonFiniteLossError, checkpoints.UnreadableCheckpointsError,
+            checkpoints.RunDirLockedError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)
     finally:

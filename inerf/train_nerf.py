@@ -8,7 +8,9 @@ Rays are drawn at random from all training pixels (nerf-pytorch's batching); the
 the fine and the coarse colours; Adam at lrate_train decayed to 0.1x every lrate_decay*1000 steps.
 Checkpoints (nerf-pytorch's keys: global_step, network_fn_state_dict, network_fine_state_dict,
 optimizer_state_dict) go to <ckpt_dir>/<model_name>/checkpoint_<step>.pt, which run.py loads; a run
-restarts from its newest one. The held-out test PSNR is written to metrics.json at the end.
+restarts from its newest readable one (unreadable newer ones are renamed to <name>.unreadable; none
+readable refuses, unless --start_afresh) and holds the folder's lock: a second run there refuses.
+The held-out test PSNR is written to metrics.json at the end.
 """
 
 import argparse
@@ -178,11 +180,14 @@ def bytes_per_ray(data, hwf, render_kwargs, config, near, far, probe_rays=PROBE_
     return n_bytes / probe_rays
 
 
-def train(config, pose_overrides=None, device='cpu'):
+def train(config, pose_overrides=None, device='cpu', start_afresh=False):
     """Trains (or resumes) the NeRF of config; returns {'test_psnr', 'steps', 'run_dir'}.
 
     pose_overrides: {image index: pose [4, 4]} used instead of the dataset's poses (the LLFF
-    self-supervision experiment adds images with iNeRF's poses this way).
+    self-supervision experiment adds images with iNeRF's poses this way). The run holds its
+    folder's lock throughout. start_afresh: when every checkpoint there is unreadable, rename them
+    aside and start at step 0 (otherwise common.checkpoints.UnreadableCheckpointsError, nothing
+    changed).
     """
     memory.check_grad_accum_steps(config.N_rand, config.grad_accum_steps,
                                   setting='Config.grad_accum_steps', batch_setting='Config.N_rand')
@@ -197,58 +202,61 @@ def train(config, pose_overrides=None, device='cpu'):
     render_kwargs, models = nerf_helpers.create_nerf(config, device)
     params = [p for m in models.values() if m is not None for p in m.parameters()]
     optimizer = torch.optim.Adam(params, lr=config.lrate_train, betas=(0.9, 0.999))
-    state, _ = checkpoints.restore_latest(run_dir, map_location=device)
-    start = 0
-    if state is not None:
-        start = state['global_step']
-        models['network_fn'].load_state_dict(state['network_fn_state_dict'])
-        if models['network_fine'] is not None:
-            models['network_fine'].load_state_dict(state['network_fine_state_dict'])
-        optimizer.load_state_dict(state['optimizer_state_dict'])
-        checkpoints.restore_rng_state(state['rng'])
+    # Held for the whole run: a second run in the same folder refuses to start.
+    with checkpoints.lock_run_dir(run_dir):
+        state, _ = checkpoints.restore_latest(run_dir, map_location=device, start_afresh=start_afresh,
+                                              set_aside=True, afresh_flag='--start_afresh')
+        start = 0
+        if state is not None:
+            start = state['global_step']
+            models['network_fn'].load_state_dict(state['network_fn_state_dict'])
+            if models['network_fine'] is not None:
+                models['network_fine'].load_state_dict(state['network_fine_state_dict'])
+            optimizer.load_state_dict(state['optimizer_state_dict'])
+            checkpoints.restore_rng_state(state['rng'])
 
-    data = training_data(images[i_train], poses[i_train], hwf, config, device)
-    print(memory.describe_prediction(params, bytes_per_ray(data, hwf, render_kwargs, config, near, far),
-                                     config.N_rand, config.grad_accum_steps, PROBE_RAYS))
-    train_kwargs = train_kwargs_of(render_kwargs, config, near, far)
-    os.makedirs(run_dir, exist_ok=True)
-    log = logger.Logger(os.path.join(run_dir, 'logs'), is_main=True)
-    bar = logger.progress(config.N_iters, initial=start, desc='train_nerf')
-    for step in range(start + 1, config.N_iters + 1):
-        stats = train_step(optimizer, draw_batch(data, config, step, device), hwf, train_kwargs,
-                           config, step)
-        bar.update(1)
-        report = step % config.i_print == 0
-        save = step % config.i_weights == 0 or step == config.N_iters
-        # Read on report and save steps only (a host sync); a NaN loss never reaches a checkpoint.
-        if config.nan_check and (report or save) and not bool(torch.isfinite(stats['loss'])):
-            raise FloatingPointError(f"loss is {float(stats['loss'])} at step {step}: training stopped; "
-                                     f"the last good checkpoint in {run_dir} is kept (Config.nan_check)")
-        if report:
-            values = {k: float(v) for k, v in stats.items()}
-            bar.set_postfix(loss=f"{values['loss']:.4f}", psnr=f"{values['psnr']:.2f}")
-            log.scalars({'loss': values['loss'], 'psnr': values['psnr'],
-                         'lr': optimizer.param_groups[0]['lr']}, step, prefix='train/')
-        if save:
-            fine = models['network_fine']
-            checkpoints.save_checkpoint(run_dir, step, {
-                'global_step': step,
-                'network_fn_state_dict': models['network_fn'].state_dict(),
-                'network_fine_state_dict': None if fine is None else fine.state_dict(),
-                'optimizer_state_dict': optimizer.state_dict(),
-                'rng': checkpoints.capture_rng_state()}, keep=3)
-    bar.close()
-    for model in models.values():
-        if model is not None:
-            model.eval()
-    with torch.no_grad():
-        test_psnr = evaluate(render_kwargs, images[i_test], poses[i_test], hwf, config.chunk, near, far)
-    log.scalar('test/psnr', test_psnr, config.N_iters)
-    log.close()
-    metrics = {'test_psnr': test_psnr, 'steps': config.N_iters, 'run_dir': run_dir,
-               'train_views': [int(i) for i in i_train], 'test_views': [int(i) for i in i_test]}
-    with open(os.path.join(run_dir, 'metrics.json'), 'w') as f:
-        json.dump(metrics, f, indent=1)
+        data = training_data(images[i_train], poses[i_train], hwf, config, device)
+        print(memory.describe_prediction(params, bytes_per_ray(data, hwf, render_kwargs, config, near, far),
+                                         config.N_rand, config.grad_accum_steps, PROBE_RAYS))
+        train_kwargs = train_kwargs_of(render_kwargs, config, near, far)
+        os.makedirs(run_dir, exist_ok=True)
+        log = logger.Logger(os.path.join(run_dir, 'logs'), is_main=True)
+        bar = logger.progress(config.N_iters, initial=start, desc='train_nerf')
+        for step in range(start + 1, config.N_iters + 1):
+            stats = train_step(optimizer, draw_batch(data, config, step, device), hwf, train_kwargs,
+                               config, step)
+            bar.update(1)
+            report = step % config.i_print == 0
+            save = step % config.i_weights == 0 or step == config.N_iters
+            # Read on report and save steps only (a host sync); a NaN loss never reaches a checkpoint.
+            if config.nan_check and (report or save) and not bool(torch.isfinite(stats['loss'])):
+                raise FloatingPointError(f"loss is {float(stats['loss'])} at step {step}: training stopped; "
+                                         f"the last good checkpoint in {run_dir} is kept (Config.nan_check)")
+            if report:
+                values = {k: float(v) for k, v in stats.items()}
+                bar.set_postfix(loss=f"{values['loss']:.4f}", psnr=f"{values['psnr']:.2f}")
+                log.scalars({'loss': values['loss'], 'psnr': values['psnr'],
+                             'lr': optimizer.param_groups[0]['lr']}, step, prefix='train/')
+            if save:
+                fine = models['network_fine']
+                checkpoints.save_checkpoint(run_dir, step, {
+                    'global_step': step,
+                    'network_fn_state_dict': models['network_fn'].state_dict(),
+                    'network_fine_state_dict': None if fine is None else fine.state_dict(),
+                    'optimizer_state_dict': optimizer.state_dict(),
+                    'rng': checkpoints.capture_rng_state()}, keep=3)
+        bar.close()
+        for model in models.values():
+            if model is not None:
+                model.eval()
+        with torch.no_grad():
+            test_psnr = evaluate(render_kwargs, images[i_test], poses[i_test], hwf, config.chunk, near, far)
+        log.scalar('test/psnr', test_psnr, config.N_iters)
+        log.close()
+        metrics = {'test_psnr': test_psnr, 'steps': config.N_iters, 'run_dir': run_dir,
+                   'train_views': [int(i) for i in i_train], 'test_views': [int(i) for i in i_test]}
+        with open(os.path.join(run_dir, 'metrics.json'), 'w') as f:
+            json.dump(metrics, f, indent=1)
     return metrics
 
 
@@ -256,6 +264,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--gin_configs', action='append', default=[], help='gin config files')
     parser.add_argument('--gin_bindings', action='append', default=[], help='gin bindings')
+    parser.add_argument('--start_afresh', action='store_true',
+                        help='when every checkpoint of the run is unreadable, rename them to '
+                             '<name>.unreadable and train from step 0')
     parser.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
     args = parser.parse_args(argv)
     config = utils.parse_config(args.gin_configs, args.gin_bindings)
@@ -264,8 +275,9 @@ def main(argv=None):
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     try:
-        metrics = train(config, device=device)
-    except FloatingPointError as error:
+        metrics = train(config, device=device, start_afresh=args.start_afresh)
+    except (FloatingPointError, checkpoints.UnreadableCheckpointsError,
+            checkpoints.RunDirLockedError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)
     print(json.dumps(metrics))

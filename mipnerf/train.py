@@ -11,8 +11,10 @@ The second form trains in out_dir/exp_name with the loader of dataset_name (blen
 or llff: the original's blender, multicam and llff) and, without --gin_file, that loader's config
 (configs/blender.gin, multiblender.gin, llff.gin). Adam on the coarse (x Config.coarse_loss_mult)
 plus fine loss, each weighted per pixel by its lossmult; a checkpoint every Config.save_every steps
-and at the end; a run restarts from the newest checkpoint in its train_dir, whose config.gin is
-what eval.py and render_video.py read. Several processes train one model under torchrun (DDP).
+and at the end; a run restarts from the newest readable checkpoint in its train_dir (unreadable
+newer ones are renamed to <name>.unreadable; none readable refuses, unless --start_afresh), whose
+config.gin is what eval.py and render_video.py read. Rank 0 holds train_dir's lock: a second run
+there refuses. Several processes train one model under torchrun (DDP).
 
 A step never waits for the device (train_iteration is the loop's body): the training set lives
 there when it fits (Config.data_on_device), the stats stay there and are read only on report
@@ -65,6 +67,8 @@ define_flag('string', 'data_path', None, 'mipnerf_pl: the scene folder (--data_d
 define_flag('enum', 'dataset_name', None, 'mipnerf_pl: the dataset kind.',
             enum_values=list(DATASET_NAMES))
 define_flag('string', 'exp_name', 'default', 'mipnerf_pl: the experiment name.')
+define_flag('bool', 'start_afresh', False, 'When every checkpoint in the train_dir is unreadable, '
+            'rename them to <name>.unreadable and train from step 0.')
 define_flag('string', 'device', None, 'cuda:1, cpu, mps, ... (must exist here; default: '
             'cuda:LOCAL_RANK when CUDA is available, else the CPU).')
 
@@ -283,9 +287,13 @@ def save_checkpoint(train_dir, state, rng, keep):
     }, keep=keep)
 
 
-def restore_checkpoint(train_dir, state, rng, device):
-    """Loads the newest readable checkpoint of train_dir into state and rng; its path or None."""
-    saved, path = checkpoints.restore_latest(train_dir, map_location=device)
+def restore_checkpoint(train_dir, state, rng, device, start_afresh=False, set_aside=False):
+    """Loads the newest readable checkpoint of train_dir into state and rng; its path or None.
+
+    start_afresh, set_aside: as common.checkpoints.restore_latest (--start_afresh is the flag).
+    """
+    saved, path = checkpoints.restore_latest(train_dir, map_location=device, start_afresh=start_afresh,
+                                             set_aside=set_aside, afresh_flag='--start_afresh')
     if saved is None:
         return None
     state.model.load_state_dict(saved['model'])
@@ -359,7 +367,7 @@ def log_train_stats(log, bar, stats_trace, step, lr, elapsed, steps, batch_size,
     logger.set_progress_stats(bar, loss=avg_loss, psnr=avg_psnr, rays_per_sec=rays_per_sec)
 
 
-def train(config, train_dir, data_dir, info, render_every=0, chunk=8192):
+def train(config, train_dir, data_dir, info, render_every=0, chunk=8192, start_afresh=False):
     """Trains config's model on data_dir, resuming from train_dir's newest checkpoint.
 
     Args:
@@ -369,6 +377,8 @@ def train(config, train_dir, data_dir, info, render_every=0, chunk=8192):
       info: common.dist.DistInfo of this process.
       render_every: steps between test renderings logged to TensorBoard (0: never).
       chunk: rays per forward pass when rendering a test image.
+      start_afresh: when every checkpoint in train_dir is unreadable, rename them aside and start
+        at step 0 (otherwise common.checkpoints.UnreadableCheckpointsError, nothing changed).
 
     Returns:
       The TrainState after the last step.
@@ -383,62 +393,65 @@ def train(config, train_dir, data_dir, info, render_every=0, chunk=8192):
         device_utils.setup_tf32(config.use_tf32)
     dataset = datasets.get_dataset('train', data_dir, config, device=device)
     test_dataset = datasets.get_dataset('test', data_dir, config) if render_every > 0 else None
-    state = create_train_state(config, dataset.peek(), device)
-    # Each process samples its own points along its own rays, as the original shifts its key.
-    rng = torch.Generator(device=device).manual_seed(dist.rank_seed(TORCH_SEED))
-    restored = restore_checkpoint(train_dir, state, rng, device)
-    if restored and info.is_main:
-        print(f'resuming from {restored} at step {state.step}')
-    # Probed on the eager model: saved-tensor hooks do not see inside a compiled graph.
-    bytes_per_ray = probe_bytes_per_ray(state.model, config, dataset.peek()) if info.is_main else 0
-    model = dist.wrap_ddp(state.model, info)
-    if config.use_compile:
-        model.forward = device_utils.maybe_compile(model.forward, True)
-    if info.is_main:
-        utils.makedirs(train_dir)
-        with utils.open_file(os.path.join(train_dir, 'config.gin'), 'w') as f:
-            f.write(gin.config_str())
-    num_params = sum(p.numel() for p in state.model.parameters())
-    if info.is_main:
-        print(f'Number of parameters being optimized: {num_params} on {device}, '
-              f'{config.batch_size} rays per step over {info.world_size} process(es); training '
-              f'rays on {device if dataset.on_device else "the host"}')
-        print(memory.describe_prediction(list(state.model.parameters()), bytes_per_ray,
-                                         dataset.batch_size, config.grad_accum_steps,
-                                         probe_rays=min(64, dataset.batch_size)))
-
-    lr_fn = learning_rate_fn(config)
-    log = logger.Logger(train_dir, is_main=info.is_main)
-    bar = logger.progress(config.max_steps, initial=state.step, disable=not info.is_main)
-    init_step = state.step + 1
-    stats_trace, window_start, window_time = [], init_step, time.time()
-    gc.disable()  # As the original: collect every Config.gc_every steps instead.
-    try:
-        for step in range(init_step, config.max_steps + 1):
-            stats, lr = train_iteration(state, model, config, rng, dataset, lr_fn)
-            stats_trace.append(stats)
-            bar.update(1)
-            if step % config.gc_every == 0:
-                gc.collect()
-            report = step % config.print_every == 0 or step == config.max_steps
-            save = step % config.save_every == 0 or step == config.max_steps
-            if config.nan_check and (report or save):
-                check_finite([s['loss'] for s in stats_trace], window_start)
-            if report:
-                log_train_stats(log, bar, stats_trace, step, lr, time.time() - window_time,
-                                step - window_start + 1, config.batch_size, num_params)
-                stats_trace, window_start, window_time = [], step + 1, time.time()
-            if save and info.is_main:
-                save_checkpoint(train_dir, state, rng, config.checkpoint_keep)
-            if info.is_main and render_every > 0 and step % render_every == 0:
-                log_test_render(log, config, state.model, test_dataset, step, chunk, device)
-    finally:
-        gc.enable()
-        bar.close()
-        log.close()
-        dataset.close()
+    with contextlib.ExitStack() as stack:
+        stack.callback(dataset.close)
         if test_dataset is not None:
-            test_dataset.close()
+            stack.callback(test_dataset.close)
+        state = create_train_state(config, dataset.peek(), device)
+        # Each process samples its own points along its own rays, as the original shifts its key.
+        rng = torch.Generator(device=device).manual_seed(dist.rank_seed(TORCH_SEED))
+        if info.is_main:  # Rank 0 holds the folder for the whole run: a second run there refuses.
+            stack.enter_context(checkpoints.lock_run_dir(train_dir))
+        restored = restore_checkpoint(train_dir, state, rng, device, start_afresh, set_aside=info.is_main)
+        if restored and info.is_main:
+            print(f'resuming from {restored} at step {state.step}')
+        # Probed on the eager model: saved-tensor hooks do not see inside a compiled graph.
+        bytes_per_ray = probe_bytes_per_ray(state.model, config, dataset.peek()) if info.is_main else 0
+        model = dist.wrap_ddp(state.model, info)
+        if config.use_compile:
+            model.forward = device_utils.maybe_compile(model.forward, True)
+        if info.is_main:
+            utils.makedirs(train_dir)
+            with utils.open_file(os.path.join(train_dir, 'config.gin'), 'w') as f:
+                f.write(gin.config_str())
+        num_params = sum(p.numel() for p in state.model.parameters())
+        if info.is_main:
+            print(f'Number of parameters being optimized: {num_params} on {device}, '
+                  f'{config.batch_size} rays per step over {info.world_size} process(es); training '
+                  f'rays on {device if dataset.on_device else "the host"}')
+            print(memory.describe_prediction(list(state.model.parameters()), bytes_per_ray,
+                                             dataset.batch_size, config.grad_accum_steps,
+                                             probe_rays=min(64, dataset.batch_size)))
+
+        lr_fn = learning_rate_fn(config)
+        log = logger.Logger(train_dir, is_main=info.is_main)
+        bar = logger.progress(config.max_steps, initial=state.step, disable=not info.is_main)
+        init_step = state.step + 1
+        stats_trace, window_start, window_time = [], init_step, time.time()
+        gc.disable()  # As the original: collect every Config.gc_every steps instead.
+        try:
+            for step in range(init_step, config.max_steps + 1):
+                stats, lr = train_iteration(state, model, config, rng, dataset, lr_fn)
+                stats_trace.append(stats)
+                bar.update(1)
+                if step % config.gc_every == 0:
+                    gc.collect()
+                report = step % config.print_every == 0 or step == config.max_steps
+                save = step % config.save_every == 0 or step == config.max_steps
+                if config.nan_check and (report or save):
+                    check_finite([s['loss'] for s in stats_trace], window_start)
+                if report:
+                    log_train_stats(log, bar, stats_trace, step, lr, time.time() - window_time,
+                                    step - window_start + 1, config.batch_size, num_params)
+                    stats_trace, window_start, window_time = [], step + 1, time.time()
+                if save and info.is_main:
+                    save_checkpoint(train_dir, state, rng, config.checkpoint_keep)
+                if info.is_main and render_every > 0 and step % render_every == 0:
+                    log_test_render(log, config, state.model, test_dataset, step, chunk, device)
+        finally:
+            gc.enable()
+            bar.close()
+            log.close()
     return state
 
 
@@ -455,8 +468,10 @@ def main(unused_argv, info):
         if FLAGS.device is not None:
             info = dataclasses.replace(
                 info, device=device_utils.resolve_device(FLAGS.device, setting='--device'))
-        state = train(config, train_dir, data_dir, info, FLAGS.render_every, FLAGS.chunk)
-    except (NonFiniteLossError, FileNotFoundError, ValueError) as error:
+        state = train(config, train_dir, data_dir, info, FLAGS.render_every, FLAGS.chunk,
+                      FLAGS.start_afresh)
+    except (NonFiniteLossError, FileNotFoundError, ValueError, checkpoints.UnreadableCheckpointsError,
+            checkpoints.RunDirLockedError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)
     finally:

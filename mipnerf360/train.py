@@ -4,10 +4,13 @@
 """Training script (multinerf's train.py): `python -m mipnerf360.train --gin_configs=... --gin_bindings=...`.
 
 Several processes train one model under torchrun (DDP, the batch split across ranks); rank 0 logs,
-renders test views and writes checkpoints. A run restarts from the newest checkpoint in
-Config.checkpoint_dir.
+renders test views and writes checkpoints. A run restarts from the newest readable checkpoint in
+Config.checkpoint_dir (unreadable newer ones are renamed to <name>.unreadable); when none is
+readable it refuses, unless --start_afresh. Rank 0 holds the folder's lock: a second run there
+refuses to start.
 """
 
+import contextlib
 import dataclasses
 import functools
 import sys
@@ -16,13 +19,16 @@ import time
 import gin
 import numpy as np
 import torch
-from absl import app
+from absl import app, flags
 
+from common import checkpoints, dist, logger, memory
 from common import device as device_utils
-from common import dist, logger, memory
 from mipnerf360.internal import configs, datasets, image, models, train_utils, vis
 
 configs.define_common_flags()
+AFRESH_FLAG = '--start_afresh'
+flags.DEFINE_bool('start_afresh', False, 'When every checkpoint in Config.checkpoint_dir is '
+                  'unreadable, rename them to <name>.unreadable and train from step 0.')
 
 # multinerf's fixed seeds: the JAX key of the model and the numpy seed of the data (plus the host).
 TORCH_SEED = 20200823
@@ -133,81 +139,93 @@ def predict_memory(model, dataset, cameras, config, device, probe_rays=64):
         config.grad_accum_steps, rays)
 
 
-def train(config, info):
-    """Trains config's model on its data, resuming from config.checkpoint_dir. Returns the state."""
+def train(config, info, start_afresh=False):
+    """Trains config's model on its data, resuming from config.checkpoint_dir. Returns the state.
+
+    Rank 0 holds the folder's lock for the whole run. start_afresh: when every checkpoint there is
+    unreadable, rename them aside and start at step 0 (otherwise
+    common.checkpoints.UnreadableCheckpointsError, nothing changed).
+    """
+    if config.checkpoint_dir is None:
+        raise ValueError('Config.checkpoint_dir must be set: the run writes its checkpoints there')
     device = info.device
     if device.type == 'cuda':
         device_utils.setup_tf32(config.use_tf32)
     dataset = datasets.load_dataset('train', config.data_dir, config, device=device)
     test_dataset = datasets.load_dataset('test', config.data_dir, config)
-    cameras = device_cameras(dataset.cameras, device)
-    init_rng = torch.Generator().manual_seed(TORCH_SEED)
-    model, state, render_eval_fn, train_step, _ = train_utils.setup_model(
-        config, init_rng, dataset=dataset, device=device)
-    check_glo_embeddings(model, dataset)
-    configs.write_config(config)  # once the settings have passed every check
-    # Each rank samples its own points along its own rays, as multinerf folds in the host id.
-    rng = torch.Generator(device=device).manual_seed(dist.rank_seed(TORCH_SEED))
-    restored = train_utils.restore_checkpoint(config, state, rng, device=device)
-    if restored and info.is_main:
-        print(f'resuming from {restored} at step {state.step}')
-    if info.world_size > 1:
-        ddp_model = dist.wrap_ddp(model, info)
-        train_step = train_utils.create_train_step(ddp_model, config, dataset)
-    if config.use_compile:
-        model.forward = device_utils.maybe_compile(model.forward, True, dynamic=False)
-    num_params = sum(p.numel() for p in model.parameters())
-    if info.is_main:
-        print(f'{num_params / 1e6:.3f} M parameters on {device}, '
-              f'{config.batch_size} rays per step over {info.world_size} process(es), '
-              f'training images {"on the device" if dataset.on_device else "prefetched from the host"}')
-        print(predict_memory(model, dataset, cameras, config, device))
+    with contextlib.ExitStack() as stack:
+        stack.callback(dataset.close)
+        stack.callback(test_dataset.close)
+        cameras = device_cameras(dataset.cameras, device)
+        init_rng = torch.Generator().manual_seed(TORCH_SEED)
+        model, state, render_eval_fn, train_step, _ = train_utils.setup_model(
+            config, init_rng, dataset=dataset, device=device)
+        check_glo_embeddings(model, dataset)
+        # Each rank samples its own points along its own rays, as multinerf folds in the host id.
+        rng = torch.Generator(device=device).manual_seed(dist.rank_seed(TORCH_SEED))
+        if info.is_main:  # Rank 0 holds the folder for the whole run: a second run there refuses.
+            stack.enter_context(checkpoints.lock_run_dir(config.checkpoint_dir))
+        restored = train_utils.restore_checkpoint(
+            config, state, rng, device=device, start_afresh=start_afresh, set_aside=info.is_main,
+            afresh_flag=AFRESH_FLAG)
+        configs.write_config(config)  # once the settings have passed every check and the run is ours
+        if restored and info.is_main:
+            print(f'resuming from {restored} at step {state.step}')
+        if info.world_size > 1:
+            ddp_model = dist.wrap_ddp(model, info)
+            train_step = train_utils.create_train_step(ddp_model, config, dataset)
+        if config.use_compile:
+            model.forward = device_utils.maybe_compile(model.forward, True, dynamic=False)
+        num_params = sum(p.numel() for p in model.parameters())
+        if info.is_main:
+            print(f'{num_params / 1e6:.3f} M parameters on {device}, '
+                  f'{config.batch_size} rays per step over {info.world_size} process(es), '
+                  f'training images {"on the device" if dataset.on_device else "prefetched from the host"}')
+            print(predict_memory(model, dataset, cameras, config, device))
 
-    log = logger.Logger(config.checkpoint_dir, is_main=info.is_main)
-    init_step = state.step + 1
-    # As in multinerf, early_exit_steps ends the run early; the schedules still span max_steps.
-    num_steps = config.early_exit_steps if config.early_exit_steps is not None else config.max_steps
-    bar = logger.progress(num_steps, initial=state.step, disable=not info.is_main)
-    stats_buffer, window_start, window_time = [], init_step, time.time()
-    try:
-        for step in range(init_step, num_steps + 1):
-            report = step % config.print_every == 0 or step == num_steps
-            save = step % config.checkpoint_every == 0 or step == num_steps
-            batch = next(dataset)
-            state, stats, rng = train_step(
-                rng, state, batch, cameras, train_frac_at(step, config.max_steps),
-                compute_stats=report)
-            stats_buffer.append(stats)
-            bar.update(1)
-            if config.nan_check and (report or save):
-                check_finite([s['loss'] for s in stats_buffer], window_start)
-            if report:
-                elapsed = time.time() - window_time
-                steps = step - window_start + 1
-                rays_per_sec = steps * config.batch_size / elapsed
-                # The parameter statistics are computed on report steps only (see README).
-                window = window_statistics(
-                    [{k: v for k, v in s.items() if k in WINDOW_STATS} for s in stats_buffer])
-                window.update(window_statistics(
-                    [{k: v for k, v in stats.items() if k not in WINDOW_STATS}]))
-                loss = dist.all_reduce_mean(torch.tensor(window['loss'].mean(), device=device))
-                psnr = dist.all_reduce_mean(torch.tensor(window['psnr'].mean(), device=device))
-                logger.set_progress_stats(bar, loss=loss, psnr=psnr, rays_per_sec=rays_per_sec)
-                log_train_statistics(log, window, step)
-                log.scalar('train_num_params', num_params, step)
-                log.scalar('train_learning_rate', state.lr_fn(step - 1), step)
-                log.scalar('train_steps_per_sec', steps / elapsed, step)
-                log.scalar('train_rays_per_sec', rays_per_sec, step)
-                stats_buffer, window_start, window_time = [], step + 1, time.time()
-            if save and info.is_main:
-                train_utils.save_checkpoint(config, state, rng)
-            if info.is_main and config.train_render_every > 0 and step % config.train_render_every == 0:
-                log_test_render(log, config, render_eval_fn, test_dataset, step, device)
-    finally:
-        bar.close()
-        log.close()
-        dataset.close()
-        test_dataset.close()
+        log = logger.Logger(config.checkpoint_dir, is_main=info.is_main)
+        init_step = state.step + 1
+        # As in multinerf, early_exit_steps ends the run early; the schedules still span max_steps.
+        num_steps = config.early_exit_steps if config.early_exit_steps is not None else config.max_steps
+        bar = logger.progress(num_steps, initial=state.step, disable=not info.is_main)
+        stats_buffer, window_start, window_time = [], init_step, time.time()
+        try:
+            for step in range(init_step, num_steps + 1):
+                report = step % config.print_every == 0 or step == num_steps
+                save = step % config.checkpoint_every == 0 or step == num_steps
+                batch = next(dataset)
+                state, stats, rng = train_step(
+                    rng, state, batch, cameras, train_frac_at(step, config.max_steps),
+                    compute_stats=report)
+                stats_buffer.append(stats)
+                bar.update(1)
+                if config.nan_check and (report or save):
+                    check_finite([s['loss'] for s in stats_buffer], window_start)
+                if report:
+                    elapsed = time.time() - window_time
+                    steps = step - window_start + 1
+                    rays_per_sec = steps * config.batch_size / elapsed
+                    # The parameter statistics are computed on report steps only (see README).
+                    window = window_statistics(
+                        [{k: v for k, v in s.items() if k in WINDOW_STATS} for s in stats_buffer])
+                    window.update(window_statistics(
+                        [{k: v for k, v in stats.items() if k not in WINDOW_STATS}]))
+                    loss = dist.all_reduce_mean(torch.tensor(window['loss'].mean(), device=device))
+                    psnr = dist.all_reduce_mean(torch.tensor(window['psnr'].mean(), device=device))
+                    logger.set_progress_stats(bar, loss=loss, psnr=psnr, rays_per_sec=rays_per_sec)
+                    log_train_statistics(log, window, step)
+                    log.scalar('train_num_params', num_params, step)
+                    log.scalar('train_learning_rate', state.lr_fn(step - 1), step)
+                    log.scalar('train_steps_per_sec', steps / elapsed, step)
+                    log.scalar('train_rays_per_sec', rays_per_sec, step)
+                    stats_buffer, window_start, window_time = [], step + 1, time.time()
+                if save and info.is_main:
+                    train_utils.save_checkpoint(config, state, rng)
+                if info.is_main and config.train_render_every > 0 and step % config.train_render_every == 0:
+                    log_test_render(log, config, render_eval_fn, test_dataset, step, device)
+        finally:
+            bar.close()
+            log.close()
     return state
 
 
@@ -239,8 +257,9 @@ def main(unused_argv, info):
     torch.manual_seed(TORCH_SEED)
     np.random.seed(NUMPY_SEED + info.rank)
     try:
-        state = train(config, info)
-    except (NonFiniteLossError, FileNotFoundError, ValueError) as error:
+        state = train(config, info, flags.FLAGS.start_afresh)
+    except (NonFiniteLossError, FileNotFoundError, ValueError, checkpoints.UnreadableCheckpointsError,
+            checkpoints.RunDirLockedError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)
     finally:

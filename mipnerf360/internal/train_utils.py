@@ -475,12 +475,18 @@ def save_checkpoint(config, state, rng=None):
         config.checkpoint_dir, state.step, payload, keep=config.checkpoint_keep)
 
 
-def restore_checkpoint(config, state, rng=None, device='cpu'):
+def restore_checkpoint(config, state, rng=None, device='cpu', start_afresh=False, set_aside=False,
+                       afresh_flag=None):
     """Loads the newest readable checkpoint of config.checkpoint_dir into state (and rng).
+
+    start_afresh, set_aside, afresh_flag: as common.checkpoints.restore_latest (a trainer holding
+    the folder's lock sets unreadable files aside; eval and render only skip them).
 
     Returns the path restored from, or None when the directory holds no checkpoint.
     """
-    payload, path = checkpoints.restore_latest(config.checkpoint_dir, map_location=device)
+    payload, path = checkpoints.restore_latest(
+        config.checkpoint_dir, map_location=device, start_afresh=start_afresh, set_aside=set_aside,
+        afresh_flag=afresh_flag)
     if payload is None:
         return None
     state.load_state_dict(payload['state'])

@@ -66,5 +66,8 @@ class HomographySample:
 
         # Pixel x covers [x - 0.5, x + 0.5]: normalise for align_corners=False.
         grid_norm = torch.stack(((x + 0.5) / (W_src * 0.5) - 1, (y + 0.5) / (H_src * 0.5) - 1), dim=-1)
+        # NaN coordinates (a diverged run) make grid_sample's border-padding backward crash the process
+        # (segfault) before the loss check can name the step; finite coordinates are unchanged.
+        grid_norm = torch.nan_to_num(grid_norm, nan=0.0)
         tgt_BCHW = F.grid_sample(src_BCHW, grid=grid_norm, padding_mode="border", align_corners=False)
         return tgt_BCHW, valid_mask

@@ -22,6 +22,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torch.utils.data.dataloader import default_collate
 
+from common import images as image_files
 from mine.input_pipelines import colmap_utils
 
 # COLMAP models whose first four parameters are fx, fy, cx, cy; the others start with f, cx, cy.
@@ -41,8 +42,11 @@ def _collate_fn(batch):
 
 
 def load_image(path, img_h, img_w):
-    """RGB image resized (PIL bicubic) to img_h x img_w: -> 3xHxW float32 in [0, 1]."""
-    with Image.open(path) as img:
+    """RGB image resized (PIL bicubic) to img_h x img_w: -> 3xHxW float32 in [0, 1].
+
+    A file that does not decode (truncated, not an image) is an ImageFileError naming it.
+    """
+    with image_files.naming(path), Image.open(path) as img:
         img = img.convert("RGB").resize((img_w, img_h), Image.BICUBIC)
         return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
@@ -81,7 +85,7 @@ class NeRFDataset(Dataset):
                 img_path = os.path.join(scene_dir, image_folder, img_item.name)
                 if not os.path.exists(img_path):
                     continue
-                with Image.open(img_path) as img:
+                with image_files.naming(img_path), Image.open(img_path) as img:
                     w, h = img.size
                 xyzs = [(pid, xy, points3D[pid].xyz) for xy, pid in zip(img_item.xys, img_item.point3D_ids)
                         if pid != -1]

@@ -5,6 +5,7 @@
 #                                                             the CPU with gloo)
 #   WORKSPACE DATASET VERSION EXTRA_CONFIG                    train.py: run folder WORKSPACE/VERSION, dataset
 #                                                             yaml, JSON overrides of params_default.yaml keys
+#   OVERWRITE_PARAMS=1                                        replace a run folder's params.yaml of another config
 # PYTHON picks the interpreter (default python3).
 set -e
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -16,6 +17,7 @@ MASTER_ADDR="localhost"
 MASTER_PORT="8888"
 GPUS_PER_NODE="1"
 EXTRA_CONFIG="{}"
+OVERWRITE_PARAMS=""
 
 for ARGUMENT in "$@"
 do
@@ -31,6 +33,7 @@ do
         DATASET)       DATASET=${VALUE} ;;
         VERSION)       VERSION=${VALUE} ;;
         EXTRA_CONFIG)  EXTRA_CONFIG=${VALUE} ;;
+        OVERWRITE_PARAMS) OVERWRITE_PARAMS=${VALUE} ;;
         *) echo "start_training.sh: unknown argument $ARGUMENT" >&2; exit 2 ;;
     esac
 done
@@ -58,6 +61,9 @@ case "$DATASET" in
 esac
 echo "default params: $DEFAULT_PARAMS"
 
+OVERWRITE_FLAG=()
+if [ "$OVERWRITE_PARAMS" = "1" ]; then OVERWRITE_FLAG=(--overwrite_params); fi
+
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 exec "${PYTHON:-python3}" -m torch.distributed.run \
     --master_addr "$MASTER_ADDR" \
@@ -68,4 +74,5 @@ exec "${PYTHON:-python3}" -m torch.distributed.run \
     -m mine.train \
     --config_path "$DEFAULT_PARAMS" \
     --workspace "$WORKSPACE" --version "$VERSION" \
-    --extra_config "$EXTRA_CONFIG"
+    --extra_config "$EXTRA_CONFIG" \
+    "${OVERWRITE_FLAG[@]}"

@@ -13,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from common import checkpoints, memory
 from common import device as device_utils
 from common.logger import progress
+from mine.input_pipelines import step_batches
 from mine.network.layers import edge_aware_loss, edge_aware_loss_v2, psnr
 from mine.network.monodepth2.depth_decoder import DepthDecoder
 from mine.network.monodepth2.resnet_encoder import ResnetEncoder
@@ -20,6 +21,8 @@ from mine.network.ssim import SSIM
 from mine.operations import mpi_rendering, rendering_utils
 from mine.operations.homography_sampler import HomographySample
 from mine.utils import (
+    LATEST_NAME,
+    PREVIOUS_NAME,
     AverageMeter,
     _unwrap,
     disparity_normalization_vis,
@@ -103,6 +106,7 @@ class SynthesisTask:
                                       self.optimizer, logger=self.logger)
         self.current_epoch = 0
         self.global_step = 0
+        self.start_step = 0  # steps of epoch current_epoch + 1 the restored checkpoint has done
 
         if not is_val:
             if dist.is_available() and dist.is_initialized():
@@ -120,6 +124,7 @@ class SynthesisTask:
             if self.restored is not None and "global_step" in self.restored:
                 self.global_step = int(self.restored["global_step"])
                 self.current_epoch = int(self.restored["epoch"])
+                self.start_step = int(self.restored.get("step_in_epoch", 0))
                 self.lr_scheduler.load_state_dict(self.restored["lr_scheduler"])
 
         self.homography_sampler_list = [HomographySample(H // 2**s, W // 2**s, device=self.device) for s in range(4)]
@@ -413,13 +418,17 @@ class SynthesisTask:
                          epoch=self.current_epoch, lr_scheduler=self.lr_scheduler.state_dict())
         return state
 
-    def save_latest(self, completed_epochs):
-        """Writes local_workspace/checkpoint_latest.pth (model, optimizer, step, epochs done, scheduler)."""
+    def save_latest(self, completed_epochs, step_in_epoch=0):
+        """Writes local_workspace/checkpoint_latest.pth (model, optimizer, step, epochs done and steps of the
+        next one, scheduler); the one it replaces becomes checkpoint_previous.pth, a restart's fallback."""
         state = self.checkpoint_state()
-        state["epoch"] = completed_epochs
-        path = os.path.join(self.config["local_workspace"], "checkpoint_latest.pth")
+        state.update(epoch=completed_epochs, step_in_epoch=step_in_epoch)
+        run_dir = self.config["local_workspace"]
+        path = os.path.join(run_dir, LATEST_NAME)
+        if os.path.isfile(path):
+            os.replace(path, os.path.join(run_dir, PREVIOUS_NAME))
         checkpoints.save_atomic(path, state)
-        self.logger.info("Latest checkpoint saved at %s", path)
+        self.logger.info("Latest checkpoint saved at %s (global step %d)", path, self.global_step)
 
     def replica_checksums(self):
         """Per-rank float64 sum of every backbone/decoder parameter, gathered: [world_size].
@@ -455,18 +464,41 @@ class SynthesisTask:
         not_finite = (~torch.isfinite(torch.stack(losses))).tolist()
         if any(not_finite):
             bad = not_finite.index(True)
-            raise FloatingPointError(f"loss is {losses[bad].item()} at global step {first_global_step + bad}")
+            raise FloatingPointError(f"loss is {losses[bad].item()} at global step {first_global_step + bad}; "
+                                     f"{self._kept_checkpoint()}")
 
-    def train_epoch(self, train_data_loader, val_data_loader, epoch, bar=None):
-        """One pass over the training set; logs every 10 steps, checkpoints every 5000, evaluates per eval_interval.
+    def check_finite_parameters(self):
+        """Raises FloatingPointError naming the step when a parameter is not finite (the last update can
+        blow up the weights after a finite loss); one host read."""
+        params = [*self.backbone.parameters(), *self.decoder.parameters()]
+        if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            raise FloatingPointError(f"parameters are not finite after global step {self.global_step}; "
+                                     f"{self._kept_checkpoint()}")
 
-        The losses are read on the host only on logging steps (the finiteness check of the steps since the
-        last one included) and at the end of the epoch.
+    def _kept_checkpoint(self):
+        """The end of a non-finite error: what is kept, and the setting that trains on."""
+        run_dir = self.config.get("local_workspace", ".")
+        return (f"stopped before saving, the last good checkpoint in {run_dir} is kept "
+                f"(training.nan_check: false trains on, as the original)")
+
+    def _epoch_batches(self, train_batches, epoch, start):
+        """Batches start, start + 1, ... of `epoch`; the global RNGs are seeded from (seed, rank, global step)
+        before each one, so its draws (targets, points, plane disparities) are a function of the step."""
+        order = train_batches.epoch_order(epoch)
+        for i in range(start, len(train_batches)):
+            step_batches.seed_step(train_batches.seed, train_batches.rank, self.global_step + 1)
+            yield train_batches.batch_at(order, i)
+
+    def train_epoch(self, train_batches, val_data_loader, epoch, bar=None, start=0):
+        """Steps start + 1 .. len(train_batches) of a pass over the training set (HostBatches or DeviceBatches).
+
+        Logs every 10 steps, writes checkpoint_latest.pth every training.checkpoint_every global steps,
+        evaluates per eval_interval. The losses are read on the host only on logging and saving steps, where
+        training.nan_check checks them (and, before a save, the parameters), and at the end of the epoch.
         """
         is_main = self.config.get("global_rank", 0) == 0
-        sampler = getattr(train_data_loader, "sampler", train_data_loader)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        nan_check = self.config.get("training.nan_check", True)
+        every = self.config.get("training.checkpoint_every", 1000)
         self.backbone.train()
         self.decoder.train()
         self.current_epoch = epoch
@@ -475,37 +507,43 @@ class SynthesisTask:
             meter.reset()
 
         pending = []  # the loss of every step since the last check, on the device
-        for step, items in enumerate(train_data_loader, start=1):
+        for step, items in enumerate(self._epoch_batches(train_batches, epoch, start), start=start + 1):
             self.global_step += 1
             loss_dict = self.train_step(items)
             pending.append(loss_dict["loss"])
             if bar is not None:
                 bar.update(1)
-            if step % LOG_EVERY == 0:
+            save = bool(every) and self.global_step % every == 0
+            evaluate = is_main and (self.global_step == 2000
+                                    or self.global_step % self.config["training.eval_interval"] == 0)
+            if nan_check and (step % LOG_EVERY == 0 or save or evaluate):
                 self.check_finite(pending, self.global_step - len(pending) + 1)
                 pending = []
-                if is_main:
-                    if bar is not None:
-                        loss, psnr_tgt = torch.stack((loss_dict["loss"], loss_dict["psnr_tgt"])).tolist()
-                        bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{psnr_tgt:.2f}")
-                    self.log_training(epoch, step, self.global_step, len(train_data_loader), loss_dict)
-            if step % 5000 == 0 and is_main:
-                self.save_latest(epoch - 1)
-            if is_main and (self.global_step == 2000 or self.global_step % self.config["training.eval_interval"] == 0):
+                if save or evaluate:
+                    self.check_finite_parameters()
+            if step % LOG_EVERY == 0 and is_main:
+                if bar is not None:
+                    loss, psnr_tgt = torch.stack((loss_dict["loss"], loss_dict["psnr_tgt"])).tolist()
+                    bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{psnr_tgt:.2f}")
+                self.log_training(epoch, step, self.global_step, len(train_batches), loss_dict)
+            if save and is_main:
+                self.save_latest(epoch - 1, step)
+            if evaluate:
                 self.run_eval(val_data_loader)
                 path = os.path.join(self.config["local_workspace"], "checkpoint_%012d.pth" % self.global_step)
                 checkpoints.save_atomic(path, self.checkpoint_state(with_optimizer=False))
-        if pending:
+        if nan_check and pending:
             self.check_finite(pending, self.global_step - len(pending) + 1)
 
-    def train(self, train_data_loader, val_data_loader):
-        """training.epochs epochs (resuming after the checkpoint's); MultiStepLR steps once per epoch."""
+    def train(self, train_batches, val_data_loader):
+        """training.epochs epochs (resuming after the checkpoint's step); MultiStepLR steps once per epoch."""
         is_main = self.config.get("global_rank", 0) == 0
         epochs = self.config["training.epochs"]
         start = time.time()
-        bar = progress(epochs * len(train_data_loader), initial=self.global_step, disable=not is_main)
+        bar = progress(epochs * len(train_batches), initial=self.global_step, disable=not is_main)
         for epoch in range(self.current_epoch + 1, epochs + 1):
-            self.train_epoch(train_data_loader, val_data_loader, epoch, bar)
+            first_step, self.start_step = self.start_step, 0
+            self.train_epoch(train_batches, val_data_loader, epoch, bar, start=first_step)
             self.lr_scheduler.step()
             if is_main:
                 self.logger.info("Epoch finished, average losses: ")
@@ -513,6 +551,8 @@ class SynthesisTask:
                     self.logger.info("    %s", meter)
         bar.close()
         checksums = self.replica_checksums()
+        if self.config.get("training.nan_check", True):
+            self.check_finite_parameters()
         if is_main:
             self.logger.info("Replica parameter checksums (one per rank): %s", checksums)
             self.save_latest(epochs)

@@ -60,6 +60,48 @@ def restore_model(model_path, backbone, decoder, optimizer=None, logger=None):
     return state
 
 
+LATEST_NAME = "checkpoint_latest.pth"  # the original's name, rewritten at every save
+PREVIOUS_NAME = "checkpoint_previous.pth"  # the save before it (port addition), the fallback of a restart
+
+
+def find_resume_checkpoint(run_dir):
+    """The checkpoint a restart in run_dir resumes: LATEST_NAME, or PREVIOUS_NAME when the latest is
+    missing (a save killed between the two renames) or unreadable (truncated, corrupt).
+
+    Returns:
+        (path or None when neither exists, [paths found unreadable]).
+
+    Raises:
+        common.checkpoints.UnreadableCheckpointsError: they exist but none loads; nothing was changed.
+    """
+    failures = []
+    for name in (LATEST_NAME, PREVIOUS_NAME):
+        path = os.path.join(run_dir, name)
+        if not os.path.isfile(path):
+            continue
+        try:
+            checkpoints.load_checkpoint(path)
+        except MemoryError:
+            raise
+        except Exception as e:  # Whatever a truncated or foreign file raises, it is unreadable.
+            failures.append((path, e))
+            continue
+        return path, [p for p, _ in failures]
+    if failures:
+        raise checkpoints.UnreadableCheckpointsError(run_dir, failures)
+    return None, []
+
+
+def set_aside(path):
+    """Renames an unreadable file to <path>.unreadable (.1, .2, ... when taken), never deleting one; the new path."""
+    target, n = path + checkpoints.UNREADABLE_SUFFIX, 0
+    while os.path.lexists(target):
+        n += 1
+        target = f"{path}{checkpoints.UNREADABLE_SUFFIX}.{n}"
+    os.rename(path, target)
+    return target
+
+
 def inverse(matrices):
     """torch.inverse with the original's retry on NaN (pytorch issue 47272): ...xNxN -> ...xNxN.
 

@@ -2,7 +2,7 @@
 
 When the training views fit in device memory, their images, intrinsics, poses and sparse points are
 copied there once; each batch is then drawn on the device with a generator of that device, as
-NeRFDataset + DataLoader(shuffle, drop_last) + _collate_fn draw it on the host: a random permutation of
+NeRFDataset + step_batches.HostBatches + _collate_fn draw it on the host: a random permutation of
 the source views per epoch, one target drawn uniformly among the other views of the source's scene,
 and `visible_point_count` distinct sparse points of each view. Nothing is copied from the host per step.
 The batches are the (src_items, tgt_items) dicts SynthesisTask.set_data reads (img, K, K_inv, xyzs;
@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from common import memory
+from mine.input_pipelines import step_batches
 
 # Share of the free device memory the views may take; the rest is for the model and its activations.
 FREE_MEMORY_FRACTION = 0.25
@@ -22,7 +23,7 @@ ON_DEVICE_VALUES = ("auto", True, False)
 def fits_on_device(nbytes, device):
     """Whether nbytes fit in FREE_MEMORY_FRACTION of the free memory of a CUDA device (False elsewhere).
 
-    On the CPU the DataLoader path already reads host memory; other devices report no free memory.
+    On the CPU the host path (step_batches.HostBatches) already reads host memory; other devices report no free memory.
     """
     device = torch.device(device)
     if device.type != "cuda":
@@ -48,7 +49,7 @@ class DeviceBatches:
     views: dict of V views, scenes contiguous: img Vx3xHxW, K, K_inv Vx3x3, G_cam_world Vx4x4 (world ->
     camera), xyzs Vx3xP (camera frame, padded), num_points V, scene_start V, scene_count V (first view and
     view count of each view's scene). Ranks draw disjoint slices of one permutation (seed + epoch);
-    the target and point draws use a per-rank generator.
+    the target and point draws use a device generator seeded per batch from the global torch RNG.
     """
 
     def __init__(self, views, batch_size, visible_points_count, device, seed=0, rank=0, world_size=1):
@@ -69,8 +70,7 @@ class DeviceBatches:
         self.device = device
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(seed + 1000003 * rank)
+        self.generator = torch.Generator(device=device)  # seeded per batch (batch_at)
 
     @classmethod
     def from_nerf_dataset(cls, dataset, batch_size, device, **kwargs):
@@ -105,13 +105,20 @@ class DeviceBatches:
     def __len__(self):
         return self.num_views // self.world_size // self.batch_size
 
+    def epoch_order(self, epoch):
+        """This rank's source views of `epoch` (device indices), in drawing order."""
+        return step_batches.epoch_order(self.num_views, self.seed, epoch, self.rank, self.world_size, self.device)
+
+    def batch_at(self, order, i):
+        """Batch i of an epoch's order; the target and point draws are seeded from the global torch RNG
+        (one host draw), which the trainer seeds per step (step_batches.seed_step): a function of the step."""
+        self.generator.manual_seed(int(torch.randint(2**62, ())))
+        return self.batch(order[i * self.batch_size:(i + 1) * self.batch_size])
+
     def __iter__(self):
-        permutation_generator = torch.Generator(device=self.device)
-        permutation_generator.manual_seed(self.seed + self.epoch)
-        order = torch.randperm(self.num_views, generator=permutation_generator, device=self.device)
-        order = order[self.rank:self.num_views - self.num_views % self.world_size:self.world_size]
+        order = self.epoch_order(self.epoch)
         for i in range(len(self)):
-            yield self.batch(order[i * self.batch_size:(i + 1) * self.batch_size])
+            yield self.batch_at(order, i)
 
     def _targets(self, src):
         """One view of each source's scene other than the source, uniformly: src B -> B view indices."""

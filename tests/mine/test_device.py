@@ -82,9 +82,8 @@ def test_logging_steps_read_the_losses_once(forward_root, tmp_path, monkeypatch)
     with dd.stand_in_accelerator() as acc:
         task, train_batches = _on_stand_in(forward_root)
         task.config["local_workspace"] = str(tmp_path)
-        batches = list(itertools.islice(train_batches, 2))
         acc.syncs.clear()
-        task.train_epoch(batches, None, epoch=1, bar=None)
+        task.train_epoch(train_batches, None, epoch=1, bar=None, start=len(train_batches) - 2)  # two steps
     assert [s.where.rsplit(" in ", 1)[1] for s in acc.syncs] == ["check_finite", "log_training"], acc.syncs
 
 

@@ -131,12 +131,24 @@ render-$(1): $(STAMP) ; @$(MAKE) --no-print-directory check-ported PKG=$(1) && $
 endef
 $(foreach p,$(GIN_PACKAGES),$(eval $(call gin_targets,$(p))))
 
-# The sparse-view table: no depth, L2, URF, ours, DS-NeRF at 3 / 6 / 100 views on DATA_DIR (a Blender
-# scene with depth maps) -> results/depth_mipnerf.md beside the published numbers.
-reproduce-depth_mipnerf: $(STAMP)
-	@$(MAKE) --no-print-directory check-ported PKG=depth_mipnerf
-	$(PY) -m depth_mipnerf.scripts.reproduce --data_dir $(DATA_DIR) --runs_dir $(RUNS_DIR)/depth_mipnerf/reproduce --out results/depth_mipnerf.md $(ARGS)
-.PHONY: reproduce-depth_mipnerf
+# --- reproducing the papers' tables (README "Reproducing the papers") ----------------------------
+# make reproduce-<pkg> [DATA_DIR=...] [SCENES=a,b] [DRY_RUN=1] [JOBS=k] [NPROC=n] [TABLE=...] [DATASET=...] [ARGS=...]
+# -> results/<pkg>[_<table>].{md,json}; run folders under $(RUNS_DIR)/<pkg>/reproduce (resumable).
+REPRODUCE_PACKAGES := mipnerf360 mipnerf depth_mipnerf mine inerf
+JOBS ?= 1
+SCENES ?=
+DRY_RUN ?=
+TABLE ?=
+DATASET ?=
+define reproduce_target
+reproduce-$(1): $(STAMP)
+	@$(MAKE) --no-print-directory check-ported PKG=$(1)
+	$(PY) -m $(1).scripts.reproduce --runs_dir $(RUNS_DIR)/$(1)/reproduce $(if $(DATA_DIR),--data_dir $(DATA_DIR)) \
+	  $(if $(SCENES),--scenes $(SCENES)) $(if $(DRY_RUN),--dry_run) --jobs $(JOBS) --nproc $(NPROC) \
+	  $(if $(TABLE),--table $(TABLE)) $(if $(DATASET),--dataset $(DATASET)) $(ARGS)
+.PHONY: reproduce-$(1)
+endef
+$(foreach p,$(REPRODUCE_PACKAGES),$(eval $(call reproduce_target,$(p))))
 
 # mipnerf: google/mipnerf's flags. MULTISCALE=1 reads the converted multi-scale scene
 # (python -m mipnerf.scripts.convert_blender_data) and evaluates at 4 scales.

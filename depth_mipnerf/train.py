@@ -10,9 +10,11 @@ Adam on MSELoss (Charbonnier RGB + the loss.* terms), MipLRDecay per step, the g
 clipped at Config.gradient_clip_val, batches of train.batch_size rays shuffled over the first
 train.num_images views. Checkpoints every Config.save_every steps and at the end; a run resumes
 from its newest readable checkpoint (or checkpoint.resume_path): unreadable newer ones are renamed
-to <name>.unreadable, none readable refuses unless --start_afresh, and a second run in the folder
-of a live one refuses. TensorBoard scalars every Config.print_every steps, val.sample_num val
-renderings every val.check_interval steps.
+to <name>.unreadable, none readable refuses unless --start_afresh, a second run in the folder
+of a live one refuses, and so does a folder whose config.gin differs unless --overwrite_config.
+A resumed run trains exactly as an uninterrupted one: batch b is a function of (Config.seed,
+rank, b) and each step's random draws are seeded from (Config.seed, rank, step). TensorBoard
+scalars every Config.print_every steps, val.sample_num val renderings every val.check_interval steps.
 Under torchrun each process draws its own train.batch_size rays and DDP averages the gradients;
 rank 0 alone writes checkpoints, config.gin, TensorBoard and the progress bar. A NaN or infinite
 loss stops training with an error naming the step before anything of that step is written.
@@ -32,6 +34,7 @@ import sys
 import time
 
 import gin
+import numpy as np
 import torch
 
 from common import checkpoints, dist, logger, memory
@@ -55,6 +58,9 @@ def parse_args(argv=None):
     parser.add_argument('--start_afresh', action='store_true',
                         help='when every checkpoint in Config.checkpoint_dir is unreadable, rename '
                              'them to <name>.unreadable and train from step 0')
+    parser.add_argument('--overwrite_config', action='store_true',
+                        help='resume although Config.checkpoint_dir/config.gin differs from this run\'s '
+                             'configuration, replacing it (after the restore)')
     parser.add_argument('--device', default='cuda',
                         help='cuda (the default: falls back to the CPU without a GPU), cuda:1, cpu, '
                              'mps (must exist); under torchrun cuda means cuda:<LOCAL_RANK>')
@@ -96,32 +102,50 @@ def dataset_bytes(dataset):
     return sum(t.numel() * t.element_size() for t in (*dataset.rays, dataset.images))
 
 
+STREAM_BATCHES, STREAM_STEP = 0, 1
+
+
+def stream_seed(seed, rank, stream, index):
+    """A 32-bit seed of (Config.seed, rank, stream, index): the seed of the permutation of epoch
+    `index` (STREAM_BATCHES) or of the random draws of step `index` (STREAM_STEP) of a rank."""
+    return int(np.random.SeedSequence([seed, rank, stream, index]).generate_state(1)[0])
+
+
 class RayBatches:
     """Batches of the train split's rays, reshuffled at every pass (the DataLoader's shuffle).
 
-    on_device: the rays and pixels are copied to `device` once and every batch is gathered there
-    with a generator of that device; else they stay on the CPU, each batch is gathered there and
-    copied (the fallback for a training set larger than the device's memory).
+    Batch b is a function of (seed, rank, b): pass b // (rays // batch_size) is a permutation seeded
+    by stream_seed(seed, rank, STREAM_BATCHES, pass) and the batch its (b mod passes)-th slice, so a
+    run resumed at batch `first` draws what an uninterrupted one draws there (port addition: the
+    fork's DataLoader state is not saved). on_device: the rays and pixels are copied to `device` once
+    and every batch is gathered there with a generator of that device; else they stay on the CPU,
+    each batch is gathered there and copied (the fallback for a training set larger than the device's memory).
     """
 
-    def __init__(self, dataset, batch_size, seed, device, on_device=True):
+    def __init__(self, dataset, batch_size, seed, device, on_device=True, rank=0, first=0):
         home = torch.device(device) if on_device else torch.device('cpu')
         self.rays = datasets.namedtuple_map(lambda r: r.to(home), dataset.rays)
         self.pixels = dataset.images.to(home)
         self.batch_size, self.device = batch_size, device
-        self.generator = torch.Generator(device=home).manual_seed(seed)
-        self.order, self.pos = self._permutation(), 0
+        self.seed, self.rank, self.index = seed, rank, first
+        # Whole batches per pass (the last partial one is dropped, as before); at least one.
+        self.per_pass = max(len(self.pixels) // batch_size, 1)
+        self.generator = torch.Generator(device=home)
+        self.epoch = first // self.per_pass
+        self.order = self._permutation(self.epoch)
 
-    def _permutation(self):
-        """A random order of the rays, drawn where they live."""
+    def _permutation(self, epoch):
+        """The random order of the rays in pass `epoch`, drawn where they live."""
+        self.generator.manual_seed(stream_seed(self.seed, self.rank, STREAM_BATCHES, epoch))
         return torch.randperm(len(self.pixels), generator=self.generator, device=self.generator.device)
 
     def __next__(self):
         # Python-side counts only: the order is read on the device, never on the host.
-        if self.pos + self.batch_size > len(self.order):
-            self.order, self.pos = self._permutation(), 0
-        index = self.order[self.pos:self.pos + self.batch_size]
-        self.pos += self.batch_size
+        epoch, i = divmod(self.index, self.per_pass)
+        if epoch != self.epoch:
+            self.epoch, self.order = epoch, self._permutation(epoch)
+        self.index += 1
+        index = self.order[i * self.batch_size:(i + 1) * self.batch_size]
         rays, rgbs = datasets.namedtuple_map(lambda r: r[index], self.rays), self.pixels[index]
         return (datasets.namedtuple_map(lambda r: r.to(self.device, non_blocking=True), rays),
                 rgbs.to(self.device, non_blocking=True))
@@ -261,6 +285,28 @@ def validate(log, model, val_dataset, sections, step):
     log.scalar('val/psnr', sum(psnrs) / len(psnrs), step)
 
 
+def check_run_dir(run_dir, config_text, overwrite_config=False):
+    """Raises a ValueError, changing nothing, when run_dir is an existing file, or holds a config.gin
+    other than config_text (the one this run would write) and not overwrite_config (--overwrite_config)."""
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise ValueError(f'Config.checkpoint_dir = {run_dir!r} is a file, not a folder; nothing was changed')
+    saved = os.path.join(run_dir, 'config.gin')
+    if overwrite_config or not os.path.isfile(saved):
+        return
+    with open(saved) as f:
+        old = f.read()
+    if old == config_text:
+        return
+    old_lines, new_lines = old.splitlines(), config_text.splitlines()
+    first = next((i for i, (a, b) in enumerate(zip(old_lines, new_lines)) if a != b),
+                 min(len(old_lines), len(new_lines)))
+    there, now = (repr(lines[first]) if first < len(lines) else 'the end of the file'
+                  for lines in (old_lines, new_lines))
+    raise ValueError(f'{saved} differs from this run\'s configuration (line {first + 1}: {there} there, '
+                     f'{now} now); nothing was changed. Resume with the same gin files and bindings, '
+                     'train in another Config.checkpoint_dir, or rerun with --overwrite_config to replace it')
+
+
 def restore(model, optimizer, scheduler, config, sections, info, start_afresh=False):
     """Loads checkpoint.resume_path or the newest readable checkpoint of checkpoint_dir on every rank
     (the global RNG state, rank 0's, on rank 0 only; rank 0 renames unreadable ones aside); the step
@@ -283,17 +329,21 @@ def restore(model, optimizer, scheduler, config, sections, info, start_afresh=Fa
     return int(state['step'])
 
 
-def train(config, sections, device='cpu', info=None, start_afresh=False):
+def train(config, sections, device='cpu', info=None, start_afresh=False, overwrite_config=False):
     """Trains the configured model; returns it, unwrapped (after optimizer.max_steps steps).
 
     info: common.dist.DistInfo of this process under torchrun (its device is used); None: a
     single process on select_device(device). Rank 0 holds Config.checkpoint_dir's lock for the
     whole run. start_afresh: when every checkpoint there is unreadable, rename them aside and start
     at step 0 (otherwise common.checkpoints.UnreadableCheckpointsError, nothing changed).
+    overwrite_config: resume although checkpoint_dir's config.gin differs (otherwise a ValueError,
+    nothing changed); config.gin is written only once the restore succeeded.
     """
     if not config.checkpoint_dir:
         raise ValueError(
             "Config.checkpoint_dir is not set (--gin_bindings=\"Config.checkpoint_dir='...'\")")
+    config_text = gin.config_str()
+    check_run_dir(config.checkpoint_dir, config_text, overwrite_config)
     train_section, opt = sections['train'], sections['optimizer']
     memory.check_grad_accum_steps(train_section.batch_size, train_section.grad_accum_steps,
                                   setting='train.grad_accum_steps', batch_setting='train.batch_size')
@@ -327,14 +377,14 @@ def train(config, sections, device='cpu', info=None, start_afresh=False):
         if info.is_main:
             os.makedirs(config.checkpoint_dir, exist_ok=True)
             with open(os.path.join(config.checkpoint_dir, 'config.gin'), 'w') as f:
-                f.write(gin.config_str())
+                f.write(config_text)
             print(f'{sum(p.numel() for p in model.parameters())} parameters on {device}, '
                   f'{train_section.batch_size} rays per step in each of {info.world_size} '
                   f'process(es); training rays on {device if on_device else "the CPU"}')
             print(memory.describe_prediction(list(model.parameters()), bytes_per_ray, train_section.batch_size,
                                              train_section.grad_accum_steps, probe_rays=64))
-        batches = RayBatches(dataset, train_section.batch_size, dist.rank_seed(config.seed + start, info.rank),
-                             device, on_device)
+        batches = RayBatches(dataset, train_section.batch_size, config.seed, device, on_device, rank=info.rank,
+                             first=start * config.accumulate_grad_batches)
         log = logger.Logger(config.checkpoint_dir, is_main=info.is_main)
         bar = logger.progress(opt.max_steps, initial=start, disable=not info.is_main)
         model.train()
@@ -343,6 +393,9 @@ def train(config, sections, device='cpu', info=None, start_afresh=False):
         pending = []
         try:
             for step in range(start + 1, opt.max_steps + 1):
+                # The step's sampling jitter and density noise: a function of (seed, rank, step), so
+                # a resumed run draws what an uninterrupted one draws whatever ran in between.
+                torch.manual_seed(stream_seed(config.seed, info.rank, STREAM_STEP, step))
                 losses = train_step(ddp_model, loss_fn, optimizer, scheduler, batches, step, config, sections)
                 pending.append(losses['total'])
                 bar.update(1)
@@ -387,7 +440,8 @@ def main(argv=None):
     config, sections = config_lib.parse(args.gin_configs, args.gin_bindings)
     try:
         info = init_process(args.device, argv)
-        model = train(config, sections, info=info, start_afresh=args.start_afresh)
+        model = train(config, sections, info=info, start_afresh=args.start_afresh,
+                      overwrite_config=args.overwrite_config)
     except (FileNotFoundError, ValueError, NonFiniteLossError, checkpoints.UnreadableCheckpointsError,
             checkpoints.RunDirLockedError) as error:
         print(f'error: {error}', file=sys.stderr)

@@ -31,7 +31,8 @@ def test_train_cli_resumes(scene, tmp_path, capsys):
     train.main(_flags(scene, run, "optimizer.max_steps = 2", *small))
     assert sorted(os.listdir(run))[:1] == ["checkpoint_00000002.pt"]
     gin.clear_config()
-    train.main(_flags(scene, run, "optimizer.max_steps = 3", *small))
+    # A longer run changes config.gin: --overwrite_config replaces it.
+    train.main(_flags(scene, run, "optimizer.max_steps = 3", *small) + ["--overwrite_config"])
     assert "resuming from" in capsys.readouterr().out and os.path.exists(run / "checkpoint_00000003.pt")
 
 

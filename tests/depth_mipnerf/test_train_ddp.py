@@ -97,7 +97,8 @@ def test_nan_loss_names_the_step_and_the_run_resumes_from_the_last_good_checkpoi
     assert _steps(run) == [2]
     monkeypatch.setattr(loss_lib.MSELoss, "combine", combine)
     gin.clear_config()
-    train.main(_flags(scene, run, "optimizer.max_steps = 4", "Config.save_every = 2"))
+    # A shorter max_steps changes config.gin: --overwrite_config replaces it.
+    train.main(_flags(scene, run, "optimizer.max_steps = 4", "Config.save_every = 2") + ["--overwrite_config"])
     assert "resuming from" in capsys.readouterr().out and _steps(run) == [2, 4]
 
 

@@ -18,8 +18,8 @@ import gin
 import imageio.v3 as iio
 import numpy as np
 
+from common import checkpoints, metrics
 from common import device as device_utils
-from common import metrics
 from depth_mipnerf.configs import config as config_lib
 from depth_mipnerf.datasets import datasets
 from depth_mipnerf.models import loss as loss_lib
@@ -110,7 +110,7 @@ def main(argv=None):
     try:
         result = evaluate(config.checkpoint_dir, config.data_dir, args.out_dir, args.device, not args.no_images,
                           gin_bindings=args.gin_bindings)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, checkpoints.UnreadableCheckpointsError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)
     print(f"PSNR {result['psnr']:.3f}  SSIM {result['ssim']}  depth abs err {result['depth_abs_err']} "

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import tqdm
 
-from common import cameras
+from common import cameras, checkpoints
 from common import device as device_utils
 from depth_mipnerf.configs import config as config_lib
 from depth_mipnerf.datasets import datasets
@@ -115,7 +115,7 @@ def main(argv=None):
     try:
         names = render_video(config.checkpoint_dir, config.data_dir, args.out_dir, args.n_frames, args.fps,
                              args.device, args.gin_bindings)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, checkpoints.UnreadableCheckpointsError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)
     print(f'{len(names)} frames and 2 videos in {args.out_dir or os.path.join(config.checkpoint_dir, "video")}')

@@ -95,7 +95,9 @@ def render_image(model, rays, chunk, randomized=False, white_bkgd=True, compute_
 
 
 def load_run(checkpoint_dir, gin_configs=(), gin_bindings=(), device='cpu'):
-    """(config, sections, model, step) of a trained run: its config.gin (+ overrides), newest checkpoint."""
+    """(config, sections, model, step) of a trained run: its config.gin (+ overrides), newest readable
+    checkpoint. A FileNotFoundError naming the file when config.gin or every checkpoint is missing;
+    common.checkpoints.UnreadableCheckpointsError naming them when none is readable (nothing changed)."""
     saved_config = os.path.join(checkpoint_dir, 'config.gin')
     if not os.path.isfile(saved_config):
         raise FileNotFoundError(f'{saved_config}: missing (is {checkpoint_dir} a training run?)')

@@ -1,25 +1,38 @@
 """Reproduces the fork's sparse-view table: lego PSNR at 3 / 6 / 100 training views for each row,
-and writes it beside the published numbers.
+beside the published numbers (results/published/depth_mipnerf.json, from the fork's README).
 
-    python -m depth_mipnerf.scripts.reproduce --data_dir data/lego_depth [--runs_dir runs/depth_mipnerf/reproduce]
-        [--out results/depth_mipnerf.md] [--views 3 6 100] [--rows ours no_depth ...] [--bind 'optimizer.max_steps=5000']
+    make reproduce-depth_mipnerf DATA_DIR=data/lego_depth [SCENES=ours,no_depth] [DRY_RUN=1] [JOBS=k] [NPROC=n]
+        [ARGS="--views 3 6 --rows ... --gin depth_mipnerf/configs/lego.gin --bind 'optimizer.max_steps = 5000'
+               --device cuda --out results/depth_mipnerf"]
+    = python -m depth_mipnerf.scripts.reproduce --runs_dir RUNS/depth_mipnerf/reproduce --data_dir D ...
 
-Every run is lego.gin (+ the row's bindings, + --bind) trained with train.num_images = views (100:
-all) and evaluated on the test split by eval.evaluate; a run whose eval/metrics.json exists is not
-redone, so an interrupted reproduction continues. The scene needs a depth map per image (see
-depth_mipnerf/README.md: the fork used a re-rendered half-resolution lego with depth EXRs).
+DATA_DIR is the lego scene folder itself (Blender layout with a depth map per image; default
+data/lego_depth; the fork used a re-rendered half-resolution lego with depth EXRs). Rows: no_depth,
+l2, urf, ours, ds_nerf (our re-implementation; no published row); columns: --views (default 3 6 100).
+SCENES (--scenes) selects cells by row name, as --rows does; --views selects the view counts.
+
+Each cell <row>/<views> is its own run folder RUNS/depth_mipnerf/reproduce/<row>_<views>: `python -m
+depth_mipnerf.train` with the gin file (lego.gin) + the row's bindings + train.num_images = views (100:
+all) + --bind (resumes from the folder's newest checkpoint when rerun), then `python -m
+depth_mipnerf.eval` (the test split; its eval/metrics.json, with the protocol block, marks the cell
+finished and is not redone). Results: results/depth_mipnerf.{md,json} (--out).
 """
 
-import argparse
+import importlib
 import json
 import os
+import sys
 
 import gin
 
-from depth_mipnerf import eval as dm_eval
-from depth_mipnerf import train
-from depth_mipnerf.configs import config as config_lib
+from common import reproduce as common_reproduce
+from common.reproduce import Cell
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NAME = 'depth_mipnerf'
+TABLE = 'sparse_views'
+DATASET = 'lego'
+DEFAULT_GIN = 'depth_mipnerf/configs/lego.gin'
 NO_DEPTH_TERMS = ["loss.depth_loss = 'none'", 'loss.lambda_near_loss = 0.', 'loss.lambda_empty_loss = 0.']
 # name: (row label, bindings on top of lego.gin).
 ROWS = {
@@ -29,65 +42,202 @@ ROWS = {
     'ours': ('Ours', []),
     'ds_nerf': ('DS-NeRF (our re-implementation)', ["loss.depth_loss = 'ds_nerf'", 'loss.lambda_empty_loss = 0.']),
 }
-# The fork's README (PSNR, lego): views -> value; DS-NeRF has no published row.
-PUBLISHED = {'no_depth': (17.73, 23.87, 36.65), 'l2': (20.32, 25.90, 35.09), 'urf': (20.09, 26.12, 36.36),
-             'ours': (23.81, 27.91, 36.96)}
-PUBLISHED_VIEWS = (3, 6, 100)
+VIEWS = (3, 6, 100)  # the table's columns; 100 = every training view (train.num_images = None)
+METRICS = ['psnr', 'ssim', 'lpips_vgg', 'depth_abs_err']
+LAYOUT = ('the lego scene folder (Blender layout): transforms_{train,val,test}.json, RGBA PNGs of their '
+          'frames, and per image a depth map: <img>_depth_0001.exr (the fork\'s re-rendered lego), '
+          '<img>_depth.npy, <img>_depth.png (16-bit mm) or depth/<split>/<stem>.npy')
 
 
-def run_one(data_dir, run_dir, row, views, gin_file, bindings, device='cuda'):
-    """Trains (unless done) and evaluates one cell; its metrics dict."""
-    metrics_path = os.path.join(run_dir, 'eval', 'metrics.json')
-    if os.path.isfile(metrics_path):
-        with open(metrics_path) as f:
-            return json.load(f)
+def parse_args(argv=None):
+    parser = common_reproduce.make_parser(__doc__.split('\n\n')[0], os.path.join(REPO, 'data', 'lego_depth'),
+                                          os.path.join(REPO, 'results', NAME))
+    parser.add_argument('--table', default=TABLE, choices=[TABLE], help='the one table: the sparse-view lego table')
+    parser.add_argument('--dataset', default=DATASET, choices=[DATASET], help='the one dataset: lego with depth')
+    parser.add_argument('--gin', default=DEFAULT_GIN, help='gin file of every cell (default: lego.gin)')
+    parser.add_argument('--views', type=int, nargs='+', default=list(VIEWS), help='view counts (columns)')
+    parser.add_argument('--rows', nargs='+', default=list(ROWS), choices=list(ROWS), help='rows (as SCENES)')
+    parser.add_argument('--device', default='cuda', help='cuda (falls back to the CPU), cuda:1, cpu, mps')
+    args = parser.parse_args(argv)
+    if any(v < 1 for v in args.views):
+        parser.error(f'--views: positive view counts, got {args.views}')
+    args.data_dir = os.path.abspath(args.data_dir)
+    args.runs_dir = os.path.abspath(args.runs_dir)
+    stem, ext = os.path.splitext(args.out)
+    args.out = os.path.abspath(stem if ext in ('.md', '.json') else args.out)  # the old --out results/x.md
+    return args
+
+
+def selected_rows(args):
+    """The rows of --rows that SCENES (--scenes) names too, in the table's order."""
+    named = common_reproduce.selected(list(ROWS), args.scenes)
+    return [r for r in ROWS if r in named and r in args.rows]
+
+
+def bindings(args, row, views, run_dir):
+    """The training command's gin bindings of one cell."""
+    return [f'Config.data_dir = {args.data_dir!r}', f'Config.checkpoint_dir = {run_dir!r}',
+            f'train.num_images = {None if views >= 100 else views}', *ROWS[row][1], *args.bind]
+
+
+def parse_config(args, binds):
     gin.clear_config()
-    config, sections = config_lib.parse([gin_file], [
-        f'Config.data_dir = {data_dir!r}', f'Config.checkpoint_dir = {run_dir!r}',
-        f'train.num_images = {None if views >= 100 else views}', *ROWS[row][1], *bindings])
-    train.train(config, sections, device)
+    from depth_mipnerf.configs import config as config_lib
+    try:
+        return config_lib.parse([args.gin], binds)
+    finally:
+        gin.clear_config()
+
+
+def test_pixels(data_dir):
+    """(test images, pixels per image, 'WxH') of the scene, or (0, 0, None) when it cannot be read."""
+    try:
+        with open(os.path.join(data_dir, 'transforms_test.json')) as f:
+            frames = json.load(f)['frames']
+        import imageio.v3 as iio
+        height, width = iio.improps(os.path.join(data_dir, frames[0]['file_path'] + '.png')).shape[:2]
+    except (OSError, ValueError, KeyError, IndexError):
+        return 0, 0, None
+    return len(frames), height * width, f'{width}x{height}'
+
+
+def build_cells(args, with_commands=True):
+    """The selected cells <row>/<views>, row-major."""
+    cells = []
+    n_test, pixels, _ = test_pixels(args.data_dir)
+    for row in selected_rows(args):
+        for views in args.views:
+            run_dir = os.path.join(args.runs_dir, f'{row}_{views}')
+            train = evaluate = None
+            train_rays = eval_rays = 0.
+            if with_commands:
+                binds = bindings(args, row, views, run_dir)
+                train = ['-m', 'depth_mipnerf.train', f'--gin_configs={args.gin}',
+                         *[f'--gin_bindings={b}' for b in binds], '--device', args.device]
+                evaluate = ['-m', 'depth_mipnerf.eval', f'--gin_bindings=Config.data_dir = {args.data_dir!r}',
+                            f'--gin_bindings=Config.checkpoint_dir = {run_dir!r}', '--device', args.device]
+                config, sections = parse_config(args, binds)
+                # Rays one device traces (each torchrun process draws train.batch_size per step), so the
+                # plan's hours are the wall time with NPROC devices.
+                train_rays = float(sections['optimizer'].max_steps * sections['train'].batch_size)
+                eval_rays = float(n_test * pixels / (4 if config.factor == 2 else 1))
+            cells.append(Cell(key=f'{row}/{views}', labels={'row': ROWS[row][0], 'views': views},
+                              data_dir=args.data_dir, run_dir=run_dir, train=train, eval=evaluate,
+                              metrics_file=os.path.join(run_dir, 'eval', 'metrics.json'),
+                              train_rays=train_rays, eval_rays=eval_rays))
+    return cells
+
+
+def missing_data(data_dir):
+    """The missing parts of the scene folder's layout (empty: all there): the folder, its transforms
+    files, the first training image's depth map."""
+    if not os.path.isdir(data_dir):
+        return [data_dir]
+    missing = [os.path.join(data_dir, f'transforms_{s}.json') for s in ('train', 'test')
+               if not os.path.isfile(os.path.join(data_dir, f'transforms_{s}.json'))]
+    if missing:
+        return missing
+    try:
+        with open(os.path.join(data_dir, 'transforms_train.json')) as f:
+            first = json.load(f)['frames'][0]['file_path']
+    except (OSError, ValueError, KeyError, IndexError) as error:
+        return [f'{os.path.join(data_dir, "transforms_train.json")} (unreadable: {error})']
+    stem = os.path.normpath(os.path.join(data_dir, first))
+    rel = os.path.relpath(stem, os.path.join(data_dir, 'train'))
+    candidates = [stem + '_depth_0001.exr', stem + '_depth.npy', stem + '_depth.png',
+                  os.path.join(data_dir, 'depth', 'train', rel + '.npy')]
+    if not os.path.isfile(stem + '.png'):
+        return [stem + '.png']
+    if not any(os.path.isfile(c) for c in candidates):
+        return [f'a depth map of {stem}.png: one of ' + ', '.join(candidates)]
+    return []
+
+
+def read_metrics(cell):
+    """({psnr, ssim, lpips_vgg, depth_abs_err}, the protocol block) of a finished cell: eval's
+    metrics.json `protocol` plus the resolution, config file and bindings the cells share."""
+    with open(cell.metrics_file) as f:
+        metrics = json.load(f)
+    _, _, resolution = test_pixels(cell.data_dir)
+    protocol = dict(metrics['protocol'], resolution=resolution, n_test_images=metrics.get('n_images'),
+                    lpips_reported='lpips_vgg (VGG16; lpips_alex also in metrics.json)',
+                    ssim_reported="ssim = the fork's; ssim_mipnerf also in metrics.json")
+    return {m: metrics.get(m) for m in METRICS}, protocol
+
+
+def reference():
+    return common_reproduce.published(NAME)
+
+
+def measure_rates(args, steps=2):
+    """{'train_rays_per_s', 'render_rays_per_s'} here: `steps` train.train_step calls (after a warm-up)
+    at the `ours` cell's config on bench/depth_mipnerf.py's random orbit rays (at most 256 rays a step
+    on the CPU, the config's batch on a GPU), and one render of val.chunk_size rays (1024 on the CPU)."""
+    import torch
+
+    bench = importlib.import_module('bench.depth_mipnerf')
+    from common import device as device_utils
+    from depth_mipnerf import train
+    from depth_mipnerf.configs import config as config_lib
+    from depth_mipnerf.datasets.datasets import Rays
+    from depth_mipnerf.models import nerf_system
+    from depth_mipnerf.utils.lr_schedule import MipLRDecay
+
+    device = train.select_device(args.device)
     gin.clear_config()
-    return dm_eval.evaluate(run_dir, data_dir, device=device)
+    config, sections = config_lib.parse([args.gin], [*ROWS['ours'][1], *args.bind])
+    gin.clear_config()
+    cpu = device.type == 'cpu'
+    batch = min(sections['train'].batch_size, 256) if cpu else sections['train'].batch_size
+    render_rays = min(sections['val'].chunk_size, 1024) if cpu else sections['val'].chunk_size
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    model = nerf_system.build_model(sections).to(device)
+    nerf_system.use_mlp_autocast(model, config, device)
+    loss_fn = nerf_system.build_loss(config, sections)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    scheduler = MipLRDecay(optimizer, 1e-4, 1e-5, 10**6, 0, 1.)
+    batches = bench.FixedBatches(bench.random_rays(batch, generator, device),
+                                 torch.rand(batch, 3, generator=generator).to(device))
+    train_s = device_utils.timed(
+        lambda: train.train_step(model, loss_fn, optimizer, scheduler, batches, 1, config, sections), steps, device)
+    model.eval()
+    image = Rays(*[x[None] for x in bench.random_rays(render_rays, generator, device)])
+    render_s = device_utils.timed(lambda: nerf_system.render_image(model, image, sections['val'].chunk_size),
+                                  1, device)
+    return {'train_rays_per_s': batch / train_s, 'render_rays_per_s': render_rays / render_s}
 
 
-def table(results, views, bindings, gin_file='configs/lego.gin'):
-    """Markdown: published and reproduced PSNR per row and view count."""
-    head = '| Row | ' + ' | '.join(f'{v} views (paper / ours)' for v in views) + ' |'
-    lines = [head, '|' + '---|' * (len(views) + 1)]
-    for row, cells in results.items():
-        published = dict(zip(PUBLISHED_VIEWS, PUBLISHED.get(row, ())))
-        cell = lambda v: f"{published.get(v, '-')} / {cells[v]['psnr']:.2f}" if v in cells else '-'  # noqa: E731
-        lines.append(f'| {ROWS[row][0]} | ' + ' | '.join(cell(v) for v in views) + ' |')
-    extra = f" with `{'; '.join(bindings)}`" if bindings else ''
-    return '\n'.join([
-        '# depth_mipnerf: the sparse-view lego table', '',
-        f'PSNR on the test split, {gin_file}{extra}; paper = the fork\'s README (lego). Generated by '
-        '`python -m depth_mipnerf.scripts.reproduce`.', '', *lines, ''])
+def table_extra(args):
+    return {'table': TABLE, 'dataset': DATASET, 'config_file': args.gin, 'config_overrides': list(args.bind),
+            'row_bindings': {r: ROWS[r][1] for r in selected_rows(args)},
+            'views': 'train.num_images = the first <views> training frames (100: all of them)'}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--data_dir', required=True, help='lego with depth maps (Blender layout)')
-    parser.add_argument('--runs_dir', default='runs/depth_mipnerf/reproduce')
-    parser.add_argument('--out', default='results/depth_mipnerf.md')
-    parser.add_argument('--gin', default='configs/lego.gin')
-    parser.add_argument('--views', type=int, nargs='+', default=list(PUBLISHED_VIEWS))
-    parser.add_argument('--rows', nargs='+', default=list(ROWS), choices=list(ROWS))
-    parser.add_argument('--bind', action='append', default=[], help='extra gin binding for every run')
-    parser.add_argument('--device', default='cuda', help='cuda, cpu, mps (falls back to the CPU)')
-    args = parser.parse_args(argv)
-    if not os.path.isdir(args.data_dir):
-        parser.error(f'--data_dir {args.data_dir}: no such folder')
-    results = {}
-    for row in args.rows:
-        results[row] = {}
-        for views in args.views:
-            run_dir = os.path.join(args.runs_dir, f'{row}_{views}')
-            results[row][views] = run_one(args.data_dir, run_dir, row, views, args.gin, args.bind, args.device)
-            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-            with open(args.out, 'w') as f:
-                f.write(table(results, args.views, args.bind, args.gin))
-    print(f'wrote {args.out}')
+    args = parse_args(argv)
+    try:
+        cells = build_cells(args)
+        missing = missing_data(args.data_dir)
+        if missing:
+            raise FileNotFoundError('missing scene data (nothing was run):\n' + '\n'.join(f'  {m}' for m in missing)
+                                    + f'\nexpected in --data_dir / DATA_DIR {args.data_dir}: {LAYOUT}')
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f'error: {error}')
+    if args.dry_run:
+        out = os.path.relpath(args.out, REPO) if args.out.startswith(REPO + os.sep) else args.out
+        print(f'plan of {out} ({len(cells)} cells; hours from rays/s measured here '
+              f'at the ours cell\'s config, per device: the wall time with {args.nproc} process(es) per cell):')
+        print('\n'.join(common_reproduce.plan(cells, measure_rates(args))))
+        return None
+    try:
+        common_reproduce.run_cells(cells, args.jobs, args.nproc)
+    except RuntimeError as error:  # the cell's own output above says why; a rerun resumes it
+        sys.exit(f'error: {error}')
+    table = common_reproduce.summarize(reference(), cells, read_metrics, args.out, extra=table_extra(args))
+    print(common_reproduce.markdown(table), end='')
+    print(f'wrote {args.out}.md and {args.out}.json')
+    return table
 
 
 if __name__ == '__main__':

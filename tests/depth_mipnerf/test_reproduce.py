@@ -1,0 +1,112 @@
+"""`make reproduce-depth_mipnerf` end to end on the nerf_synthetic stand-in's lego (depth/<split>/*.npy, read by
+depth_mipnerf) with a tiny model through ARGS: unknown rows and a missing scene folder refused before anything
+runs, the dry-run plan, a killed run resuming from its checkpoint, the table (every row, finite numbers, the
+protocol block), finished cells skipped, and the summariser rebuilding the same table."""
+
+import json
+import math
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from depth_mipnerf.scripts import reproduce
+
+REPO = pathlib.Path(__file__).parents[2]
+STEPS = 40
+BINDS = [f'optimizer.max_steps = {STEPS}', 'Config.save_every = 10', 'Config.print_every = 10',
+         'train.batch_size = 64', 'nerf.num_samples = 8', 'nerf.num_fine_samples = 8', 'nerf.mlp.net_depth = 2',
+         'nerf.mlp.net_width = 16', 'nerf.mlp.net_width_condition = 8', 'nerf.mlp.prop_net_width = 8',
+         'nerf.max_deg_point = 4', 'val.check_interval = 1000', 'optimizer.lr_delay_steps = 0']
+PROTOCOL_KEYS = {'split', 'resolution', 'background', 'uint8_rounding', 'crop_borders', 'psnr', 'ssim',
+                 'ssim_mipnerf', 'lpips', 'depth_error', 'n_test_images'}
+
+
+def make(tmp, *variables, popen=False):
+    argv = ['make', '-s', '-o', '.venv/.installed', 'reproduce-depth_mipnerf', f'RUNS_DIR={tmp / "runs"}', *variables]
+    if popen:
+        return subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+
+
+def test_rows_selected_by_scenes_and_rows():
+    args = reproduce.parse_args(['--runs_dir', 'r', '--scenes', 'ours,no_depth,urf', '--rows', 'ours', 'urf', 'l2'])
+    assert reproduce.selected_rows(args) == ['urf', 'ours']
+    assert [c.key for c in reproduce.build_cells(args, with_commands=False)] == [
+        'urf/3', 'urf/6', 'urf/100', 'ours/3', 'ours/6', 'ours/100']
+    with pytest.raises(ValueError, match="unknown \\['dsnerf'\\]"):
+        reproduce.selected_rows(reproduce.parse_args(['--runs_dir', 'r', '--scenes', 'ours,dsnerf']))
+
+
+def test_sparse_view_table_end_to_end(tmp_path):
+    data = tmp_path / 'nerf_synthetic'
+    subprocess.run([sys.executable, '-m', 'data_tools.standin', 'nerf_synthetic', '--out', str(data),
+                    '--scenes', 'lego', '--res', '16x16', '--views', '8'], cwd=REPO, check=True, capture_output=True)
+    runs = tmp_path / 'runs' / 'depth_mipnerf' / 'reproduce'
+    out = tmp_path / 'results' / 'depth_mipnerf'
+    args = ('ARGS=--views 3 --gin depth_mipnerf/configs/demo.gin --device cpu --out ' + str(out) + ' '
+            + ' '.join(f'--bind "{b}"' for b in BINDS))
+    selection = [f'DATA_DIR={data / "lego"}', 'SCENES=no_depth,ours', args]
+
+    missing = make(tmp_path, f'DATA_DIR={data / "ship"}', 'SCENES=ours', args)
+    assert missing.returncode != 0 and str(data / 'ship') in missing.stderr
+    assert 'transforms_{train,val,test}.json' in missing.stderr and 'depth/<split>/<stem>.npy' in missing.stderr
+    assert not runs.exists()
+
+    dry = make(tmp_path, *selection[:2], 'DRY_RUN=1', args)
+    assert dry.returncode == 0, dry.stderr
+    assert re.search(r'^no_depth/3\s+new\s+~[\d.]+ h\s+python -m depth_mipnerf.train', dry.stdout, re.M), dry.stdout
+    assert re.search(r'^ours/3\s+new', dry.stdout, re.M) and 'measured here' in dry.stdout
+    assert re.search(r'^total ~[\d.]+ h at \d+ train / \d+ render rays/s', dry.stdout, re.M)
+    assert not runs.exists()
+
+    # killed after the first checkpoint of no_depth/3: the rerun resumes from the newest one
+    first = runs / 'no_depth_3'
+    process = make(tmp_path, *selection, popen=True)
+    deadline = time.monotonic() + 120
+    while not list(first.glob('checkpoint_*.pt')):
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    saved = sorted(int(p.stem.split('_')[1]) for p in first.glob('checkpoint_*.pt'))
+    assert saved and saved[-1] < STEPS and not (first / 'eval').exists()
+
+    resumed = make(tmp_path, *selection)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert '== no_depth/3: partial' in resumed.stdout and '== ours/3: new' in resumed.stdout
+    starts = re.findall(r'resuming from (\S+) at step (\d+)', resumed.stdout)
+    assert [int(step) for _, step in starts] == [saved[-1]] and 'no_depth_3' in starts[0][0], resumed.stdout
+
+    table = json.loads(out.with_suffix('.json').read_text())
+    assert [r['key'] for r in table['rows']] == ['no_depth/3', 'ours/3'] and table['finished'] == '2 of 2'
+    for row in table['rows']:
+        assert all(math.isfinite(row['ours'][m]) for m in ('psnr', 'ssim', 'depth_abs_err')), row['ours']
+        assert row['ours']['lpips_vgg'] is None or math.isfinite(row['ours']['lpips_vgg'])  # 16 px < AlexNet's 32
+        assert PROTOCOL_KEYS <= set(row['protocol']), PROTOCOL_KEYS - set(row['protocol'])
+        assert row['protocol']['resolution'] == '16x16' and row['protocol']['split'] == 'test'
+        assert row['run']['hardware'] and row['run']['commit'] and row['run']['peak_host_memory_mib'] > 0
+    assert [r['published']['psnr'] for r in table['rows']] == [17.73, 23.81] and "fork's README" in table['source']
+    assert table['config_file'] == 'depth_mipnerf/configs/demo.gin' and table['config_overrides'] == BINDS
+    md = out.with_suffix('.md').read_text()
+    assert '| Ours w/o depth | 3 | 17.730 / ' in md and '| Ours | 3 | 23.810 / ' in md and '**mean**' in md
+    assert 'Protocol:' in md and '"resolution": "16x16"' in md
+
+    # finished cells are skipped: nothing trains or evaluates again
+    before = {p: p.stat().st_mtime_ns for p in runs.rglob('*') if p.is_file()}
+    again = make(tmp_path, *selection)
+    assert again.returncode == 0 and '== ' not in again.stdout and 'depth_mipnerf.train' not in again.stderr
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob('*') if p.is_file()} == before
+
+    summary = subprocess.run([sys.executable, '-m', 'depth_mipnerf.scripts.summarize', str(runs), '--scenes',
+                              'no_depth,ours', '--views', '3', '--data_dir', str(data / 'lego'),
+                              '--out', str(tmp_path / 'summary')], cwd=REPO, capture_output=True, text=True)
+    assert summary.returncode == 0, summary.stderr
+    rebuilt = json.loads((tmp_path / 'summary.json').read_text())
+    assert [(r['ours'], r['protocol']) for r in rebuilt['rows']] == [(r['ours'], r['protocol']) for r in table['rows']]

@@ -14,7 +14,9 @@ plus fine loss, each weighted per pixel by its lossmult; a checkpoint every Conf
 and at the end; a run restarts from the newest readable checkpoint in its train_dir (unreadable
 newer ones are renamed to <name>.unreadable; none readable refuses, unless --start_afresh), whose
 config.gin is what eval.py and render_video.py read. Rank 0 holds train_dir's lock: a second run
-there refuses. Several processes train one model under torchrun (DDP).
+there refuses. Several processes train one model under torchrun (DDP). The batch of each step is a
+function of (seed, step) and the random states are in the checkpoints, so a killed run started
+again with the same command continues bit for bit as if it had never stopped.
 
 A step never waits for the device (train_iteration is the loop's body): the training set lives
 there when it fits (Config.data_on_device), the stats stay there and are read only on report
@@ -27,15 +29,18 @@ import dataclasses
 import functools
 import gc
 import os
+import random
+import re
 import sys
 import time
+import tokenize
 
 import gin
 import numpy as np
 import torch
 from absl import app, flags
 
-from common import checkpoints, dist, logger, memory
+from common import checkpoints, config_types, dist, logger, memory
 from common import device as device_utils
 from mipnerf.internal import datasets, math, models, utils
 
@@ -96,9 +101,30 @@ def resolve_paths(train_dir=None, data_dir=None, out_dir=None, data_path=None, e
     return train_dir, data_dir
 
 
+def parse_gin_file(path):
+    """Parses one gin file; a malformed one (syntax, unknown name, undecodable) is a ValueError
+    naming it."""
+    try:
+        gin.parse_config_file(path)
+    except (SyntaxError, ValueError, tokenize.TokenError) as error:
+        if isinstance(error, SyntaxError):
+            line, reason = error.lineno, error.msg
+        elif isinstance(error, tokenize.TokenError):  # args: (message, (line, column)).
+            line, reason = error.args[1][0], error.args[0]
+        else:  # gin's errors say `In file "...", line N` on a later line.
+            found = re.search(r'line (\d+)', str(error))
+            line, reason = found and found.group(1), str(error)
+        where = f' (line {line})' if line else ''
+        first_line = (str(reason).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f'{path} is not a valid gin config file{where}: {first_line}') from None
+
+
 def parse_config(gin_files, gin_params, dataset_name=None):
-    """The Config of gin files and bindings; dataset_name (mipnerf_pl's) picks the loader, and its
-    config file when no gin file is given."""
+    """The Config of gin files and bindings, its values checked against their types; dataset_name
+    (mipnerf_pl's) picks the loader, and its config file when no gin file is given.
+
+    A malformed gin file is a ValueError naming it; a value of the wrong type one naming its key.
+    """
     # Package-relative names (configs/blender.gin) resolved here: gin would log an error first.
     gin_files = [f if os.path.exists(f) or not os.path.exists(os.path.join(PACKAGE_DIR, f))
                  else os.path.join(PACKAGE_DIR, f) for f in gin_files or []]
@@ -107,8 +133,10 @@ def parse_config(gin_files, gin_params, dataset_name=None):
         loader, default_file = DATASET_NAMES[dataset_name]
         gin_files = gin_files or [default_file]
         gin_params.append(f"Config.dataset_loader = '{loader}'")
-    gin.parse_config_files_and_bindings(gin_files, gin_params)
-    return utils.Config()
+    for path in gin_files:
+        parse_gin_file(path)
+    gin.parse_config_files_and_bindings([], gin_params)
+    return config_types.check_types(utils.Config())
 
 
 def learning_rate_fn(config):
@@ -287,21 +315,22 @@ def save_checkpoint(train_dir, state, rng, keep):
     }, keep=keep)
 
 
-def restore_checkpoint(train_dir, state, rng, device, start_afresh=False, set_aside=False):
-    """Loads the newest readable checkpoint of train_dir into state and rng; its path or None.
+def read_latest_checkpoint(train_dir, device, start_afresh=False, set_aside=False):
+    """(the newest readable checkpoint of train_dir, its path), or (None, None) when there is none.
 
     start_afresh, set_aside: as common.checkpoints.restore_latest (--start_afresh is the flag).
     """
-    saved, path = checkpoints.restore_latest(train_dir, map_location=device, start_afresh=start_afresh,
-                                             set_aside=set_aside, afresh_flag='--start_afresh')
-    if saved is None:
-        return None
+    return checkpoints.restore_latest(train_dir, map_location=device, start_afresh=start_afresh,
+                                      set_aside=set_aside, afresh_flag='--start_afresh')
+
+
+def restore_checkpoint(saved, state, rng):
+    """Loads a save_checkpoint dict into state and rng, and the global random states."""
     state.model.load_state_dict(saved['model'])
     state.optimizer.load_state_dict(saved['optimizer'])
     state.step = int(saved['step'])
     rng.set_state(saved['rng'].cpu())
     checkpoints.restore_rng_state(saved['global_rng'])
-    return path
 
 
 def render_eval_fn(model, config):
@@ -331,15 +360,18 @@ def log_test_render(log, config, model, test_dataset, step, chunk, device):
     log.image('test_target', pixels, step)
 
 
-def check_finite(loss_history, first_step):
-    """Raises NonFiniteLossError naming the first step whose loss is not finite."""
+def check_finite(loss_history, first_step, last_checkpoint):
+    """Raises NonFiniteLossError naming the first step whose loss is not finite and the last good
+    checkpoint (last_checkpoint, a path, or None when none was written or restored)."""
     history = torch.stack(loss_history)
     finite = torch.isfinite(history).cpu().numpy()
     if not finite.all():
         kind = 'NaN' if history.isnan().any() else 'infinite'
+        kept = (f'the last good checkpoint, {last_checkpoint}, stays in place' if last_checkpoint
+                else 'no checkpoint was written yet')
         raise NonFiniteLossError(
             f'the loss became {kind} at step {first_step + int(np.argmin(finite))}; training '
-            'stopped and the last good checkpoint stays in place')
+            f'stopped and {kept}')
 
 
 def log_train_stats(log, bar, stats_trace, step, lr, elapsed, steps, batch_size, num_params):
@@ -391,20 +423,27 @@ def train(config, train_dir, data_dir, info, render_every=0, chunk=8192, start_a
     device = info.device
     if device.type == 'cuda':
         device_utils.setup_tf32(config.use_tf32)
-    dataset = datasets.get_dataset('train', data_dir, config, device=device)
-    test_dataset = datasets.get_dataset('test', data_dir, config) if render_every > 0 else None
     with contextlib.ExitStack() as stack:
+        if info.is_main:  # Rank 0 holds the folder for the whole run: a second run there refuses.
+            stack.enter_context(checkpoints.lock_run_dir(train_dir))
+        saved, restored = read_latest_checkpoint(train_dir, device, start_afresh, set_aside=info.is_main)
+        # The batch of each step is a function of (the rank's seed, step): a resumed run draws
+        # from its next step on what an uninterrupted run would.
+        dataset = datasets.get_dataset('train', data_dir, config, device=device,
+                                       seed=dist.rank_seed(NUMPY_SEED),
+                                       first_step=1 if saved is None else int(saved['step']) + 1)
         stack.callback(dataset.close)
+        test_dataset = datasets.get_dataset('test', data_dir, config) if render_every > 0 else None
         if test_dataset is not None:
             stack.callback(test_dataset.close)
         state = create_train_state(config, dataset.peek(), device)
         # Each process samples its own points along its own rays, as the original shifts its key.
         rng = torch.Generator(device=device).manual_seed(dist.rank_seed(TORCH_SEED))
-        if info.is_main:  # Rank 0 holds the folder for the whole run: a second run there refuses.
-            stack.enter_context(checkpoints.lock_run_dir(train_dir))
-        restored = restore_checkpoint(train_dir, state, rng, device, start_afresh, set_aside=info.is_main)
-        if restored and info.is_main:
-            print(f'resuming from {restored} at step {state.step}')
+        if saved is not None:
+            restore_checkpoint(saved, state, rng)
+            del saved
+            if info.is_main:
+                print(f'resuming from {restored} at step {state.step}')
         # Probed on the eager model: saved-tensor hooks do not see inside a compiled graph.
         bytes_per_ray = probe_bytes_per_ray(state.model, config, dataset.peek()) if info.is_main else 0
         model = dist.wrap_ddp(state.model, info)
@@ -427,6 +466,7 @@ def train(config, train_dir, data_dir, info, render_every=0, chunk=8192, start_a
         log = logger.Logger(train_dir, is_main=info.is_main)
         bar = logger.progress(config.max_steps, initial=state.step, disable=not info.is_main)
         init_step = state.step + 1
+        last_checkpoint = restored
         stats_trace, window_start, window_time = [], init_step, time.time()
         gc.disable()  # As the original: collect every Config.gc_every steps instead.
         try:
@@ -439,13 +479,15 @@ def train(config, train_dir, data_dir, info, render_every=0, chunk=8192, start_a
                 report = step % config.print_every == 0 or step == config.max_steps
                 save = step % config.save_every == 0 or step == config.max_steps
                 if config.nan_check and (report or save):
-                    check_finite([s['loss'] for s in stats_trace], window_start)
+                    check_finite([s['loss'] for s in stats_trace], window_start, last_checkpoint)
                 if report:
                     log_train_stats(log, bar, stats_trace, step, lr, time.time() - window_time,
                                     step - window_start + 1, config.batch_size, num_params)
                     stats_trace, window_start, window_time = [], step + 1, time.time()
-                if save and info.is_main:
-                    save_checkpoint(train_dir, state, rng, config.checkpoint_keep)
+                if save:
+                    last_checkpoint = checkpoints.checkpoint_path(train_dir, step)
+                    if info.is_main:
+                        save_checkpoint(train_dir, state, rng, config.checkpoint_keep)
                 if info.is_main and render_every > 0 and step % render_every == 0:
                     log_test_render(log, config, state.model, test_dataset, step, chunk, device)
         finally:
@@ -458,10 +500,11 @@ def train(config, train_dir, data_dir, info, render_every=0, chunk=8192, start_a
 def main(unused_argv, info):
     train_dir, data_dir = resolve_paths(FLAGS.train_dir, FLAGS.data_dir, FLAGS.out_dir,
                                         FLAGS.data_path, FLAGS.exp_name)
-    config = parse_config(FLAGS.gin_file, FLAGS.gin_param, FLAGS.dataset_name)
     torch.manual_seed(TORCH_SEED)
     np.random.seed(NUMPY_SEED + info.rank)
+    random.seed(NUMPY_SEED + info.rank)  # Unused by training; seeded so a checkpoint's states are the run's.
     try:
+        config = parse_config(FLAGS.gin_file, FLAGS.gin_param, FLAGS.dataset_name)
         if config.batch_size % info.world_size:
             raise ValueError(f'Config.batch_size={config.batch_size} must divide by the '
                              f'{info.world_size} processes')

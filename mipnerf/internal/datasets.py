@@ -24,17 +24,28 @@ _SYNTH_OBJECT = 'python -m data_tools.synth --scene object360 --res 128x128 --ou
 _CONVERT = 'python -m mipnerf.scripts.convert_blender_data --blender_dir {raw} --out_dir {out}'
 
 
-def get_dataset(split, train_dir, config, device=None):
+def get_dataset(split, train_dir, config, device=None, seed=None, first_step=1):
     """Split 'train' or 'test' of the scene in folder train_dir, read by config.dataset_loader.
 
     device: where training batches go (default CPU); test images stay on the CPU. With
     Config.data_on_device (or, when it is None, when the training set fits, see data_on_device)
     the training images and rays live on `device` and batches are drawn there.
+    seed, first_step: the training batch of step s is drawn from step_seed(seed, s), the first
+    one served being first_step's (a resumed run's next step); seed None draws one from numpy's
+    global state.
     """
     if config.dataset_loader not in dataset_dict:
         raise ValueError(f'Config.dataset_loader must be one of {sorted(dataset_dict)}, got '
                          f'{config.dataset_loader!r}')
-    return dataset_dict[config.dataset_loader](split, train_dir, config, device=device)
+    return dataset_dict[config.dataset_loader](split, train_dir, config, device=device, seed=seed,
+                                               first_step=first_step)
+
+
+def step_seed(seed, step):
+    """The seed of the training batch of `step`: a hash of (seed, step) (numpy's SeedSequence), so
+    a step's batch does not depend on the batches drawn before it and a resumed run gets the
+    batches an uninterrupted one would."""
+    return int(np.random.SeedSequence([seed, step]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 def convert_to_ndc(origins, directions, focal, w, h, near=1.):
@@ -168,18 +179,21 @@ class Dataset(prefetch.PrefetchThread):
     """Images and rays of one split, served by a prefetch thread, or drawn on the device.
 
     Subclasses load images and cameras in `_load_renderings` and make `self.rays` in
-    `_generate_rays`. `next(dataset)` gives a random training batch {'pixels': [B, 3], 'rays': Rays
-    [B, C]} on `device`, or the next test image {'pixels': [H, W, 3], 'rays': Rays [H, W, C]} (only
-    'rays' when rendering a path) on the CPU. A training set on the device (self.on_device) has
-    no thread: each batch is gathered there with indices drawn by a generator of that device, so
-    no step copies from the host or waits for it.
+    `_generate_rays`. `next(dataset)` gives the training batch of the next step {'pixels': [B, 3],
+    'rays': Rays [B, C]} on `device` (random pixels drawn from step_seed(seed, step)), or the next
+    test image {'pixels': [H, W, 3], 'rays': Rays [H, W, C]} (only 'rays' when rendering a path) on
+    the CPU. A training set on the device (self.on_device) has no thread: each batch is gathered
+    there with indices drawn by a generator of that device, so no step copies from the host or
+    waits for it.
     """
 
-    def __init__(self, split, data_dir, config, device=None):
+    def __init__(self, split, data_dir, config, device=None, seed=None, first_step=1):
         super().__init__(config.prefetch_batches)
-        # Batches draw from a generator seeded from numpy's global state, as the original's
-        # np.random draws, so np.random.seed set before loading fixes them.
-        self._rng = np.random.default_rng(np.random.randint(2**31))
+        # Without a seed, one from numpy's global state (as the original's np.random draws), so
+        # np.random.seed set before loading fixes the batches.
+        self._seed = int(np.random.randint(2**31)) if seed is None else seed
+        self._step = first_step  # The step whose batch is drawn next.
+        self._host_generator = torch.Generator()
         self.split = split
         self.data_dir = data_dir
         self.device = torch.device('cpu' if device is None else device)
@@ -208,8 +222,7 @@ class Dataset(prefetch.PrefetchThread):
             move = lambda x: [y.to(self.device) for y in x] if isinstance(x, list) else x.to(self.device)
             self.images = move(self.images)
             self.rays = self.rays.map(move)
-            self._generator = torch.Generator(device=self.device).manual_seed(
-                int(self._rng.integers(2**31)))
+            self._generator = torch.Generator(device=self.device)
             return
         next_fn = self._next_train if split == 'train' else self._next_test
         # The first batch is made here, so a bad dataset fails in the constructor.
@@ -267,19 +280,24 @@ class Dataset(prefetch.PrefetchThread):
 
     def _ray_indices(self, num_rays):
         """batch_size random indices [B] below num_rays, drawn where the training set lives."""
-        if self._generator is None:
-            return torch.from_numpy(self._rng.integers(0, num_rays, (self.batch_size,)))
-        return torch.randint(num_rays, (self.batch_size,), generator=self._generator,
-                             device=self.device)
+        generator = self._host_generator if self._generator is None else self._generator
+        return torch.randint(num_rays, (self.batch_size,), generator=generator,
+                             device=generator.device)
 
     def _next_train(self):
-        """A batch of batch_size random pixels: of all images, or of one random image."""
+        """The batch of the next step: batch_size random pixels of all images, or of one random
+        image, drawn by generators seeded from step_seed(seed, step) alone."""
+        seed = step_seed(self._seed, self._step)
+        self._step += 1
+        self._host_generator.manual_seed(seed)
+        if self._generator is not None:
+            self._generator.manual_seed(seed)
         if self.batching == 'all_images':
             ray_indices = self._ray_indices(self.images.shape[0])
             return {'pixels': self.images[ray_indices],
                     'rays': self.rays.map(lambda r: r[ray_indices])}
-        # The image is picked on the host (from numpy's state): no device value is read.
-        image_index = int(self._rng.integers(0, self.n_examples))
+        # The image is picked on the host: no device value is read.
+        image_index = int(torch.randint(self.n_examples, (), generator=self._host_generator))
         image = self.images[image_index]
         ray_indices = self._ray_indices(image.shape[0])
         return {'pixels': image[ray_indices],

@@ -82,11 +82,35 @@ def find_checkpoint(ckpt):
 
 
 def load_config(ckpt, gin_files=(), gin_params=()):
-    """The Config of the config.gin next to ckpt (if any), then gin_files and gin_params."""
+    """The Config of the config.gin next to ckpt (if any), then gin_files and gin_params; a
+    malformed file is a ValueError naming it."""
     _, run_dir = find_checkpoint(ckpt)
     run_config = os.path.join(run_dir, 'config.gin')
     files = ([run_config] if os.path.isfile(run_config) else []) + list(gin_files or [])
     return train.parse_config(files, gin_params)
+
+
+def read_checkpoint(ckpt, device):
+    """(the loaded checkpoint, its path) of a file, or of a train_dir's newest readable one
+    (unreadable newer ones are skipped with a warning naming them, and left in place).
+
+    Raises:
+      ValueError naming the file (or, for a train_dir, every file) when none can be read.
+    """
+    path, run_dir = find_checkpoint(ckpt)
+    if os.path.isdir(ckpt):
+        try:
+            return checkpoints.restore_latest(run_dir, map_location=device)
+        except checkpoints.UnreadableCheckpointsError as error:
+            raise ValueError(f'no checkpoint in {run_dir} is readable ({", ".join(error.paths)}); '
+                             'replace them with readable copies or train again') from None
+    try:
+        return checkpoints.load_checkpoint(path, map_location=device), path
+    except MemoryError:
+        raise
+    except Exception as error:  # Whatever a damaged or foreign file raises.
+        first_line = (str(error).strip().splitlines() or [''])[0][:200]
+        raise ValueError(f'checkpoint {path} is unreadable ({type(error).__name__}: {first_line})') from None
 
 
 def load_model(ckpt, config, device):
@@ -94,8 +118,7 @@ def load_model(ckpt, config, device):
 
     Reads train.py's checkpoints ({'model', 'step', ...}) and plain state dicts (converters').
     """
-    path, _ = find_checkpoint(ckpt)
-    saved = checkpoints.load_checkpoint(path, map_location=device)
+    saved, path = read_checkpoint(ckpt, device)
     state_dict, step = (saved['model'], int(saved['step'])) if 'model' in saved else (saved, None)
     # The example batch only names the device.
     example = {'rays': utils.Rays(*[torch.zeros(1, 3, device=device)] * 7)}
@@ -276,7 +299,9 @@ def main(unused_argv):
             raise app.UsageError('name the checkpoint (--ckpt) and the scene (--data_path)')
         evaluate(ckpt, data_path, out_dir, FLAGS.scale, FLAGS.save_image, FLAGS.gin_file,
                  FLAGS.gin_param, FLAGS.chunk)
-    except FileNotFoundError as error:  # No checkpoint or no data: say what is missing.
+    # No checkpoint or no data: say what is missing; an unreadable checkpoint or a malformed
+    # config.gin: name it.
+    except (FileNotFoundError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)
 

@@ -216,7 +216,9 @@ def main(unused_argv):
         render_video(ckpt, FLAGS.out_dir, FLAGS.scale, FLAGS.data_path or FLAGS.data_dir,
                      FLAGS.n_frames, FLAGS.fps, FLAGS.base_size, FLAGS.camera_angle_x,
                      FLAGS.gin_file, FLAGS.gin_param, FLAGS.chunk)
-    except FileNotFoundError as error:  # No checkpoint or no data: say what is missing.
+    # No checkpoint or no data: say what is missing; an unreadable checkpoint or a malformed
+    # config.gin: name it.
+    except (FileNotFoundError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)
 

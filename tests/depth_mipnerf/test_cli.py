@@ -64,24 +64,6 @@ def test_render_video(cdf_run, scene, tmp_path):
         assert (tmp_path / "video" / f).stat().st_size > 0
 
 
-def test_reproduce_writes_the_table_beside_the_published_one(scene, tmp_path):
-    from depth_mipnerf.scripts import reproduce
-
-    out, runs = tmp_path / "table.md", tmp_path / "runs"
-    args = ["--data_dir", str(scene), "--runs_dir", str(runs), "--out", str(out), "--gin", "configs/demo.gin",
-            "--rows", "ours", "no_depth", "--views", "3", "--device", "cpu"]
-    tiny = ["optimizer.max_steps = 2", "train.batch_size = 64", "nerf.num_samples = 8", "nerf.num_fine_samples = 8"]
-    reproduce.main(args + [x for b in tiny for x in ("--bind", b)])
-    text = out.read_text()
-    assert "| Ours | 23.81 / " in text and "| Ours w/o depth | 17.73 / " in text
-    ours = json.loads((runs / "ours_3" / "eval" / "metrics.json").read_text())
-    assert f"23.81 / {ours['psnr']:.2f}" in text
-    # A finished cell is read back, not retrained.
-    mtime = (runs / "ours_3" / "checkpoint_00000002.pt").stat().st_mtime
-    reproduce.main(args + [x for b in tiny for x in ("--bind", b)])
-    assert (runs / "ours_3" / "checkpoint_00000002.pt").stat().st_mtime == mtime and out.read_text() == text
-
-
 def test_scannet_config_trains_with_glo_and_renders_a_loop(scene, tmp_path):
     from tests.depth_mipnerf.test_datasets import _scannet_layout
 

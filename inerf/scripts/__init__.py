@@ -1,0 +1,1 @@
+"""Scripts of the iNeRF port: `reproduce` (the tables) and `summarize` (rebuilds them)."""

@@ -288,15 +288,17 @@ def evaluate(config, device=None, lpips_weights_path=None):
     _, state, render_eval_fn, _, _ = train_utils.setup_model(
         config, torch.Generator().manual_seed(SEED), device=device)
     last_step = 0
+    # Restored before the logger writes anything: unreadable checkpoints leave the folder as it was.
+    checkpoint_path = train_utils.restore_checkpoint(config, state, device=device)
     with logger.Logger(os.path.join(config.checkpoint_dir, 'eval')) as log:
         waiting_since = None
         while True:
-            checkpoint_path = train_utils.restore_checkpoint(config, state, device=device)
             if checkpoint_path is None and config.eval_only_once:
                 raise FileNotFoundError(missing_checkpoint_message(config))
             step = state.step if checkpoint_path is not None else 0
             if step <= last_step:
                 waiting_since = wait_for_checkpoint(config, last_step, waiting_since)
+                checkpoint_path = train_utils.restore_checkpoint(config, state, device=device)
                 continue
             waiting_since = None
             print(f'Evaluating checkpoint {checkpoint_path} at step {step}.')
@@ -306,6 +308,7 @@ def evaluate(config, device=None, lpips_weights_path=None):
             if config.eval_only_once or step >= num_steps:
                 return result
             last_step = step
+            checkpoint_path = train_utils.restore_checkpoint(config, state, device=device)
 
 def wait_for_checkpoint(config, last_step, waiting_since):
     """One poll of a continuous eval with nothing new: says once what it waits for, sleeps, and
@@ -330,6 +333,10 @@ def main(unused_argv):
         evaluate(config)
     except FileNotFoundError as error:  # no checkpoint or no data: say what is missing, no traceback
         print(f'error: {error}', file=sys.stderr)
+        sys.exit(1)
+    except checkpoints.UnreadableCheckpointsError as error:
+        what = 'eval' if config.eval_only_once else 'continuous eval'
+        print(f'error: {train_utils.unreadable_checkpoints_message(error, what)}', file=sys.stderr)
         sys.exit(1)
 
 

@@ -202,6 +202,9 @@ def main(unused_argv):
     except FileNotFoundError as error:  # no checkpoint or no data: say what is missing, no traceback
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)
+    except checkpoints.UnreadableCheckpointsError as error:
+        print(f"error: {train_utils.unreadable_checkpoints_message(error, 'render')}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == '__main__':

@@ -7,12 +7,14 @@ Several processes train one model under torchrun (DDP, the batch split across ra
 renders test views and writes checkpoints. A run restarts from the newest readable checkpoint in
 Config.checkpoint_dir (unreadable newer ones are renamed to <name>.unreadable); when none is
 readable it refuses, unless --start_afresh. Rank 0 holds the folder's lock: a second run there
-refuses to start.
+refuses to start, as does one whose settings differ from the folder's config.gin (unless
+--replace_config). A resumed run is fed the batches and samples an uninterrupted one would be.
 """
 
 import contextlib
 import dataclasses
 import functools
+import os
 import sys
 import time
 
@@ -29,6 +31,9 @@ configs.define_common_flags()
 AFRESH_FLAG = '--start_afresh'
 flags.DEFINE_bool('start_afresh', False, 'When every checkpoint in Config.checkpoint_dir is '
                   'unreadable, rename them to <name>.unreadable and train from step 0.')
+REPLACE_CONFIG_FLAG = '--replace_config'
+flags.DEFINE_bool('replace_config', False, 'Train even if Config.checkpoint_dir/config.gin holds '
+                  'other settings than this run, and write this run\'s settings over it.')
 
 # multinerf's fixed seeds: the JAX key of the model and the numpy seed of the data (plus the host).
 TORCH_SEED = 20200823
@@ -65,14 +70,61 @@ def log_test_render(log, config, render_eval_fn, test_dataset, step, device):
         log.image(f'test_output_{name}', picture, step)
 
 
-def check_finite(loss_history, first_step):
-    """Raises NonFiniteLossError naming the first step whose loss is not finite."""
+def check_finite(loss_history, first_step, last_checkpoint=None):
+    """Raises NonFiniteLossError naming the first step whose loss is not finite.
+
+    last_checkpoint: the path of the run's newest checkpoint, or None when there is none yet.
+    """
     finite = torch.isfinite(torch.stack(loss_history)).cpu().numpy()
     if not finite.all():
         bad_step = first_step + int(np.argmin(finite))
+        kept = (f'the last good checkpoint, {last_checkpoint}, stays in place' if last_checkpoint
+                else 'no checkpoint had been written yet')
         raise NonFiniteLossError(
             f'the loss became {"NaN" if torch.stack(loss_history).isnan().any() else "infinite"} at '
-            f'step {bad_step}; training stopped and the last good checkpoint stays in place')
+            f'step {bad_step}; training stopped and {kept}')
+
+
+def sampling_seed(step, rank):
+    """The seed of the point sampling of training step `step` on `rank`: a function of both, so a
+    resumed run samples as an uninterrupted one (multinerf splits its JAX key once per step)."""
+    return int(np.random.SeedSequence([TORCH_SEED, rank, step]).generate_state(1)[0])
+
+
+def check_run_dir(run_dir):
+    """Raises ValueError naming Config.checkpoint_dir when it (or a folder above it) is a file."""
+    path = os.path.abspath(run_dir)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        which = '' if path == os.path.abspath(run_dir) else f' (its parent {path} is a file)'
+        raise ValueError(f'Config.checkpoint_dir = {run_dir!r} is not a folder{which}: name a '
+                         'folder (new or of an earlier run) for the checkpoints')
+
+
+def lock_run_dir(run_dir):
+    """common.checkpoints.lock_run_dir, with an OSError (a read-only folder) naming the folder."""
+    try:
+        return checkpoints.lock_run_dir(run_dir)
+    except OSError as error:
+        raise train_utils.CheckpointSaveError(
+            error.errno, f'cannot write in Config.checkpoint_dir {run_dir} ({error.strerror or error}); '
+            'make it writable or train in another folder') from error
+
+
+def check_saved_config(run_dir, replace):
+    """Raises ValueError when run_dir/config.gin holds other settings than this run's (gin's),
+    unless `replace`; the same settings (a resume) pass silently."""
+    path = os.path.join(run_dir, 'config.gin')
+    if replace or not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = f.read()
+    if saved != gin.config_str():
+        raise ValueError(
+            f'{path} holds other settings than this run (other gin files or bindings); nothing '
+            f'was changed. Resume with the same settings, train in another Config.checkpoint_dir, '
+            f'or pass {REPLACE_CONFIG_FLAG} to train with these and write them over it')
 
 
 def flatten_stats(stats, prefix=''):
@@ -139,19 +191,23 @@ def predict_memory(model, dataset, cameras, config, device, probe_rays=64):
         config.grad_accum_steps, rays)
 
 
-def train(config, info, start_afresh=False):
+def train(config, info, start_afresh=False, replace_config=False):
     """Trains config's model on its data, resuming from config.checkpoint_dir. Returns the state.
 
     Rank 0 holds the folder's lock for the whole run. start_afresh: when every checkpoint there is
     unreadable, rename them aside and start at step 0 (otherwise
-    common.checkpoints.UnreadableCheckpointsError, nothing changed).
+    common.checkpoints.UnreadableCheckpointsError, nothing changed). replace_config: write this
+    run's config.gin over one with other settings (otherwise a ValueError, nothing changed).
+    Training batch k and the point sampling of step k are functions of the fixed seeds, the rank
+    and k, so a resumed run trains exactly as an uninterrupted one.
     """
     if config.checkpoint_dir is None:
         raise ValueError('Config.checkpoint_dir must be set: the run writes its checkpoints there')
+    check_run_dir(config.checkpoint_dir)
     device = info.device
     if device.type == 'cuda':
         device_utils.setup_tf32(config.use_tf32)
-    dataset = datasets.load_dataset('train', config.data_dir, config, device=device)
+    dataset = datasets.load_dataset('train', config.data_dir, config, device=device, seed=NUMPY_SEED)
     test_dataset = datasets.load_dataset('test', config.data_dir, config)
     with contextlib.ExitStack() as stack:
         stack.callback(dataset.close)
@@ -161,14 +217,17 @@ def train(config, info, start_afresh=False):
         model, state, render_eval_fn, train_step, _ = train_utils.setup_model(
             config, init_rng, dataset=dataset, device=device)
         check_glo_embeddings(model, dataset)
-        # Each rank samples its own points along its own rays, as multinerf folds in the host id.
-        rng = torch.Generator(device=device).manual_seed(dist.rank_seed(TORCH_SEED))
+        # Each rank samples its own points along its own rays, as multinerf folds in the host id;
+        # the generator is seeded anew every step (sampling_seed).
+        rng = torch.Generator(device=device)
         if info.is_main:  # Rank 0 holds the folder for the whole run: a second run there refuses.
-            stack.enter_context(checkpoints.lock_run_dir(config.checkpoint_dir))
+            stack.enter_context(lock_run_dir(config.checkpoint_dir))
+            check_saved_config(config.checkpoint_dir, replace_config)
         restored = train_utils.restore_checkpoint(
-            config, state, rng, device=device, start_afresh=start_afresh, set_aside=info.is_main,
+            config, state, device=device, start_afresh=start_afresh, set_aside=info.is_main,
             afresh_flag=AFRESH_FLAG)
         configs.write_config(config)  # once the settings have passed every check and the run is ours
+        dataset.seek(state.step + 1)
         if restored and info.is_main:
             print(f'resuming from {restored} at step {state.step}')
         if info.world_size > 1:
@@ -189,18 +248,20 @@ def train(config, info, start_afresh=False):
         num_steps = config.early_exit_steps if config.early_exit_steps is not None else config.max_steps
         bar = logger.progress(num_steps, initial=state.step, disable=not info.is_main)
         stats_buffer, window_start, window_time = [], init_step, time.time()
+        last_checkpoint = restored
         try:
             for step in range(init_step, num_steps + 1):
                 report = step % config.print_every == 0 or step == num_steps
                 save = step % config.checkpoint_every == 0 or step == num_steps
                 batch = next(dataset)
+                rng.manual_seed(sampling_seed(step, info.rank))
                 state, stats, rng = train_step(
                     rng, state, batch, cameras, train_frac_at(step, config.max_steps),
                     compute_stats=report)
                 stats_buffer.append(stats)
                 bar.update(1)
                 if config.nan_check and (report or save):
-                    check_finite([s['loss'] for s in stats_buffer], window_start)
+                    check_finite([s['loss'] for s in stats_buffer], window_start, last_checkpoint)
                 if report:
                     elapsed = time.time() - window_time
                     steps = step - window_start + 1
@@ -220,7 +281,7 @@ def train(config, info, start_afresh=False):
                     log.scalar('train_rays_per_sec', rays_per_sec, step)
                     stats_buffer, window_start, window_time = [], step + 1, time.time()
                 if save and info.is_main:
-                    train_utils.save_checkpoint(config, state, rng)
+                    last_checkpoint = train_utils.save_checkpoint(config, state)
                 if info.is_main and config.train_render_every > 0 and step % config.train_render_every == 0:
                     log_test_render(log, config, render_eval_fn, test_dataset, step, device)
         finally:
@@ -257,9 +318,9 @@ def main(unused_argv, info):
     torch.manual_seed(TORCH_SEED)
     np.random.seed(NUMPY_SEED + info.rank)
     try:
-        state = train(config, info, flags.FLAGS.start_afresh)
+        state = train(config, info, flags.FLAGS.start_afresh, flags.FLAGS.replace_config)
     except (NonFiniteLossError, FileNotFoundError, ValueError, checkpoints.UnreadableCheckpointsError,
-            checkpoints.RunDirLockedError) as error:
+            checkpoints.RunDirLockedError, train_utils.CheckpointSaveError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)
     finally:

@@ -7,6 +7,7 @@ import abc
 import functools
 import json
 import os
+import threading
 import warnings
 
 import numpy as np
@@ -32,10 +33,11 @@ def _synth_hint(scene, data_dir):
             f'--out {data_dir}`')
 
 
-def load_dataset(split, train_dir, config, device=None):
+def load_dataset(split, train_dir, config, device=None, seed=None):
     """Loads split 'train' or 'test' of the scene in train_dir with config.dataset_loader.
 
-    device: where training batches go (default CPU); test batches stay on the CPU.
+    device: where training batches go (default CPU); test batches stay on the CPU. seed: of the
+    training batches (batch k is a function of seed, rank and k); None draws it from np.random.
     """
     dataset_dict = {'blender': Blender, 'llff': LLFF}
     if config.dataset_loader not in dataset_dict:
@@ -43,7 +45,7 @@ def load_dataset(split, train_dir, config, device=None):
             f'Config.dataset_loader must be one of {sorted(dataset_dict)}, got '
             f'{config.dataset_loader!r} (multinerf\'s {", ".join(_NOT_PORTED_LOADERS)} are not '
             'ported)')
-    return dataset_dict[config.dataset_loader](split, train_dir, config, device=device)
+    return dataset_dict[config.dataset_loader](split, train_dir, config, device=device, seed=seed)
 
 
 def _use_device_data(data_on_device, device, nbytes):
@@ -210,6 +212,7 @@ class Dataset(prefetch.PrefetchThread, metaclass=abc.ABCMeta):
 
     Subclasses load the data in `_load_renderings`. The constructor loads everything, queues the
     first batch and starts the thread, which keeps `config.prefetch_batches` batches ready.
+    Training batch k is a function of (seed, rank, k); `seek` sets the step of the next one.
     `next(dataset)` gives a random training batch (Batch of [n_patches, patch, patch, ...] rays,
     moved to `device`) or the next whole test image (Batch of [H, W, ...] rays, on the CPU).
 
@@ -225,7 +228,7 @@ class Dataset(prefetch.PrefetchThread, metaclass=abc.ABCMeta):
       exposures: [N] shutter * ISO / 1000 from EXIF, or None.
     """
 
-    def __init__(self, split, data_dir, config, device=None):
+    def __init__(self, split, data_dir, config, device=None, seed=None):
         super().__init__(config.prefetch_batches)
         self._patch_size = max(config.patch_size, 1)
         # Each process of a distributed job draws its share of the batch.
@@ -243,9 +246,14 @@ class Dataset(prefetch.PrefetchThread, metaclass=abc.ABCMeta):
         self._render_spherical = False
         if config.rawnerf_mode or config.apply_bayer_mask:
             raise ValueError('RawNeRF data (Config.rawnerf_mode, apply_bayer_mask) is not ported')
-        # Batches draw from a generator seeded from numpy's global state, so np.random.seed set
-        # before loading fixes them, whatever the main thread draws meanwhile.
-        self._rng = np.random.default_rng(np.random.randint(2**31))
+        # Training batch k is drawn from a generator seeded by (seed, rank, k) alone (see
+        # _step_seed), so a run resumed at step k gets the batches an uninterrupted run gets there.
+        # Without a seed, one is drawn from numpy's global state (np.random.seed before loading).
+        self._seed = int(np.random.randint(2**31)) if seed is None else int(seed)
+        self._rank = dist.get_rank()
+        self._step_lock = threading.Lock()
+        self._next_step = 1  # the step of the next batch drawn
+        self._expected_step = 1  # the step of the next batch handed out
 
         self.split = utils.DataSplit(split)
         self.data_dir = data_dir
@@ -306,11 +314,41 @@ class Dataset(prefetch.PrefetchThread, metaclass=abc.ABCMeta):
             self._tables['patch_offsets'] = camera_utils.pixel_coordinates(
                 self._patch_size, self._patch_size)
             self._tables = {k: _to_device(v, self.device) for k, v in self._tables.items()}
-            self._device_rng = torch.Generator(device=self.device).manual_seed(
-                int(self._rng.integers(2**62)))
+            self._device_rng = torch.Generator(device=self.device)
             return
-        next_fn = self._next_train if self.split == utils.DataSplit.TRAIN else self._next_test
-        self.start_prefetch(lambda: self._prepare(next_fn()))
+        if self.split == utils.DataSplit.TRAIN:
+            self.start_prefetch(self._make_train_item)
+        else:
+            self.start_prefetch(lambda: self._prepare(self._next_test()))
+
+    def seek(self, step):
+        """Makes the next training batch that of `step` (1-based); batches prefetched for other
+        steps are dropped."""
+        if self.split != utils.DataSplit.TRAIN:
+            raise ValueError(f'only the training split has steps, not {self.split.value}')
+        with self._step_lock:
+            self._next_step = self._expected_step = step
+        self._peeked = None
+
+    def _take_step(self):
+        """The step of the next training batch drawn; advances the stream."""
+        with self._step_lock:
+            step, self._next_step = self._next_step, self._next_step + 1
+        return step
+
+    def _make_train_item(self):
+        """(step, the batch of step) for the prefetch queue."""
+        step = self._take_step()
+        return step, self._prepare(self._next_train(step))
+
+    def _skip_to_expected_step(self):
+        """Drops queued batches of steps other than the one handed out next (prefetched before a
+        seek); the queued batch of that step."""
+        while True:
+            step, batch = super().peek()
+            if step == self._expected_step:
+                return batch
+            super().__next__()
 
     def _lookup_tables(self):
         """What a ray batch is gathered from: images (and disparities, normals, alphas,
@@ -331,16 +369,20 @@ class Dataset(prefetch.PrefetchThread, metaclass=abc.ABCMeta):
     def __next__(self):
         """The next batch: drawn now on the device, or taken from the prefetch queue."""
         if not self.on_device:
-            return super().__next__()
+            if self.split != utils.DataSplit.TRAIN:
+                return super().__next__()
+            self._skip_to_expected_step()
+            self._expected_step += 1
+            return super().__next__()[1]
         batch, self._peeked = self._peeked, None
-        return batch if batch is not None else self._next_train_on_device()
+        return batch if batch is not None else self._next_train_on_device(self._take_step())
 
     def peek(self):
         """The batch next(self) will return."""
         if not self.on_device:
-            return super().peek()
+            return super().peek() if self.split != utils.DataSplit.TRAIN else self._skip_to_expected_step()
         if self._peeked is None:
-            self._peeked = self._next_train_on_device()
+            self._peeked = self._next_train_on_device(self._take_step())
         return self._peeked
 
     def _synth_scene(self, config):
@@ -428,25 +470,31 @@ class Dataset(prefetch.PrefetchThread, metaclass=abc.ABCMeta):
             batch['alphas'] = tables['alphas'][cam_idx, pix_y_int, pix_x_int]
         return utils.Batch(**batch)
 
-    def _next_train(self):
-        """A batch of random rays: batch_size // patch_size^2 square patches of pixels."""
+    def _step_seed(self, step):
+        """The 32-bit seed of training step `step`'s batch: a function of (seed, rank, step)."""
+        return int(np.random.SeedSequence([self._seed, self._rank, step]).generate_state(1)[0])
+
+    def _next_train(self, step):
+        """The batch of `step`: batch_size // patch_size^2 random square patches of pixels."""
+        rng = np.random.default_rng(self._step_seed(step))
         num_patches = self._batch_size // self._patch_size**2
         lower_border = self._num_border_pixels_to_mask
         upper_border = self._num_border_pixels_to_mask + self._patch_size - 1
         # Top-left corners of the patches, [num_patches, 1, 1] each.
-        pix_x_int = self._rng.integers(lower_border, self.width - upper_border, (num_patches, 1, 1))
-        pix_y_int = self._rng.integers(lower_border, self.height - upper_border, (num_patches, 1, 1))
+        pix_x_int = rng.integers(lower_border, self.width - upper_border, (num_patches, 1, 1))
+        pix_y_int = rng.integers(lower_border, self.height - upper_border, (num_patches, 1, 1))
         patch_dx_int, patch_dy_int = camera_utils.pixel_coordinates(self._patch_size, self._patch_size)
         pix_x_int = torch.from_numpy(pix_x_int) + patch_dx_int
         pix_y_int = torch.from_numpy(pix_y_int) + patch_dy_int
         if self._batching == utils.BatchingMethod.ALL_IMAGES:
-            cam_idx = self._rng.integers(0, self._n_examples, (num_patches, 1, 1))
+            cam_idx = rng.integers(0, self._n_examples, (num_patches, 1, 1))
         else:
-            cam_idx = self._rng.integers(0, self._n_examples, (1,))
+            cam_idx = rng.integers(0, self._n_examples, (1,))
         return self._make_ray_batch(pix_x_int, pix_y_int, torch.from_numpy(cam_idx))
 
-    def _next_train_on_device(self):
+    def _next_train_on_device(self, step):
         """_next_train drawn on the device with a generator of the device: no host work."""
+        self._device_rng.manual_seed(self._step_seed(step))
         num_patches = self._batch_size // self._patch_size**2
         lower_border = self._num_border_pixels_to_mask
         upper_border = self._num_border_pixels_to_mask + self._patch_size - 1

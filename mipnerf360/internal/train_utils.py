@@ -463,16 +463,38 @@ def setup_model(config, rng, dataset=None, device=None):
     return model, state, render_eval_fn, train_step, lr_fn
 
 
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written (a read-only or full run folder)."""
+
+
 def save_checkpoint(config, state, rng=None):
     """Writes state (and the sampling generator's state) to config.checkpoint_dir, atomically.
 
-    Keeps the newest config.checkpoint_keep files; returns the path written.
+    Keeps the newest config.checkpoint_keep files; returns the path written. An OSError of the
+    write (no space, no permission) is a CheckpointSaveError naming the folder; the checkpoints
+    written before stay as they were.
     """
     payload = {'state': state.state_dict(), 'rng_state': checkpoints.capture_rng_state()}
     if rng is not None:
         payload['sampling_rng'] = rng.get_state()
-    return checkpoints.save_checkpoint(
-        config.checkpoint_dir, state.step, payload, keep=config.checkpoint_keep)
+    try:
+        return checkpoints.save_checkpoint(
+            config.checkpoint_dir, state.step, payload, keep=config.checkpoint_keep)
+    except OSError as error:
+        this = checkpoints.checkpoint_path(config.checkpoint_dir, state.step)
+        before = [p for p in checkpoints.list_checkpoints(config.checkpoint_dir) if p != this]
+        kept = (f'the checkpoint before, {before[-1]}, is intact' if before
+                else 'no checkpoint was written before')
+        raise CheckpointSaveError(
+            error.errno, f'could not write the checkpoint of step {state.step} to '
+            f'{config.checkpoint_dir} ({error.strerror or error}); {kept}. Free space there or make '
+            f'it writable, then rerun the same command to resume') from error
+
+
+def unreadable_checkpoints_message(error, what):
+    """One sentence for a checkpoints.UnreadableCheckpointsError that stopped `what` (e.g. 'eval')."""
+    return (f'no checkpoint in {error.run_dir} can be read ({", ".join(error.paths)}), so the {what} '
+            'stopped; replace them with readable copies or train again')
 
 
 def restore_checkpoint(config, state, rng=None, device='cpu', start_afresh=False, set_aside=False,

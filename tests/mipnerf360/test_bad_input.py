@@ -1,6 +1,7 @@
 """Bad input to mipnerf360: each case is refused (or handled) with a message naming the file or key,
 and nothing in the run or data folder changes."""
 
+import errno
 import logging
 import os
 import re
@@ -11,13 +12,18 @@ import gin
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 from absl import flags
 
-from common import images
+from common import checkpoints, images
 from data_tools.synth import build_scene, write_scene
 from mipnerf360 import eval as eval_lib
-from mipnerf360.internal import configs, datasets, models, utils  # noqa: F401 (models registers its configurables)
+from mipnerf360 import render as render_lib
+from mipnerf360 import train
+from mipnerf360.internal import configs, datasets, models, train_utils, utils  # noqa: F401 (models registers its configurables)
+from tests.common.test_checkpoints import write_unreadable
 from tests.conftest import folder_digest
+from tests.mipnerf360.test_train import TINY, single_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG_360 = os.path.join(REPO, "mipnerf360", "configs", "360.gin")
@@ -149,3 +155,109 @@ def test_continuous_eval_without_checkpoints_waits_once_then_times_out(scene, tm
     with pytest.raises(TimeoutError, match=f"{tmp_path / 'run'}.*eval_wait_timeout = 0.3"):
         eval_lib.evaluate(configs.Config(), device="cpu")
     assert capsys.readouterr().out.count("Waiting for a checkpoint") == 1
+
+
+def train_main(scene, run, *bindings, replace_config=False):
+    """mipnerf360.train's command line (tiny model, 16x12 images) on `scene` into `run`."""
+    gin.clear_config()
+    flags.FLAGS.unparse_flags()
+    all_bindings = TINY + [f"Config.data_dir = '{scene}'", f"Config.checkpoint_dir = '{run}'", "Config.factor = 4",
+                           *bindings]
+    flags.FLAGS(["train", f"--gin_configs={REPO}/mipnerf360/configs/demo.gin"]
+                + [f"--gin_bindings={b}" for b in all_bindings] + (["--replace_config"] if replace_config else []))
+    train.main([], single_process())
+
+
+def test_a_run_folder_that_is_a_file_is_named_before_anything_is_written(scene, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.write_text("not a folder")
+    digest = folder_digest(tmp_path)
+    with pytest.raises(SystemExit):
+        train_main(scene, run, "Config.max_steps = 2")
+    assert f"Config.checkpoint_dir = '{run}' is not a folder" in capsys.readouterr().err
+    assert folder_digest(tmp_path) == digest
+
+
+def test_a_full_disk_at_a_save_names_the_folder_and_keeps_the_checkpoint_before(tmp_path, monkeypatch):
+    config = load_config(tmp_path, ["Config.checkpoint_keep = 1"])
+    _, state, _, _, _ = train_utils.setup_model(config, None)
+    state.step = 2
+    first = train_utils.save_checkpoint(config, state)
+    digest = folder_digest(tmp_path / "run")
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", full_disk)  # as a full disk would fail the write
+    state.step = 4
+    with pytest.raises(train_utils.CheckpointSaveError) as error:
+        train_utils.save_checkpoint(config, state)
+    message = str(error.value)
+    assert f"step 4 to {tmp_path / 'run'}" in message and "No space left on device" in message
+    assert f"the checkpoint before, {first}, is intact" in message and "rerun the same command" in message
+    assert folder_digest(tmp_path / "run") == digest
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_run_folder_is_named(scene, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    run.chmod(0o555)
+    try:
+        with pytest.raises(SystemExit):
+            train_main(scene, run, "Config.max_steps = 2")
+        assert f"cannot write in Config.checkpoint_dir {run}" in capsys.readouterr().err
+        assert folder_digest(run) == {}
+    finally:
+        run.chmod(0o755)
+
+
+@pytest.mark.parametrize("module, bindings, what", [
+    (eval_lib, [], "so the eval stopped"),
+    (eval_lib, ["Config.eval_only_once = False"], "so the continuous eval stopped"),
+    (render_lib, ["Config.render_path = True", "Config.render_path_frames = 2"], "so the render stopped"),
+])
+def test_eval_and_render_name_every_unreadable_checkpoint(scene, tmp_path, capsys, module, bindings, what):
+    run = tmp_path / "run"
+    write_unreadable(run, [2, 4])
+    digest = folder_digest(run)
+    gin.clear_config()
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["eval", f"--gin_configs={CONFIG_360}"] + [f"--gin_bindings={b}" for b in [
+        f"Config.data_dir = '{scene}'", f"Config.checkpoint_dir = '{run}'", "Config.factor = 4", *bindings]])
+    with pytest.raises(SystemExit):
+        module.main([])
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and what in error
+    assert "checkpoint_00000002.pt" in error and "checkpoint_00000004.pt" in error
+    assert folder_digest(run) == digest
+
+
+def test_other_settings_than_the_run_folders_config_gin_refuse_until_replace_config(scene, tmp_path, capsys):
+    run = tmp_path / "run"
+    train_main(scene, run, "Config.max_steps = 2")
+    capsys.readouterr()
+    digest = folder_digest(run)
+    with pytest.raises(SystemExit):
+        train_main(scene, run, "Config.max_steps = 2", "Config.lr_init = 0.001")
+    error = capsys.readouterr().err
+    assert f"{run / 'config.gin'} holds other settings" in error and "--replace_config" in error
+    assert folder_digest(run) == digest
+
+    train_main(scene, run, "Config.max_steps = 2")  # the same settings: resumes silently
+    assert "error" not in capsys.readouterr().err
+    assert (run / "config.gin").read_text() == gin.config_str()
+
+    train_main(scene, run, "Config.max_steps = 2", "Config.lr_init = 0.001", replace_config=True)
+    assert "Config.lr_init = 0.001" in (run / "config.gin").read_text()
+
+
+def test_a_nan_loss_before_any_checkpoint_says_none_was_written(scene, tmp_path, capsys):
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit):  # an absurd learning rate: the loss is NaN within a few steps
+        train_main(scene, run, "Config.max_steps = 8", "Config.checkpoint_every = 8", "Config.lr_init = 1e30",
+                   "Config.lr_final = 1e30", "Config.lr_delay_steps = 0", "Config.print_every = 100")
+    error = capsys.readouterr().err
+    assert "the loss became NaN" in error or "the loss became infinite" in error
+    assert "no checkpoint had been written yet" in error and "last good checkpoint" not in error
+    assert checkpoints.list_checkpoints(run) == []

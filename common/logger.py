@@ -29,9 +29,17 @@ class Logger:
             self.scalar(prefix + name, value, step)
 
     def histogram(self, tag, values, step):
-        """Logs the distribution of `values` (a 1-d array or tensor) under `tag`."""
-        if self.writer is not None:
-            self.writer.add_histogram(tag, np.asarray(values, dtype=np.float64), step)
+        """Logs the distribution of the finite `values` (a 1-d array or tensor) under `tag`.
+
+        NaN and infinities are left out (TensorBoard cannot bin them and fails on a histogram of
+        none); the scalars beside it still show them.
+        """
+        if self.writer is None:
+            return
+        values = np.asarray(values, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if values.size:
+            self.writer.add_histogram(tag, values, step)
 
     def image(self, tag, image, step):
         """Logs an image [H, W, 3] or [H, W], float in [0, 1] (tensor or numpy array)."""

@@ -77,3 +77,14 @@ def test_progress_disabled_prints_nothing(capsys):
     logger.set_progress_stats(bar, loss=1.0)
     bar.close()
     assert capsys.readouterr().err == ""
+
+
+def test_histograms_leave_out_non_finite_values(tmp_path):
+    """TensorBoard fails on a histogram of no finite value: NaN and inf are left out, an all-NaN one is skipped."""
+    with logger.Logger(tmp_path, is_main=True) as log:
+        log.histogram("train/loss", np.array([1.0, np.nan, 3.0, np.inf]), step=1)
+        log.histogram("train/loss", np.array([np.nan, np.nan]), step=2)
+    accumulator = event_accumulator.EventAccumulator(str(tmp_path), size_guidance={event_accumulator.HISTOGRAMS: 0})
+    accumulator.Reload()
+    (event,) = accumulator.Histograms("train/loss")
+    assert (event.step, event.histogram_value.num, event.histogram_value.max) == (1, 2, 3.0)

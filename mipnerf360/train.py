@@ -8,7 +8,7 @@ renders test views and writes checkpoints. A run restarts from the newest readab
 Config.checkpoint_dir (unreadable newer ones are renamed to <name>.unreadable); when none is
 readable it refuses, unless --start_afresh. Rank 0 holds the folder's lock: a second run there
 refuses to start, as does one whose settings differ from the folder's config.gin (unless
---replace_config). A resumed run is fed the batches and samples an uninterrupted one would be.
+--overwrite_config). A resumed run is fed the batches and samples an uninterrupted one would be.
 """
 
 import contextlib
@@ -31,8 +31,8 @@ configs.define_common_flags()
 AFRESH_FLAG = '--start_afresh'
 flags.DEFINE_bool('start_afresh', False, 'When every checkpoint in Config.checkpoint_dir is '
                   'unreadable, rename them to <name>.unreadable and train from step 0.')
-REPLACE_CONFIG_FLAG = '--replace_config'
-flags.DEFINE_bool('replace_config', False, 'Train even if Config.checkpoint_dir/config.gin holds '
+OVERWRITE_CONFIG_FLAG = '--overwrite_config'
+flags.DEFINE_bool('overwrite_config', False, 'Train even if Config.checkpoint_dir/config.gin holds '
                   'other settings than this run, and write this run\'s settings over it.')
 
 # multinerf's fixed seeds: the JAX key of the model and the numpy seed of the data (plus the host).
@@ -124,7 +124,7 @@ def check_saved_config(run_dir, replace):
         raise ValueError(
             f'{path} holds other settings than this run (other gin files or bindings); nothing '
             f'was changed. Resume with the same settings, train in another Config.checkpoint_dir, '
-            f'or pass {REPLACE_CONFIG_FLAG} to train with these and write them over it')
+            f'or pass {OVERWRITE_CONFIG_FLAG} to train with these and write them over it')
 
 
 def flatten_stats(stats, prefix=''):
@@ -191,12 +191,12 @@ def predict_memory(model, dataset, cameras, config, device, probe_rays=64):
         config.grad_accum_steps, rays)
 
 
-def train(config, info, start_afresh=False, replace_config=False):
+def train(config, info, start_afresh=False, overwrite_config=False):
     """Trains config's model on its data, resuming from config.checkpoint_dir. Returns the state.
 
     Rank 0 holds the folder's lock for the whole run. start_afresh: when every checkpoint there is
     unreadable, rename them aside and start at step 0 (otherwise
-    common.checkpoints.UnreadableCheckpointsError, nothing changed). replace_config: write this
+    common.checkpoints.UnreadableCheckpointsError, nothing changed). overwrite_config: write this
     run's config.gin over one with other settings (otherwise a ValueError, nothing changed).
     Training batch k and the point sampling of step k are functions of the fixed seeds, the rank
     and k, so a resumed run trains exactly as an uninterrupted one.
@@ -222,7 +222,7 @@ def train(config, info, start_afresh=False, replace_config=False):
         rng = torch.Generator(device=device)
         if info.is_main:  # Rank 0 holds the folder for the whole run: a second run there refuses.
             stack.enter_context(lock_run_dir(config.checkpoint_dir))
-            check_saved_config(config.checkpoint_dir, replace_config)
+            check_saved_config(config.checkpoint_dir, overwrite_config)
         restored = train_utils.restore_checkpoint(
             config, state, device=device, start_afresh=start_afresh, set_aside=info.is_main,
             afresh_flag=AFRESH_FLAG)
@@ -318,7 +318,7 @@ def main(unused_argv, info):
     torch.manual_seed(TORCH_SEED)
     np.random.seed(NUMPY_SEED + info.rank)
     try:
-        state = train(config, info, flags.FLAGS.start_afresh, flags.FLAGS.replace_config)
+        state = train(config, info, flags.FLAGS.start_afresh, flags.FLAGS.overwrite_config)
     except (NonFiniteLossError, FileNotFoundError, ValueError, checkpoints.UnreadableCheckpointsError,
             checkpoints.RunDirLockedError, train_utils.CheckpointSaveError) as error:
         print(f'error: {error}', file=sys.stderr)

@@ -157,14 +157,14 @@ def test_continuous_eval_without_checkpoints_waits_once_then_times_out(scene, tm
     assert capsys.readouterr().out.count("Waiting for a checkpoint") == 1
 
 
-def train_main(scene, run, *bindings, replace_config=False):
+def train_main(scene, run, *bindings, overwrite_config=False):
     """mipnerf360.train's command line (tiny model, 16x12 images) on `scene` into `run`."""
     gin.clear_config()
     flags.FLAGS.unparse_flags()
     all_bindings = TINY + [f"Config.data_dir = '{scene}'", f"Config.checkpoint_dir = '{run}'", "Config.factor = 4",
                            *bindings]
     flags.FLAGS(["train", f"--gin_configs={REPO}/mipnerf360/configs/demo.gin"]
-                + [f"--gin_bindings={b}" for b in all_bindings] + (["--replace_config"] if replace_config else []))
+                + [f"--gin_bindings={b}" for b in all_bindings] + (["--overwrite_config"] if overwrite_config else []))
     train.main([], single_process())
 
 
@@ -233,7 +233,7 @@ def test_eval_and_render_name_every_unreadable_checkpoint(scene, tmp_path, capsy
     assert folder_digest(run) == digest
 
 
-def test_other_settings_than_the_run_folders_config_gin_refuse_until_replace_config(scene, tmp_path, capsys):
+def test_other_settings_than_the_run_folders_config_gin_refuse_until_overwrite_config(scene, tmp_path, capsys):
     run = tmp_path / "run"
     train_main(scene, run, "Config.max_steps = 2")
     capsys.readouterr()
@@ -241,14 +241,14 @@ def test_other_settings_than_the_run_folders_config_gin_refuse_until_replace_con
     with pytest.raises(SystemExit):
         train_main(scene, run, "Config.max_steps = 2", "Config.lr_init = 0.001")
     error = capsys.readouterr().err
-    assert f"{run / 'config.gin'} holds other settings" in error and "--replace_config" in error
+    assert f"{run / 'config.gin'} holds other settings" in error and "--overwrite_config" in error
     assert folder_digest(run) == digest
 
     train_main(scene, run, "Config.max_steps = 2")  # the same settings: resumes silently
     assert "error" not in capsys.readouterr().err
     assert (run / "config.gin").read_text() == gin.config_str()
 
-    train_main(scene, run, "Config.max_steps = 2", "Config.lr_init = 0.001", replace_config=True)
+    train_main(scene, run, "Config.max_steps = 2", "Config.lr_init = 0.001", overwrite_config=True)
     assert "Config.lr_init = 0.001" in (run / "config.gin").read_text()
 
 

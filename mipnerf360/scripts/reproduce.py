@@ -108,7 +108,8 @@ def newest_metrics(run_dir):
 
 def build_cells(args, with_commands=True):
     """One cell per selected scene. With commands: the metrics file is test_preds/metrics_<max_steps>.json of
-    the run (eval scores the newest checkpoint, which training leaves at max_steps); without (the summariser):
+    the run (eval scores the newest checkpoint, which training leaves at max_steps, or at early_exit_steps when
+    set); without (the summariser):
     the newest metrics file of the run folder."""
     cells = []
     for scene in common_reproduce.selected(SCENES, args.scenes):
@@ -122,10 +123,11 @@ def build_cells(args, with_commands=True):
             train, evaluate = ['-m', 'mipnerf360.train', *flags], ['-m', 'mipnerf360.eval', *flags]
             config = parse_config(args.gin, binds)
             scene_factor = config.factor  # the paper's, unless a --bind overrides it
-            metrics_file = os.path.join(run_dir, 'test_preds', f'metrics_{config.max_steps}.json')
+            last_step = config.max_steps if config.early_exit_steps is None else config.early_exit_steps  # train.py's
+            metrics_file = os.path.join(run_dir, 'test_preds', f'metrics_{last_step}.json')
             # Rays of the whole run (torchrun processes split Config.batch_size), so the plan's hours are
             # those of one device; with NPROC devices per scene the wall time is about 1/NPROC of it.
-            train_rays = float(config.max_steps * config.batch_size)
+            train_rays = float(last_step * config.batch_size)
             n_test, size = test_images(data_dir, config)
             if size:
                 width, height = map(int, size.split('x'))

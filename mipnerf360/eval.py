@@ -34,6 +34,9 @@ configs.define_common_flags()
 SEED = 20200823
 # LPIPS backbones, the paper's first: mip-NeRF 360 reports LPIPS with VGG.
 LPIPS_NETS = ('vgg', 'alex')
+# The smallest image side each LPIPS backbone's pooling layers take (AlexNet: 11x11 stride-4 conv and
+# two 3x3 stride-2 pools before its third layer; VGG16: four 2x2 pools before its fifth).
+LPIPS_MIN_SIDE = {'vgg': 16, 'alex': 31}
 SSIM_VARIANT = ('multinerf / dm_pix: 11-tap Gaussian window, sigma 1.5, valid filtering, '
                 'k1 0.01, k2 0.03, mean over pixels and channels')
 COLOR_CORRECTION = ('image.color_correct: per-channel least-squares quadratic warp to the '
@@ -59,13 +62,15 @@ def load_lpips(weights_path=None):
 def image_metrics(rgb, rgb_gt, lpips_fns, device):
     """PSNR, SSIM and LPIPS of rgb vs rgb_gt, [H, W, 3] in [0, 1]: {name: float or None}.
 
-    lpips_fns: {net: LPIPS module on device}; a net without one scores None.
+    lpips_fns: {net: LPIPS module on device}; a net without one, or an image smaller than the net's
+    pooling reaches (LPIPS_MIN_SIDE), scores None.
     """
     metric = image.MetricHarness()(rgb, rgb_gt)
     pair = [x.float().to(device) for x in (rgb, rgb_gt)]
     for net in LPIPS_NETS:
         fn = lpips_fns.get(net)
-        metric[f'lpips_{net}'] = None if fn is None else float(fn(*pair))
+        small = min(rgb.shape[:2]) < LPIPS_MIN_SIDE[net]
+        metric[f'lpips_{net}'] = None if fn is None or small else float(fn(*pair))
     return metric
 
 

@@ -261,3 +261,12 @@ def test_a_nan_loss_before_any_checkpoint_says_none_was_written(scene, tmp_path,
     assert "the loss became NaN" in error or "the loss became infinite" in error
     assert "no checkpoint had been written yet" in error and "last good checkpoint" not in error
     assert checkpoints.list_checkpoints(run) == []
+
+
+def test_images_too_small_for_an_lpips_backbone_score_none():
+    """LPIPS-AlexNet needs 31 px (its pools), VGG 16: a smaller test image scores None there, not a crash."""
+    fns = {net: fn for net, fn in eval_lib.load_lpips()[0].items()}
+    assert set(fns) == {"vgg", "alex"}, "LPIPS weights missing: python -m data_tools.lpips_weights"
+    small, tiny = np.random.default_rng(0).random((2, 20, 40, 3), dtype=np.float32)
+    metric = eval_lib.image_metrics(torch.from_numpy(small), torch.from_numpy(tiny), fns, "cpu")
+    assert metric["lpips_alex"] is None and 0 < metric["lpips_vgg"] < 2

@@ -4,6 +4,7 @@ Every eval writes `sheets/view_<i>.png` per test view and `sheets/summary.png` (
 beside its metrics, and logs the same images to TensorBoard when it has a logger.
 """
 
+import glob
 import math
 import os
 
@@ -114,6 +115,46 @@ def summary_sheet(sheets, columns=2, width=SUMMARY_WIDTH):
     return grid
 
 
+class SheetWriter:
+    """Writes view sheets one at a time as an eval renders them, then the summary (see write_sheets).
+
+    Only a downscaled copy of each sheet is kept for the summary, so memory stays flat:
+
+        writer = SheetWriter(out_dir, log, step)
+        for ...: writer.add(gt=gt, pred=pred, depth=depth, psnr=psnr, label=label)
+        summary_path = writer.finish()
+    """
+
+    def __init__(self, out_dir, log=None, step=0, columns=2):
+        self.sheet_dir = os.path.join(out_dir, "sheets")
+        os.makedirs(self.sheet_dir, exist_ok=True)
+        for stale in glob.glob(os.path.join(self.sheet_dir, "view_*.png")):
+            os.remove(stale)  # an earlier eval of more views: its extra sheets would mislead
+        self.log, self.step, self.columns = log, step, columns
+        self.thumbnails = []
+
+    def add(self, **view):
+        """Writes sheets/view_<i>.png of one view (view_sheet's arguments) and logs it; returns its path."""
+        i = len(self.thumbnails)
+        sheet = view_sheet(**view)
+        path = os.path.join(self.sheet_dir, f"view_{i:03d}.png")
+        iio.imwrite(path, sheet)
+        if self.log is not None:
+            self.log.image(f"sheets/view_{i:03d}", sheet / 255.0, self.step)
+        self.thumbnails.append(fit_width(sheet, SUMMARY_WIDTH // self.columns))
+        return path
+
+    def finish(self):
+        """Writes sheets/summary.png of every view added and logs it; returns its path."""
+        summary = summary_sheet(self.thumbnails, self.columns)
+        path = os.path.join(self.sheet_dir, "summary.png")
+        iio.imwrite(path, summary)
+        if self.log is not None:
+            self.log.image("sheets/summary", summary / 255.0, self.step)
+            self.log.flush()
+        return path
+
+
 def write_sheets(out_dir, views, log=None, step=0, columns=2):
     """Writes out_dir/sheets/view_<i>.png for each view and out_dir/sheets/summary.png; returns the summary path.
 
@@ -121,19 +162,7 @@ def write_sheets(out_dir, views, log=None, step=0, columns=2):
     depth, psnr, label). With a common.logger.Logger `log`, the same images go to TensorBoard as
     sheets/view_<i> and sheets/summary at `step`.
     """
-    sheet_dir = os.path.join(out_dir, "sheets")
-    os.makedirs(sheet_dir, exist_ok=True)
-    thumbnails = []
-    for i, view in enumerate(views):
-        sheet = view_sheet(**view)
-        iio.imwrite(os.path.join(sheet_dir, f"view_{i:03d}.png"), sheet)
-        if log is not None:
-            log.image(f"sheets/view_{i:03d}", sheet / 255.0, step)
-        thumbnails.append(fit_width(sheet, SUMMARY_WIDTH // columns))
-    summary = summary_sheet(thumbnails, columns)
-    summary_path = os.path.join(sheet_dir, "summary.png")
-    iio.imwrite(summary_path, summary)
-    if log is not None:
-        log.image("sheets/summary", summary / 255.0, step)
-        log.flush()
-    return summary_path
+    writer = SheetWriter(out_dir, log, step, columns)
+    for view in views:
+        writer.add(**view)
+    return writer.finish()

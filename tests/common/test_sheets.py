@@ -75,3 +75,9 @@ def test_write_sheets_files_and_tensorboard(tmp_path):
     np.testing.assert_array_equal(decode_png(view_event.encoded_image_string)[..., :3], first)
     (summary_event,) = events.Images("sheets/summary")
     assert (summary_event.height, summary_event.width) == (2 * 128, 2 * 4 * 96)
+
+
+def test_sheets_of_an_earlier_eval_are_replaced(tmp_path):
+    sheets.write_sheets(tmp_path, views(3))
+    sheets.write_sheets(tmp_path, views(1))
+    assert sorted(p.name for p in (tmp_path / "sheets").iterdir()) == ["summary.png", "view_000.png"]

@@ -139,8 +139,8 @@ class SheetWriter:
         sheet = view_sheet(**view)
         path = os.path.join(self.sheet_dir, f"view_{i:03d}.png")
         iio.imwrite(path, sheet)
-        if self.log is not None:
-            self.log.image(f"sheets/view_{i:03d}", sheet / 255.0, self.step)
+        if self.log is not None:  # at most SUMMARY_WIDTH wide: a continuous eval logs every view at every step
+            self.log.image(f"sheets/view_{i:03d}", fit_width(sheet, SUMMARY_WIDTH) / 255.0, self.step)
         self.thumbnails.append(fit_width(sheet, SUMMARY_WIDTH // self.columns))
         return path
 
@@ -160,7 +160,7 @@ def write_sheets(out_dir, views, log=None, step=0, columns=2):
 
     views: an iterable (a generator keeps memory flat) of dicts of view_sheet's arguments (gt, pred,
     depth, psnr, label). With a common.logger.Logger `log`, the same images go to TensorBoard as
-    sheets/view_<i> and sheets/summary at `step`.
+    sheets/view_<i> (downscaled to SUMMARY_WIDTH where wider) and sheets/summary at `step`.
     """
     writer = SheetWriter(out_dir, log, step, columns)
     for view in views:

@@ -81,3 +81,11 @@ def test_sheets_of_an_earlier_eval_are_replaced(tmp_path):
     sheets.write_sheets(tmp_path, views(3))
     sheets.write_sheets(tmp_path, views(1))
     assert sorted(p.name for p in (tmp_path / "sheets").iterdir()) == ["summary.png", "view_000.png"]
+
+
+def test_tensorboard_view_sheets_at_most_summary_width(tmp_path):
+    with logger.Logger(tmp_path / "logs", is_main=True) as log:
+        sheets.write_sheets(tmp_path / "eval", views(1, height=128, width=600), log=log)
+    assert iio.imread(tmp_path / "eval" / "sheets" / "view_000.png").shape == (128, 2400, 3)
+    (event,) = read_events(tmp_path / "logs").Images("sheets/view_000")
+    assert (event.height, event.width) == (85, sheets.SUMMARY_WIDTH)

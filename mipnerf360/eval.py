@@ -9,8 +9,10 @@ files (metric_<name>_<step>.txt, metric_cc_<name>_<step>.txt, render_times_<step
 variant of the mip-NeRF 360 table, as metric_lpips_<step>.txt, which multinerf's table notebook
 reads) and, ours beside them, metric_lpips_alex_<step>.txt and metrics_<step>.json: per-image and mean
 PSNR, SSIM, LPIPS (VGG and AlexNet), colour-corrected PSNR and SSIM, and the protocol they were
-measured with. With Config.eval_only_once=False it evaluates each new checkpoint as
-training writes it, until the last step.
+measured with, and sheets/: a contact sheet per test view (ground truth | prediction | median
+distance | error, with its PSNR) and summary.png of all views, also logged to TensorBoard (eval/).
+With Config.eval_only_once=False it evaluates each new checkpoint as training writes it, until the
+last step.
 """
 
 import functools
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 from absl import app
 
-from common import checkpoints, logger, metrics
+from common import checkpoints, logger, metrics, sheets
 from common import device as device_utils
 from mipnerf360.internal import configs, datasets, image, models, ref_utils, train_utils, utils, vis
 
@@ -179,8 +181,9 @@ def evaluate_checkpoint(config, dataset, render_eval_fn, step, checkpoint_path, 
 
     Returns:
       {'step', 'mean': {name: value}, 'per_image': [{'index', name: value}], 'protocol',
-      'render_times', 'metrics_path'}. Names: psnr, ssim, lpips_vgg, lpips_alex (None without
-      LPIPS weights), cc_psnr, cc_ssim, and the disparity / normal metrics when enabled.
+      'render_times', 'metrics_path', 'summary_sheet'}. Names: psnr, ssim, lpips_vgg, lpips_alex
+      (None without LPIPS weights), cc_psnr, cc_ssim, and the disparity / normal metrics when
+      enabled.
     """
     out_dir = os.path.join(config.checkpoint_dir, 'test_preds')
     utils.makedirs(out_dir)
@@ -191,6 +194,7 @@ def evaluate_checkpoint(config, dataset, render_eval_fn, step, checkpoint_path, 
     render_fn = functools.partial(render_eval_fn, eval_train_frac(step, config.max_steps))
 
     per_image, render_times = [], []
+    sheet_writer = sheets.SheetWriter(out_dir, log, step)
     for idx in range(num_eval):
         print(f'Evaluating image {idx + 1}/{num_eval}')
         start = time.time()
@@ -221,6 +225,8 @@ def evaluate_checkpoint(config, dataset, render_eval_fn, step, checkpoint_path, 
         metric.update(cc)
         metric.update(geometry_metrics(rendering, batch, config))
         per_image.append(metric)
+        sheet_writer.add(gt=batch.rgb[..., :3], pred=rendering['rgb'],
+                         depth=rendering.get('distance_median'), psnr=metric['psnr'], label=f'test {idx}')
         print('  ' + '  '.join(
             f'{k} {v:.4f}' for k, v in metric.items() if k != 'index' and v is not None))
 
@@ -232,6 +238,7 @@ def evaluate_checkpoint(config, dataset, render_eval_fn, step, checkpoint_path, 
             log_showcase(log, rendering, batch, idx, step, config)
 
     mean = mean_metrics(per_image)
+    summary_sheet = sheet_writer.finish()
     log.scalar('eval_median_render_time', float(np.median(render_times)), step)
     log.scalars({k: v for k, v in mean.items() if v is not None}, step, prefix='eval_metrics/')
     log.flush()
@@ -256,7 +263,8 @@ def evaluate_checkpoint(config, dataset, render_eval_fn, step, checkpoint_path, 
     if lpips_note:
         print(lpips_note)
     print(f'metrics in {json_path}')
-    return {**result, 'metrics_path': json_path}
+    print(f'contact sheets in {os.path.dirname(summary_sheet)} (all views: {summary_sheet})')
+    return {**result, 'metrics_path': json_path, 'summary_sheet': summary_sheet}
 
 
 def missing_checkpoint_message(config):

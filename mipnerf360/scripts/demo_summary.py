@@ -1,7 +1,8 @@
 """Prints what `make demo` produced: `python -m mipnerf360.scripts.demo_summary RUN_DIR`.
 
 The held-out PSNR / SSIM / LPIPS of the newest eval (RUN_DIR/test_preds/metrics_<step>.json),
-and the paths of the checkpoints, the rendered test images and the videos (RUN_DIR/render/).
+and the paths of its contact sheets (test_preds/sheets/summary.png: every test view), the
+checkpoints, the rendered test images and the videos (RUN_DIR/render/).
 """
 
 import argparse
@@ -63,6 +64,10 @@ def main(argv=None):
     if protocol['lpips']['note']:
         print(f'  {protocol["lpips"]["note"]}')
     print(f'Metrics (per image, with the protocol): {metrics_file}')
+    summary_sheet = os.path.join(os.path.dirname(metrics_file), 'sheets', 'summary.png')
+    if os.path.isfile(summary_sheet):
+        print(f'Summary sheet (ground truth | prediction | distance | error of every test view): '
+              f'{summary_sheet}')
     print(f'Rendered test images: {os.path.dirname(metrics_file)}')
     print('Checkpoints:')
     for path in checkpoints.list_checkpoints(run_dir):

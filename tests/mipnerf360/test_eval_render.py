@@ -13,6 +13,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing import event_accumulator
 
 from common import metrics
 from mipnerf360 import eval as eval_lib
@@ -158,6 +159,18 @@ def test_eval_writes_metrics_json(run, evaluated):
     assert os.listdir(os.path.join(run['checkpoint_dir'], 'eval'))  # TensorBoard events
 
 
+def test_eval_writes_a_sheet_per_test_view_and_logs_them(run, evaluated):
+    sheet_dir = os.path.join(run['checkpoint_dir'], 'test_preds', 'sheets')
+    assert sorted(os.listdir(sheet_dir)) == ['summary.png'] + [f'view_{i:03d}.png' for i in range(NUM_TEST)]
+    assert evaluated[0]['summary_sheet'] == os.path.join(sheet_dir, 'summary.png')
+    # 48 rows enlarged 3 times; ground truth | prediction | distance | error.
+    assert imageio.imread(os.path.join(sheet_dir, 'view_000.png')).shape == (144, 4 * 192, 3)
+    events = event_accumulator.EventAccumulator(
+        os.path.join(run['checkpoint_dir'], 'eval'), size_guidance={event_accumulator.IMAGES: 0})
+    events.Reload()
+    assert {f'sheets/view_{i:03d}' for i in range(NUM_TEST)} | {'sheets/summary'} <= set(events.Tags()['images'])
+
+
 def test_eval_without_lpips_weights_records_null(run, evaluated, tmp_path):
     # A copy of the run: this eval's metrics.json stays out of the run the other tests read.
     copy_dir = tmp_path / 'run_copy'
@@ -250,6 +263,7 @@ def test_demo_summary_prints_metrics_and_paths(run, evaluated, rendered, capsys)
     assert f'checkpoint_{NUM_STEPS:08d}.pt' in out
     assert rendered['color'] in out
     assert os.path.join(run['checkpoint_dir'], 'test_preds', f'metrics_{NUM_STEPS}.json') in out
+    assert os.path.join(run['checkpoint_dir'], 'test_preds', 'sheets', 'summary.png') in out
 
 
 def test_demo_summary_without_metrics_fails(tmp_path, capsys):

@@ -18,8 +18,9 @@ import gin
 import imageio.v3 as iio
 import numpy as np
 
-from common import checkpoints, metrics
+from common import checkpoints, metrics, sheets
 from common import device as device_utils
+from common.logger import Logger
 from depth_mipnerf.configs import config as config_lib
 from depth_mipnerf.datasets import datasets
 from depth_mipnerf.models import loss as loss_lib
@@ -34,7 +35,7 @@ def parse_args(argv=None):
     parser.add_argument('--gin_bindings', action='append', default=[])
     parser.add_argument('--out_dir', default=None, help='default: <checkpoint_dir>/eval')
     parser.add_argument('--device', default='cuda')
-    parser.add_argument('--no_images', action='store_true', help='write metrics only')
+    parser.add_argument('--no_images', action='store_true', help='write metrics only (no images, no sheets)')
     return parser.parse_args(argv)
 
 
@@ -61,7 +62,8 @@ def protocol(sections, split, lpips_ok=True):
 
 def evaluate(checkpoint_dir, data_dir, out_dir=None, device='cpu', write_images=True, split='test',
              gin_bindings=()):
-    """Renders every image of `split` (the run's config.gin + gin_bindings) and writes metrics.json;
+    """Renders every image of `split` (the run's config.gin + gin_bindings) and writes metrics.json
+    (and, with write_images, the renders and contact sheets, also logged to TensorBoard in out_dir);
     returns {'psnr', 'ssim', 'ssim_mipnerf', 'lpips_vgg', 'lpips_alex', 'depth_abs_err', per-image lists}.
     `ssim` is the fork's (utils/metrics.ssim: zero-padded Gaussian window, the whole map's mean), what
     its eval.py writes to ssims.txt; `ssim_mipnerf` is mip-NeRF's ('valid' window), beside it."""
@@ -73,6 +75,8 @@ def evaluate(checkpoint_dir, data_dir, out_dir=None, device='cpu', write_images=
     os.makedirs(out_dir, exist_ok=True)
     per_image = {'psnr': [], 'ssim': [], 'ssim_mipnerf': [], 'lpips_vgg': [], 'lpips_alex': [], 'depth_abs_err': []}
     lpips_ok = os.path.isfile(metrics.default_lpips_weights_path())
+    log = Logger(out_dir) if write_images else None
+    sheet_writer = sheets.SheetWriter(out_dir, log, step) if write_images else None
     for i in range(dataset.n_examples):
         rays, gt = dataset[i]
         out = nerf_system.render_image(model, datasets.namedtuple_map(lambda r: r.to(device), rays),
@@ -94,6 +98,10 @@ def evaluate(checkpoint_dir, data_dir, out_dir=None, device='cpu', write_images=
             iio.imwrite(os.path.join(out_dir, f'color_{i:03d}.png'), to8b(rgb.numpy()))
             iio.imwrite(os.path.join(out_dir, f'depth_{i:03d}.png'),
                         to8b((depth / max(float(depth.max()), 1e-6)).numpy()))
+            sheet_writer.add(gt=gt, pred=rgb, depth=depth, psnr=per_image['psnr'][-1], label=f'{split} {i}')
+    if write_images:
+        sheet_writer.finish()
+        log.close()
     # None (JSON null) where no image has the value (no depth map, images below the SSIM window).
     result = {k: float(np.nanmean(v)) if not np.isnan(v).all() else None for k, v in per_image.items()}
     result.update({'per_image': per_image, 'n_images': dataset.n_examples, 'step': step,

@@ -17,6 +17,10 @@ LPIPS-VGG (v0.1, common.metrics; inputs mapped from [0, 1] to [-1, 1]) when its 
 lpips.LPIPS as if they were in [-1, 1]). `testing.crop_fraction` (default 0: the release crops
 nothing) scores a central crop instead, e.g. 0.05 for the central 90% that later single-view MPI
 evaluations on RealEstate10K use.
+
+Beside metrics.json: sheets/view_<i>.png per scored target (ground truth | synthesis | synthesised
+disparity | error, the label naming the protocol and item) and sheets/summary.png, also logged to
+TensorBoard in the output folder.
 """
 
 import argparse
@@ -31,7 +35,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from common import metrics
+from common import metrics, sheets
+from common.logger import Logger
 from mine.network.layers import psnr
 from mine.network.ssim import ssim
 from mine.synthesis_task import SynthesisTask
@@ -96,11 +101,11 @@ def load_lpips(device, logger):
 
 @torch.no_grad()
 def synthesize_targets(task):
-    """Full-resolution target views of the batch set on `task`: -> Bx3xHxW."""
+    """Full-resolution target views of the batch set on `task` and their disparity: -> (Bx3xHxW, Bx1xHxW)."""
     endpoints = task.network_forward()
     _, visualization, _ = task.loss_fcn_per_scale(0, endpoints["mpi_all_src_list"][0], endpoints["disparity_all_src"],
                                                   scale_factor=None, is_val=False)
-    return visualization["tgt_imgs_syn"].clamp(0.0, 1.0)
+    return visualization["tgt_imgs_syn"].clamp(0.0, 1.0), visualization["tgt_disparity_syn"]
 
 
 def crop_borders(img, fraction):
@@ -123,15 +128,27 @@ def image_metrics(pred, gt, lpips_model):
     return scores
 
 
-def evaluate(task, dataset, lpips_model, batch_size=1, desc="eval", crop_fraction=0.0):
-    """Scores every item of `dataset` (borders cropped by crop_fraction): -> (means {psnr, ssim, lpips, count}, per-item list)."""
+def add_sheets(sheet_writer, pred, gt, disparity, psnrs, label, first):
+    """One contact sheet per item of a batch (Bx3xHxW, Bx3xHxW, Bx1xHxW, [B] PSNRs), labelled
+    `label` and the item's index (the batch's first item is item `first`)."""
+    for i, (p, g, d, value) in enumerate(zip(pred, gt, disparity, psnrs)):
+        sheet_writer.add(gt=g.permute(1, 2, 0), pred=p.permute(1, 2, 0), depth=d[0], psnr=value,
+                         label=f"{label} {first + i}")
+
+
+def evaluate(task, dataset, lpips_model, batch_size=1, desc="eval", crop_fraction=0.0, sheet_writer=None):
+    """Scores every item of `dataset` (borders cropped by crop_fraction), adding its contact sheet to
+    sheet_writer (a common.sheets.SheetWriter) when given: -> (means {psnr, ssim, lpips, count}, per-item list)."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=False, num_workers=0,
                         collate_fn=dataset.collate_fn)
     per_item = []
     for items in tqdm(loader, desc=desc):
         task.set_data(items)
-        pred, gt = crop_borders(synthesize_targets(task), crop_fraction), crop_borders(task.tgt_imgs, crop_fraction)
+        pred, disparity = (crop_borders(x, crop_fraction) for x in synthesize_targets(task))
+        gt = crop_borders(task.tgt_imgs, crop_fraction)
         scores = image_metrics(pred, gt, lpips_model)
+        if sheet_writer is not None:
+            add_sheets(sheet_writer, pred, gt, disparity, scores["psnr"], desc, len(per_item))
         per_item += [dict(zip(scores, values)) for values in zip(*scores.values())]
     means = {k: (float(np.mean([s[k] for s in per_item])) if per_item and per_item[0][k] is not None else None)
              for k in ("psnr", "ssim", "lpips", "lpips_original_range")}
@@ -178,15 +195,18 @@ def main(argv=None):
                "num_planes": config["mpi.num_bins_coarse"], "ssim_variant": SSIM_VARIANT,
                "lpips_variant": LPIPS_VARIANT if lpips_model is not None else None,
                "protocol": protocol(config, datasets), "protocols": {}, "per_item": {}}
+    log = Logger(output_dir)
+    sheet_writer = sheets.SheetWriter(output_dir, log)
     for pairs, dataset in datasets.items():
         torch.manual_seed(args.seed)
         random.seed(args.seed)  # the LLFF loader samples its validation points with `random`
         means, per_item = evaluate(task, dataset, lpips_model, args.batch_size, desc=pairs,
-                                   crop_fraction=float(config.get("testing.crop_fraction", 0.0)))
+                                   crop_fraction=float(config.get("testing.crop_fraction", 0.0)), sheet_writer=sheet_writer)
         results["protocols"][pairs] = means
         results["per_item"][pairs] = per_item
         logger.info("%s: %s", pairs, means)
-    os.makedirs(output_dir, exist_ok=True)
+    logger.info("contact sheets: %s", sheet_writer.finish())
+    log.close()
     path = os.path.join(output_dir, "metrics.json")
     with open(path, "w") as f:
         json.dump(results, f, indent=1)

@@ -6,6 +6,7 @@ import os
 import gin
 import pytest
 import torch
+from tensorboard.backend.event_processing import event_accumulator
 
 from depth_mipnerf import eval as dm_eval
 from depth_mipnerf import render_video, train
@@ -55,6 +56,11 @@ def test_eval_cli_writes_metrics_and_images(cdf_run, scene, tmp_path, capsys):
     assert 0 < metrics["ssim"] <= 1 and 0 < metrics["ssim_mipnerf"] <= 1
     assert abs(metrics["ssim"] - metrics["ssim_mipnerf"]) > 1e-3
     assert "PSNR" in capsys.readouterr().out
+    # One contact sheet per test view and the summary, also in TensorBoard's event file there.
+    sheets = sorted(p.name for p in (tmp_path / "eval" / "sheets").iterdir())
+    assert sheets == ["summary.png"] + [f"view_{i:03d}.png" for i in range(8)]
+    tags = event_accumulator.EventAccumulator(str(tmp_path / "eval")).Reload().Tags()["images"]
+    assert "sheets/summary" in tags and "sheets/view_007" in tags
 
 
 def test_render_video(cdf_run, scene, tmp_path):

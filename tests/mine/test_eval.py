@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from tensorboard.backend.event_processing import event_accumulator
 
 from mine import eval as mine_eval
 from mine.network.ssim import ssim
@@ -69,6 +70,11 @@ def test_flowers_centre_to_corners(tmp_path):
         assert item["psnr"] == pytest.approx(expected_psnr, abs=0.05)
         assert item["ssim"] == pytest.approx(expected_ssim, abs=1e-3)
         assert item["lpips"] is None or item["lpips"] >= 0
+    # One contact sheet per scored view and the summary, beside metrics.json and in its TensorBoard events.
+    sheets = sorted(p.name for p in (tmp_path / "run" / "eval" / "sheets").iterdir())
+    assert sheets == ["summary.png", "view_000.png", "view_001.png", "view_002.png", "view_003.png"]
+    tags = event_accumulator.EventAccumulator(str(tmp_path / "run" / "eval")).Reload().Tags()["images"]
+    assert "sheets/summary" in tags and "sheets/view_003" in tags
 
 
 def test_realestate10k_protocols(tmp_path):
@@ -105,6 +111,8 @@ def test_realestate10k_protocols(tmp_path):
         assert results["protocols"][protocol]["psnr"] == pytest.approx(expected_psnr, abs=0.05)
         assert results["protocols"][protocol]["ssim"] == pytest.approx(expected_ssim, abs=1e-3)
     assert json.loads((out / "metrics.json").read_text())["dataset"] == "realestate10k"
+    assert sorted(p.name for p in (out / "sheets").iterdir()) == ["summary.png", "view_000.png", "view_001.png",
+                                                                   "view_002.png"]  # one per protocol's pair
 
     with pytest.raises(FileNotFoundError, match="nowhere"):
         mine_eval.main(["--checkpoint_path", str(ckpt), "--data_path", str(tmp_path / "nowhere"),

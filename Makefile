@@ -15,13 +15,14 @@ NPROC ?= 1
 SYNTH_DIR ?= data/synthetic
 RUNS_DIR ?= runs
 
-.PHONY: help install test test-slow demo data contact-sheets lint bench clean-venv
+.PHONY: help install lock test test-slow demo data contact-sheets lint bench clean-venv
 
 help:
 	@echo "make demo          set up, make the embedded scene, train briefly, evaluate, render"
 	@echo "make demo-mine     MINE: a few CPU minutes on the synthetic forward scene, videos of a photo"
 	@echo "make test          the test suite (what CI runs)"
-	@echo "make install       create $(VENV) and install the project (editable) with its test extra"
+	@echo "make install       create $(VENV) and install the pinned dependencies of $(LOCK), then the project (editable)"
+	@echo "make lock          regenerate $(LOCK) from pyproject.toml and its test extra (UPGRADE=1: newest releases)"
 	@echo "make data          render the procedural scenes into $(SYNTH_DIR)/"
 	@echo "make lint          ruff"
 	@echo "make bench         throughput scripts under bench/ (rays/s)"
@@ -29,21 +30,39 @@ help:
 
 install: $(STAMP)
 
-# The stamp depends on pyproject.toml, so a second `make install` is a no-op until it changes.
-$(STAMP): pyproject.toml
+# requirements.lock pins every runtime and test dependency with hashes (pip-compile from pyproject.toml
+# and its test extra; `make lock` regenerates it, keeping its pins unless UPGRADE=1). torch is installed
+# first at the lock's release: the CPU build where there is no CUDA, else PyPI's (CUDA) build; the rest
+# of the lock follows without torch, then the project (editable, --no-deps). The stamp depends on the
+# lock and pyproject.toml, so a second `make install` is a no-op until one of them changes.
+LOCK := requirements.lock
+TORCH_VERSION := $(firstword $(subst +, ,$(shell sed -n 's/^torch==\([^ ]*\).*/\1/p' $(LOCK))))
+TORCH_CPU ?= torch==$(TORCH_VERSION)
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@if $(PY) -c "import torch" 2>/dev/null; then \
 	  echo "torch already installed: $$($(PY) -c 'import torch; print(torch.__version__)')"; \
 	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
-	  $(PY) -m pip install -q torch; \
+	  $(PY) -m pip install -q torch==$(TORCH_VERSION); \
 	else \
 	  echo "no CUDA on this machine: installing the CPU build $(TORCH_CPU)"; \
 	  $(PY) -m pip install -q $(TORCH_CPU); \
 	fi
-	$(PY) -m pip install -q -e '.[test]'
+	awk '/^[^ #]/ { skip = /^torch==/ } !skip' $(LOCK) > $(VENV)/requirements-without-torch.lock
+	$(PY) -m pip install -q --require-hashes -r $(VENV)/requirements-without-torch.lock
+	$(PY) -m pip install -q --no-deps -e .
 	$(PY) -m common.check_install
 	$(PY) -m data_tools.lpips_weights --if_missing --offline_ok
 	@touch $(STAMP)
+
+PIP_TOOLS ?= pip-tools==7.7.0
+LOCK_TOOLS := $(VENV)/pip-tools
+UPGRADE ?=
+lock:
+	@test -x $(LOCK_TOOLS)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/pip install -q $(PIP_TOOLS); }
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_TOOLS)/bin/pip-compile -q --extra test --generate-hashes --allow-unsafe --strip-extras \
+	  --no-emit-index-url --no-emit-find-links \
+	  $(if $(UPGRADE),--upgrade) --output-file $(LOCK) pyproject.toml
 
 # gin's registry is global and the packages share selector names (`Config`, `MLP`), so each paper
 # package's tests run in a process of their own; the shared tests and the golden cases in another.

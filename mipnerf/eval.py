@@ -13,7 +13,9 @@ read first, then --gin_file and --gin_param. Renders every test image determinis
 scores it with PSNR, SSIM (math.compute_ssim: 11-tap Gaussian, valid filtering), LPIPS VGG (the
 paper's) and AlexNet when the weights file exists, and the paper's "Avg." error. With --scale 4
 the multi-scale test split (the multicam loader) is grouped by label: full, 1/2, 1/4 and 1/8
-resolution. Writes metrics.json and metrics.md to D and prints the table; --save_image also
+resolution. Writes metrics.json and metrics.md to D and prints the table, and D/sheets/: a contact
+sheet per test view (ground truth | prediction | distance | error, with its PSNR) and summary.png
+of all views, also logged to TensorBoard in D/tensorboard; --save_image also
 writes D/<1,2,4,8>/color_<view>.png, distance_<view>.tiff and acc_<view>.tiff. --summa_only
 re-tabulates D/metrics.json without rendering.
 """
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 from absl import app, flags
 
-from common import checkpoints, metrics
+from common import checkpoints, logger, metrics, sheets
 from common import device as device_utils
 from mipnerf import train
 from mipnerf.internal import datasets, math, models, utils
@@ -236,6 +238,23 @@ def save_images(out_dir, label, view, rgb, distance, acc):
     utils.save_img_float32(acc, os.path.join(folder, f'acc_{view:03d}.tiff'))
 
 
+def evaluate_view(dataset, idx, label, view, render_fn, chunk, lpips_fns, sheet_writer,
+                  image_dir, device):
+    """Renders and scores test image idx (the view-th of scale `label`), adds its contact sheet,
+    and with an image_dir saves its images there; returns its metrics."""
+    rays = dataset.rays.map(lambda r: r[idx].to(device))
+    rgb, distance, acc = models.render_image(render_fn, rays, None, chunk)
+    gt = dataset.images[idx][..., :3].to(device)
+    metric = {'index': idx, 'label': label, 'view': view, **image_metrics(rgb, gt, lpips_fns)}
+    print('  ' + '  '.join(f'{k}={v:.4f}' for k, v in metric.items()
+                           if k in METRICS and v is not None))
+    sheet_writer.add(gt=gt, pred=rgb, depth=distance, psnr=metric['psnr'],
+                     label=f'{SCALE_NAMES[label]} view {view}')
+    if image_dir is not None:
+        save_images(image_dir, label, view, rgb, distance, acc)
+    return metric
+
+
 def evaluate(ckpt, data_path, out_dir=None, scale=1, save_image=False, gin_files=(),
              gin_params=(), chunk=8192, device=None):
     """Scores the test split of data_path with checkpoint ckpt (see the module docstring).
@@ -262,19 +281,16 @@ def evaluate(ckpt, data_path, out_dir=None, scale=1, save_image=False, gin_files
     render_fn = train.render_eval_fn(model, config)
 
     per_image, views = [], [0] * 4
-    for idx in range(dataset.size):
-        print(f'Evaluating {idx + 1}/{dataset.size}')
-        rays = dataset.rays.map(lambda r: r[idx].to(device))
-        rgb, distance, acc = models.render_image(render_fn, rays, None, chunk)
-        gt = dataset.images[idx][..., :3].to(device)
-        label, view = labels[idx], views[labels[idx]]
-        views[label] += 1
-        metric = {'index': idx, 'label': label, 'view': view, **image_metrics(rgb, gt, lpips_fns)}
-        per_image.append(metric)
-        print('  ' + '  '.join(f'{k}={v:.4f}' for k, v in metric.items()
-                               if k in METRICS and v is not None))
-        if save_image:
-            save_images(out_dir, label, view, rgb, distance, acc)
+    with logger.Logger(os.path.join(out_dir, 'tensorboard')) as log:
+        sheet_writer = sheets.SheetWriter(out_dir, log, step or 0)
+        for idx in range(dataset.size):
+            print(f'Evaluating {idx + 1}/{dataset.size}')
+            label, view = labels[idx], views[labels[idx]]
+            views[label] += 1
+            per_image.append(evaluate_view(
+                dataset, idx, label, view, render_fn, chunk, lpips_fns, sheet_writer,
+                out_dir if save_image else None, device))
+        summary_sheet = sheet_writer.finish()
 
     result = {
         'step': step, 'checkpoint': path, 'data_path': data_path, 'num_scales': scale,
@@ -283,6 +299,7 @@ def evaluate(ckpt, data_path, out_dir=None, scale=1, save_image=False, gin_files
         'protocol': {**protocol(config, scale), 'lpips_backbones': sorted(lpips_fns), 'lpips_note': lpips_note},
     }
     write_summary(out_dir, result)
+    print(f'contact sheets in {os.path.dirname(summary_sheet)} (all views: {summary_sheet})')
     return result
 
 

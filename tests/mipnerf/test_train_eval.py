@@ -16,6 +16,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing import event_accumulator
 
 from common import checkpoints, dist
 from mipnerf import train
@@ -78,6 +79,21 @@ def test_eval_writes_the_table_and_summa_only_rereads_it(ipe_run):
     # Without an evaluation to re-read: a one-line error.
     empty = run("mipnerf.eval", "--summa_only", "--out_dir", os.path.join(out_dir, "nothing"))
     assert empty.returncode == 1 and empty.stderr.startswith("error: No metrics.json")
+
+
+def test_eval_writes_a_sheet_per_test_view_and_logs_them(ipe_run):
+    sheet_dir = os.path.join(ipe_run["eval_dir"], "sheets")
+    num_views = len(ipe_run["metrics"]["per_image"])
+    assert num_views == 4 * 8
+    assert sorted(os.listdir(sheet_dir)) == ["summary.png"] + [f"view_{i:03d}.png" for i in range(num_views)]
+    # Every scale's sheet is enlarged to at least 128 rows: ground truth | prediction | distance | error.
+    for per_image in ipe_run["metrics"]["per_image"][:4]:
+        sheet = imageio.imread(os.path.join(sheet_dir, f"view_{per_image['index']:03d}.png"))
+        assert sheet.shape[0] >= 128 and sheet.shape[1] == 4 * sheet.shape[0]
+    events = event_accumulator.EventAccumulator(
+        os.path.join(ipe_run["eval_dir"], "tensorboard"), size_guidance={event_accumulator.IMAGES: 0})
+    events.Reload()
+    assert len(events.Tags()["images"]) == num_views + 1 and events.Images("sheets/summary")
 
 
 def test_render_video_writes_mp4s_that_read_back(ipe_run, tmp_path):

@@ -8,6 +8,9 @@
 Writes <output>/<obj>/<view>.png and <output>/finish.txt ("obj psnr ssim 1" per object; a rerun
 skips the objects listed there and resumes the running means). SSIM is skimage's
 structural_similarity (7x7 uniform window, as the release's compare_ssim); PSNR skimage's.
+Unless --no_compare_gt, each object also gets <output>/<obj>/sheets/view_<i>.png per target view
+(ground truth | render | depth | error, with its PSNR) and sheets/summary.png, logged to TensorBoard
+in <output> at step = the object's index.
 """
 
 import os
@@ -20,6 +23,8 @@ import torch
 import tqdm
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from common import sheets
+from common.logger import Logger
 from inerf.src import util
 from inerf.src.data import get_split_dataset
 from inerf.src.model import make_model
@@ -77,6 +82,13 @@ def image_metrics(rgb, gt):
     return psnr, ssim
 
 
+def write_object_sheets(obj_out_dir, rgb, gt, depth, psnrs, views, log, step):
+    """Contact sheets of one object's target views (rgb, gt [N, H, W, 3], depth [N, H, W], their
+    PSNRs and view indices) in obj_out_dir/sheets, logged at `step`."""
+    sheets.write_sheets(obj_out_dir, ({"gt": gt[i], "pred": rgb[i], "depth": depth[i], "psnr": psnrs[i],
+                                       "label": f"view {views[i]}"} for i in range(len(views))), log=log, step=step)
+
+
 def main(argv=None):
     """Evaluates the split; returns (mean psnr, mean ssim) over the objects."""
     args, conf = util.args.parse_args(extra_args, default_conf="conf/default_mv.conf", default_expname="shapenet",
@@ -104,6 +116,7 @@ def main(argv=None):
             print("resume psnr", total_psnr / cnt, "ssim", total_ssim / cnt)
         finish_file = open(finish_path, "a", buffering=1)
         print("Writing images to", output_dir)
+    log = Logger(output_dir) if has_output and not args.no_compare_gt else None
 
     renderer = NeRFRenderer.from_conf(conf["renderer"], lindisp=dset.lindisp,
                                       eval_batch_size=args.ray_batch_size).to(device=device)
@@ -202,14 +215,19 @@ def main(argv=None):
             curr_psnr, curr_ssim = 0.0, 0.0
             if not args.no_compare_gt:
                 rgb_gt_all = (images * 0.5 + 0.5)[target_view_mask].permute(0, 2, 3, 1).contiguous().numpy()
+                psnrs = []
                 for view_idx in range(n_gen_views):
                     psnr, ssim = image_metrics(all_rgb[view_idx], rgb_gt_all[view_idx])
+                    psnrs.append(psnr)
                     curr_psnr += psnr
                     curr_ssim += ssim
                     if args.write_compare:
                         out_file = os.path.join(obj_out_dir, "{:06}_compare.png".format(novel_view_idxs[view_idx].item()))
                         out_im = np.hstack((all_rgb[view_idx], rgb_gt_all[view_idx]))
                         imageio.imwrite(out_file, (out_im * 255).astype(np.uint8))
+                if log is not None:
+                    write_object_sheets(obj_out_dir, all_rgb, rgb_gt_all, all_depth, psnrs, novel_view_idxs.tolist(),
+                                        log, obj_idx)
             curr_psnr /= n_gen_views
             curr_ssim /= n_gen_views
             total_psnr += curr_psnr
@@ -221,6 +239,8 @@ def main(argv=None):
                 finish_file.write("{} {} {} {}\n".format(obj_name, curr_psnr, curr_ssim, 1))
     if finish_file is not None:
         finish_file.close()
+    if log is not None:
+        log.close()
     if cnt == 0:
         raise RuntimeError(f"no object evaluated: the {args.split} split of {args.datadir} is empty or already finished")
     print("final psnr", total_psnr / cnt, "ssim", total_ssim / cnt)

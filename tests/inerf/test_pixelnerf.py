@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from pyhocon import ConfigFactory
+from tensorboard.backend.event_processing import event_accumulator
 
 from inerf.src import util
 from inerf.src.data import DVRDataset, MultiObjectDataset
@@ -246,6 +247,27 @@ def test_eval_and_calc_metrics(trained, monkeypatch):
     assert calc_metrics.get_metrics(gt, gt)[1] == pytest.approx(1.0)
     assert calc_metrics.get_metrics(pred, gt)[0] == pytest.approx(-10 * np.log10(np.mean((pred - gt) ** 2)), rel=1e-4)
     assert "lpips" in (out / "all_metrics.txt").read_text()
+
+
+def test_eval_writes_contact_sheets(trained, monkeypatch):
+    """Comparing with the ground truth (the loader's 128 px, view 2), eval writes a contact sheet per
+    target view and a summary in each object's folder, also in TensorBoard's events in the output folder
+    (obj0 is listed as finished: only obj1, object 1, is rendered)."""
+    from inerf.eval import eval as pn_eval
+
+    monkeypatch.chdir(trained.root)
+    out = trained.root / "eval_sheets"
+    out.mkdir()
+    (out / "finish.txt").write_text("obj0 20.0 0.5 1\n")
+    (trained.root / "eval_views.txt").write_text("2\n")
+    pn_eval.main(["-n", "tiny", "-c", trained.conf, "-D", str(trained.root / "data" / "cars"), "-F", "srn", "-P", "1",
+                  "-O", str(out), "--num_workers", "0", "--checkpoints_path", str(trained.root / "checkpoints"),
+                  "--eval_view_list", str(trained.root / "eval_views.txt")])
+    assert sorted(p.name for p in (out / "obj1" / "sheets").iterdir()) == ["summary.png", "view_000.png"]
+    assert imageio.imread(out / "obj1" / "sheets" / "view_000.png").shape == (128, 4 * 128, 3)
+    events = event_accumulator.EventAccumulator(str(out), size_guidance={event_accumulator.IMAGES: 0}).Reload()
+    assert [e.step for e in events.Images("sheets/summary")] == [1]
+    assert [e.step for e in events.Images("sheets/view_000")] == [1]
 
 
 def test_calc_metrics_reduce_bug_and_fix(tmp_path):

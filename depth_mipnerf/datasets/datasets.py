@@ -62,7 +62,7 @@ def load_image(path, factor, white_bkgd):
 
 
 def read_depth_file(path):
-    """[H, W] float32 depth of an EXR (channel R, Z or Y), .npy, or 16-bit PNG in millimetres."""
+    """[H, W] float32 depth of an EXR (the first of channels R, Z, Y, V), .npy, or 16-bit PNG in mm."""
     ext = os.path.splitext(path)[1].lower()
     if ext == '.exr':
         with image_files.naming(path):
@@ -268,7 +268,8 @@ class Blender(BaseDataset):
                 depth = np.zeros(image.shape[:2], np.float32)
             normal_path = os.path.splitext(fname)[0] + '_normal_0001.exr'
             if os.path.isfile(normal_path):
-                channels = read_exr(normal_path)
+                with image_files.naming(normal_path):
+                    channels = read_exr(normal_path)
                 normal = unit_normals(resize_nearest(np.stack([channels[c] for c in ('R', 'G', 'B')], -1),
                                                      self.factor))
             else:

@@ -6,6 +6,7 @@ import shutil
 
 import gin
 import numpy as np
+import OpenEXR
 import pytest
 
 from common import images
@@ -58,12 +59,22 @@ def test_an_exr_of_random_bytes_names_it(scene_copy):
     refused(images.ImageFileError, r"r_0_depth_0001\.exr", scene_copy)
 
 
-def test_a_truncated_exr_names_it(scene_copy, tmp_path):
-    from tests.depth_mipnerf.exr_writer import write_exr
+def truncated_exr(tmp_path):
+    """The first half of a 64x64 FLOAT, ZIP EXR written by the OpenEXR library."""
+    with OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION}, {"R": np.ones((64, 64), np.float32)}) as exr:
+        exr.write(str(tmp_path / "whole.exr"))
+    data = (tmp_path / "whole.exr").read_bytes()
+    return data[:len(data) // 2]
 
-    write_exr(tmp_path / "whole.exr", {"R": np.ones((64, 64), np.float32)}, True)
-    per_image_depths(scene_copy, (tmp_path / "whole.exr").read_bytes()[:400])
+
+def test_a_truncated_exr_names_it(scene_copy, tmp_path):
+    per_image_depths(scene_copy, truncated_exr(tmp_path))
     refused(images.ImageFileError, r"r_0_depth_0001\.exr", scene_copy)
+
+
+def test_a_truncated_normal_exr_names_it(scene_copy, tmp_path):
+    (scene_copy / "train" / "r_1_normal_0001.exr").write_bytes(truncated_exr(tmp_path))
+    refused(images.ImageFileError, r"r_1_normal_0001\.exr", scene_copy)
 
 
 @pytest.mark.parametrize("binding, key", [

@@ -8,12 +8,20 @@ import shutil
 
 import imageio.v3 as iio
 import numpy as np
+import OpenEXR
 import pytest
 
 from common import colmap
 from depth_mipnerf.datasets import Blender, ScanNet
 from depth_mipnerf.datasets.exr import read_exr
-from tests.depth_mipnerf.exr_writer import write_exr
+
+COMPRESSIONS = ("NO", "RLE", "ZIPS", "ZIP", "PIZ", "PXR24", "B44", "B44A", "DWAA", "DWAB")
+PIXEL_TYPES = {"HALF": np.float16, "FLOAT": np.float32, "UINT": np.uint32}
+# The relative error a lossy codec may leave on a smooth map; every other (codec, type) is lossless.
+LOSSY_RTOL = {("PXR24", "FLOAT"): 2 ** -16,  # FLOAT rounded to 24 bits
+              ("B44", "HALF"): 1e-2, ("B44A", "HALF"): 1e-2,  # HALF 4x4 blocks as 14 bytes
+              ("DWAA", "HALF"): 2e-2, ("DWAA", "FLOAT"): 2e-2,  # DCT of R, G, B, Y at the default level
+              ("DWAB", "HALF"): 2e-2, ("DWAB", "FLOAT"): 2e-2}
 
 
 def _true_depth(scene, split, stem):
@@ -30,24 +38,58 @@ def test_synth_depth_reaches_rays(scene):
     np.testing.assert_array_equal(data.rays.cam_idx.numpy()[:: 64 * 64, 0], [0, 1, 2])
 
 
-@pytest.mark.parametrize("zip_compression", [True, False])
-def test_exr_round_trip(tmp_path, zip_compression):
-    rng = np.random.default_rng(0)
-    channels = {c: rng.normal(size=(37, 19)).astype(np.float32) for c in "BGR"}
-    write_exr(tmp_path / "x.exr", channels, zip_compression)
+def write_exr(path, channels, compression="ZIP", tiles=None):
+    """Writes {name: [H, W] array} with the OpenEXR library (pixel type from the dtype), scanline
+    unless tiles is an OpenEXR.TileDescription. The arrays are made contiguous: it ignores strides."""
+    header = {"compression": getattr(OpenEXR, f"{compression}_COMPRESSION")}
+    if tiles is not None:
+        header.update(type=OpenEXR.tiledimage, tiles=tiles)
+    with OpenEXR.File(header, {name: np.ascontiguousarray(a) for name, a in channels.items()}) as exr:
+        exr.write(str(path))
+
+
+def _smooth_map(pixel_type):
+    """A 37x19 depth-like map in [1, 6] (millimetres for UINT): odd sizes cut every codec's blocks."""
+    y, x = np.mgrid[0:37, 0:19]
+    depth = 3.5 + 1.5 * np.sin(y / 6.) * np.cos(x / 5.)
+    return (depth * 1000 if pixel_type == "UINT" else depth).astype(PIXEL_TYPES[pixel_type])
+
+
+@pytest.mark.parametrize("pixel_type", PIXEL_TYPES)
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_exr_every_compression_and_pixel_type(tmp_path, compression, pixel_type):
+    written = _smooth_map(pixel_type)
+    channels = {c: written.copy() for c in "BGRZ"}
+    write_exr(tmp_path / "x.exr", channels, compression)
+    with OpenEXR.File(str(tmp_path / "x.exr"), header_only=True) as exr:
+        assert exr.header()["compression"] == getattr(OpenEXR, f"{compression}_COMPRESSION")
     read = read_exr(tmp_path / "x.exr")
-    for c in "BGR":
-        np.testing.assert_array_equal(read[c], channels[c])
+    assert sorted(read) == list("BGRZ")
+    rtol = LOSSY_RTOL.get((compression, pixel_type), 0)
+    for c in "BGRZ":
+        assert read[c].dtype == np.float32
+        np.testing.assert_allclose(read[c], written.astype(np.float32), rtol=rtol, atol=0)
+
+
+def test_exr_tiled(tmp_path):
+    tiles = OpenEXR.TileDescription()
+    tiles.xSize = tiles.ySize = 16
+    written = _smooth_map("FLOAT")
+    write_exr(tmp_path / "x.exr", {"Z": written}, "PIZ", tiles)
+    np.testing.assert_array_equal(read_exr(tmp_path / "x.exr")["Z"], written)
 
 
 def _per_image_layout(scene, fmt, frames=4):
-    """Moves the first `frames` train depths next to their images as EXR, PNG (mm) or npy."""
+    """Moves the first `frames` train depths next to their images as EXR (FLOAT R, G, B with the
+    fork's 1e10 background, or HALF Z with inf, where 1e10 overflows), PNG (mm) or npy."""
     for i in range(frames):
         depth = _true_depth(scene, "train", f"r_{i}")
         stem = scene / "train" / f"r_{i}"
         if fmt == "exr":
             write_exr(f"{stem}_depth_0001.exr", {"R": np.where(depth > 0, depth, 1e10).astype(np.float32),
-                                                 "G": depth, "B": depth})
+                                                 "G": depth, "B": depth}, "PIZ")
+        elif fmt == "exr_half":
+            write_exr(f"{stem}_depth_0001.exr", {"Z": np.where(depth > 0, depth, np.inf).astype(np.float16)})
         elif fmt == "png":
             iio.imwrite(f"{stem}_depth.png", np.round(depth * 1000).astype(np.uint16))
         else:
@@ -55,11 +97,13 @@ def _per_image_layout(scene, fmt, frames=4):
     shutil.rmtree(scene / "depth" / "train")
 
 
-@pytest.mark.parametrize("fmt", ["exr", "png", "npy"])
+@pytest.mark.parametrize("fmt", ["exr", "exr_half", "png", "npy"])
 def test_depth_formats(scene, scene_copy, fmt):
     _per_image_layout(scene_copy, fmt)
     data = Blender(str(scene_copy), "train", num_images=4)
     expected = np.stack([_true_depth(scene, "train", f"r_{i}") for i in range(4)]).reshape(-1, 1)
+    if fmt == "exr_half":
+        expected = expected.astype(np.float16).astype(np.float32)
     np.testing.assert_allclose(data.rays.depth.numpy(), expected, atol=5e-4 if fmt == "png" else 0)
 
 

@@ -11,7 +11,9 @@ camera_transf for n_steps steps on batch_size pixels drawn by the sampling strat
 between the frozen NeRF's colours and the observed ones. Rotation (geodesic, degrees) and translation
 (Euclidean) errors are recorded at eval_steps; results/inerf_<model_name>.json and .md list every
 trial, the shares under rotation_threshold_deg and under translation_threshold (each on its own, as
-the paper reports them) and under both, and the protocol block.
+the paper reports them) and under both, and the protocol block; results/inerf_<model_name>/sheets
+holds one contact sheet per trial (observed image | render at the final pose | disparity | error,
+with its PSNR) and their summary, also logged to TensorBoard there.
 `--obs_img_num N` runs a single estimate as salykovaa's run.py does; `--self_supervision` runs the
 LLFF experiment (train NeRF on a subset, pose the other images with iNeRF, retrain with them).
 """
@@ -28,6 +30,8 @@ import torch
 import tqdm
 
 from common import device as device_utils
+from common import sheets
+from common.logger import Logger
 from inerf import inerf_helpers, nerf_helpers, render_helpers, train_nerf, utils
 
 SAMPLERS = utils.CHOICES['sampling_strategy']
@@ -89,6 +93,19 @@ def overlay(render_kwargs, pose, obs_img, hwf, chunk, near, far):
                                              far=far, **render_kwargs)
     return cv2.addWeighted(render_helpers.to8b(rgb.cpu().numpy()), 0.7,
                            render_helpers.to8b(obs_img), 0.3, 0)
+
+
+def final_view(render_kwargs, pose, obs_img, hwf, chunk, near, far, label):
+    """A trial's contact-sheet view (view_sheet's arguments): the whole image rendered at its final pose
+    [4, 4] (numpy) against the observed image [H, W, 3], with the render's disparity and PSNR."""
+    H, W, focal = hwf
+    device = render_kwargs['network_fn'].pts_linears[0].weight.device
+    with torch.no_grad():
+        rgb, disp, _, _ = render_helpers.render(H, W, focal, chunk=chunk, near=near, far=far,
+                                                c2w=torch.as_tensor(pose[:3, :4], device=device), **render_kwargs)
+    rgb = rgb.clamp(0, 1).cpu()
+    psnr = float(utils.mse2psnr(utils.img2mse(rgb, torch.as_tensor(obs_img, dtype=torch.float32))))
+    return {'gt': obs_img, 'pred': rgb, 'depth': disp, 'psnr': psnr, 'label': label}
 
 
 def draw_pixels(sampler, rng, batch_size, device):
@@ -239,8 +256,10 @@ def protocol(config):
     }
 
 
-def run_trials(config, render_kwargs, images, poses, hwf, views, near, far, rng, frames_dir=None):
+def run_trials(config, render_kwargs, images, poses, hwf, views, near, far, rng, frames_dir=None,
+               sheet_writer=None):
     """Every (view, trial) of the protocol: a list of per-trial dicts (errors at eval_steps).
+    sheet_writer (a common.sheets.SheetWriter) receives each trial's final render (final_view).
 
     Start poses and observation corruptions come from a generator seeded by config.seed alone, so
     every sampling strategy sees the same trials; rng draws the pixel batches.
@@ -260,6 +279,9 @@ def run_trials(config, render_kwargs, images, poses, hwf, views, near, far, rng,
                                 gt_pose=poses[view].astype(np.float64), sampler=sampler, frames=frames)
             if frames:
                 write_frames(frames, frames_dir, f'view{view:03d}_trial{trial}', config.video)
+            if sheet_writer is not None:
+                sheet_writer.add(**final_view(render_kwargs, out['pose'], obs_img, hwf, config.chunk, near, far,
+                                              f'view {view} trial {trial}'))
             trials.append({'view': int(view), 'trial': trial,
                            'start_error': pose_errors(start, poses[view])[:2],
                            'errors': out['errors'], 'final_loss': out['losses'][-1]})
@@ -313,7 +335,8 @@ def summarize(trials, config):
 
 
 def run_protocol(config, device='cpu'):
-    """The paper's protocol on config's scene; writes results/inerf_<model_name>.{json,md}."""
+    """The paper's protocol on config's scene; writes results/inerf_<model_name>.{json,md} and the
+    trials' contact sheets in results/inerf_<model_name>/sheets (and its TensorBoard events)."""
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     render_kwargs = nerf_helpers.load_nerf(config, device)
@@ -321,10 +344,13 @@ def run_protocol(config, device='cpu'):
     views = i_test[:config.n_test_images]
     out_dir = os.path.join(config.output_dir, 'results')
     os.makedirs(out_dir, exist_ok=True)
-    trials = run_trials(config, render_kwargs, images, poses, hwf, views, near, far, rng,
-                        frames_dir=os.path.join(config.output_dir, config.model_name))
-    summary = summarize(trials, config)
     stem = os.path.join(out_dir, f'inerf_{config.model_name}')
+    with Logger(stem) as log:
+        sheet_writer = sheets.SheetWriter(stem, log)
+        trials = run_trials(config, render_kwargs, images, poses, hwf, views, near, far, rng,
+                            frames_dir=os.path.join(config.output_dir, config.model_name), sheet_writer=sheet_writer)
+        sheet_writer.finish()
+    summary = summarize(trials, config)
     with open(stem + '.json', 'w') as f:
         json.dump(summary, f, indent=1)
     with open(stem + '.md', 'w') as f:

@@ -7,8 +7,10 @@ import pathlib
 import re
 
 import gin
+import imageio.v2 as imageio
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing import event_accumulator
 
 from inerf import run, utils
 from tests.inerf.conftest import DEMO_GIN
@@ -90,6 +92,12 @@ def test_run_writes_results_table_overlays_and_video(trained):
     assert "| 6 |" in table and "median rot" in table
     frames = f"{out}/object360/view048_trial0"
     assert sorted(os.listdir(frames)) == ["0000.png", "0001.png", "0002.png", "0003.png", "video.mp4"]
+    # One contact sheet per trial (the 32 px views enlarged to 128) and the summary, also in TensorBoard.
+    sheets = f"{out}/results/inerf_object360/sheets"
+    assert sorted(os.listdir(sheets)) == ["summary.png", "view_000.png", "view_001.png"]
+    assert imageio.imread(f"{sheets}/view_001.png").shape == (128, 4 * 128, 3)
+    events = event_accumulator.EventAccumulator(f"{out}/results/inerf_object360").Reload()
+    assert {"sheets/summary", "sheets/view_001"} <= set(events.Tags()["images"])
 
 
 def test_config_obs_img_num_runs_one_estimate_as_salykovaas_run(trained, capsys):

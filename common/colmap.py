@@ -1,19 +1,19 @@
-"""COLMAP sparse models: binary/text I/O and conversion to OpenCV cameras (numpy only).
+"""COLMAP sparse models: the original scripts' namedtuples over pycolmap's file I/O, and conversion to OpenCV cameras.
 
-The model files are `cameras`, `images` and `points3D` with extension `.bin` or `.txt`, in the
-classic layout that every COLMAP version reads and writes. COLMAP >= 3.12 adds `rigs` and `frames`
-files next to them; they are ignored here (a model without them is read by COLMAP as one trivial
-rig per camera). Poses are world-to-camera (`x_cam = R(qvec) x_world + tvec`), quaternions are
-(w, x, y, z), and the camera frame is OpenCV's: x right, y down, z forward. Pixel coordinates put
-the centre of the top-left pixel at (0.5, 0.5).
-"""
+The model files are `cameras`, `images` and `points3D` with extension `.bin` or `.txt`, read and
+written by pycolmap.Reconstruction (so COLMAP's own checks apply). COLMAP >= 3.12 adds `rigs` and
+`frames` files next to them; they are written (one trivial rig per camera) but not read: poses
+come from the images file. Poses are world-to-camera (`x_cam = R(qvec) x_world + tvec`),
+quaternions are (w, x, y, z), and the camera frame is OpenCV's: x right, y down, z forward. Pixel
+coordinates put the centre of the top-left pixel at (0.5, 0.5)."""
 
 import collections
 import os
-import struct
+import tempfile
 import warnings
 
 import numpy as np
+import pycolmap
 
 Camera = collections.namedtuple("Camera", ["id", "model", "width", "height", "params"])
 Image = collections.namedtuple(
@@ -22,29 +22,6 @@ Image = collections.namedtuple(
 Point3D = collections.namedtuple(
     "Point3D", ["id", "xyz", "rgb", "error", "image_ids", "point2D_idxs"]
 )
-
-# name -> (model id, number of params), the ids COLMAP stores in cameras.bin.
-CAMERA_MODELS = {
-    "SIMPLE_PINHOLE": (0, 3),  # f, cx, cy
-    "PINHOLE": (1, 4),  # fx, fy, cx, cy
-    "SIMPLE_RADIAL": (2, 4),  # f, cx, cy, k
-    "RADIAL": (3, 5),  # f, cx, cy, k1, k2
-    "OPENCV": (4, 8),  # fx, fy, cx, cy, k1, k2, p1, p2
-    "OPENCV_FISHEYE": (5, 8),  # fx, fy, cx, cy, k1, k2, k3, k4
-    "FULL_OPENCV": (6, 12),  # fx, fy, cx, cy, k1, k2, p1, p2, k3, k4, k5, k6
-    "FOV": (7, 5),  # fx, fy, cx, cy, omega
-    "SIMPLE_RADIAL_FISHEYE": (8, 4),  # f, cx, cy, k
-    "RADIAL_FISHEYE": (9, 5),  # f, cx, cy, k1, k2
-    "THIN_PRISM_FISHEYE": (10, 12),  # fx, fy, cx, cy, k1, k2, p1, p2, k3, k4, sx1, sy1
-    "RAD_TAN_THIN_PRISM_FISHEYE": (11, 16),  # fx, fy, cx, cy, k0..k5, p0, p1, s0..s3
-    "SIMPLE_DIVISION": (12, 4),  # f, cx, cy, k
-    "DIVISION": (13, 5),  # fx, fy, cx, cy, k
-    "SIMPLE_FISHEYE": (14, 3),  # f, cx, cy
-    "FISHEYE": (15, 4),  # fx, fy, cx, cy
-    "EUCM": (16, 6),  # fx, fy, cx, cy, alpha, beta
-    "EQUIRECTANGULAR": (17, 2),  # w, h
-}
-CAMERA_MODEL_NAMES = {model_id: name for name, (model_id, _) in CAMERA_MODELS.items()}
 
 # Models model_to_cameras converts: name -> (camera type, distortion key of each param after the
 # focal length(s) and principal point). COLMAP's fisheye radial models distort the angle theta
@@ -64,9 +41,6 @@ _SUPPORTED_MODELS = {
     "SIMPLE_FISHEYE": ("fisheye", ()),
     "FISHEYE": ("fisheye", ()),
 }
-
-_MODEL_FILES = ("cameras", "images", "points3D")
-INVALID_POINT3D_ID = -1  # point3D_ids entry of a 2D point with no 3D point
 
 
 def qvec2rotmat(qvec):
@@ -101,285 +75,125 @@ def rotmat2qvec(R):
 
 
 # ---------------------------------------------------------------------------------------------
-# Binary files: little-endian, counts as uint64, ids as int32 (points: uint64), reals as float64.
+# Files: read and written by pycolmap.Reconstruction; the functions below only convert between
+# its objects and the namedtuples above.
+
+_MODEL_FILES = ("cameras", "images", "points3D")
+INVALID_POINT3D_ID = -1  # point3D_ids entry of a 2D point with no 3D point
+_NO_RECORDS = {".bin": bytes(8), ".txt": b""}  # a model file holding none (binary: a zero count)
+# The files a model file needs beside it: pycolmap checks images against their cameras and
+# tracks against their images.
+_NEEDS = {"cameras": (), "images": ("cameras",), "points3D": ("cameras", "images")}
 
 
-class _Reader:
-    """Sequential little-endian reader over the bytes of one file."""
-
-    def __init__(self, path):
-        with open(path, "rb") as f:
-            self.data = f.read()
-        self.offset = 0
-
-    def unpack(self, fmt):
-        values = struct.unpack_from("<" + fmt, self.data, self.offset)
-        self.offset += struct.calcsize("<" + fmt)
-        return values
-
-    def array(self, dtype, count):
-        values = np.frombuffer(self.data, dtype=dtype, count=count, offset=self.offset)
-        self.offset += values.nbytes
-        return values
-
-    def string(self):
-        end = self.data.index(b"\x00", self.offset)
-        value = self.data[self.offset : end].decode("utf-8")
-        self.offset = end + 1
-        return value
+def _check_ext(ext):
+    """Raises unless ext names a model file format."""
+    if ext not in _NO_RECORDS:
+        raise ValueError(f"ext must be '.bin' or '.txt', got {ext!r}")
 
 
-def _model_name(model_id, path):
-    if model_id not in CAMERA_MODEL_NAMES:
-        raise ValueError(f"{path}: unknown COLMAP camera model id {model_id}")
-    return CAMERA_MODEL_NAMES[model_id]
+def _reconstruction(files, ext):
+    """pycolmap.Reconstruction read from files {cameras|images|points3D: path}; absent ones hold none.
+
+    The files are linked into a scratch folder under COLMAP's names, so any file name works and
+    rigs/frames files beside them are not read (poses come from the images file).
+    """
+    missing = [p for p in files.values() if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"Incomplete COLMAP model: missing {', '.join(map(str, missing))}")
+    rec = pycolmap.Reconstruction()
+    with tempfile.TemporaryDirectory() as folder:
+        for name in _MODEL_FILES:
+            target = os.path.join(folder, name + ext)
+            if name in files:
+                os.symlink(os.path.abspath(files[name]), target)
+            else:
+                with open(target, "wb") as f:
+                    f.write(_NO_RECORDS[ext])
+        try:
+            (rec.read_binary if ext == ".bin" else rec.read_text)(folder)
+        except ValueError as error:
+            raise ValueError(f"{', '.join(map(str, files.values()))}: {error}") from None
+    return rec
 
 
-def _num_params(model, path):
-    if model not in CAMERA_MODELS:
-        raise ValueError(f"{path}: unknown COLMAP camera model {model!r}")
-    return CAMERA_MODELS[model][1]
+def _cameras(rec):
+    """{camera_id: Camera} of a pycolmap.Reconstruction, by id."""
+    return {
+        camera_id: Camera(camera_id, cam.model_name, cam.width, cam.height, np.array(cam.params))
+        for camera_id, cam in sorted(rec.cameras.items())
+    }
+
+
+def _images(rec):
+    """{image_id: Image} of a pycolmap.Reconstruction, by id."""
+    images = {}
+    for image_id, image in sorted(rec.images.items()):
+        pose = image.cam_from_world()
+        points2D = image.points2D
+        xys = np.array([p.xy for p in points2D], np.float64).reshape(-1, 2)
+        ids = [p.point3D_id if p.has_point3D() else INVALID_POINT3D_ID for p in points2D]
+        qvec = np.roll(pose.rotation.quat, 1)  # pycolmap's (x, y, z, w) to (w, x, y, z)
+        images[image_id] = Image(image_id, qvec, np.array(pose.translation), image.camera_id,
+                                 image.name, xys, np.array(ids, np.int64))  # fmt: skip
+    return images
+
+
+def _points3D(rec):
+    """{point3D_id: Point3D} of a pycolmap.Reconstruction, by id."""
+    points3D = {}
+    for point_id, point in sorted(rec.points3D.items()):
+        track = np.array([(e.image_id, e.point2D_idx) for e in point.track.elements], np.int64)
+        track = track.reshape(-1, 2)
+        points3D[point_id] = Point3D(point_id, np.array(point.xyz), np.array(point.color, np.uint8),
+                                     float(point.error), track[:, 0], track[:, 1])  # fmt: skip
+    return points3D
+
+
+_CONVERTERS = {"cameras": _cameras, "images": _images, "points3D": _points3D}
+
+
+def _read_file(path, name, ext):
+    """The {id: namedtuple} of one model file; the files it needs are read from beside it."""
+    folder = os.path.dirname(path)
+    files = {other: os.path.join(folder, other + ext) for other in _NEEDS[name]}
+    files[name] = path
+    return _CONVERTERS[name](_reconstruction(files, ext))
 
 
 def read_cameras_binary(path):
     """Cameras of a cameras.bin file: {camera_id: Camera}."""
-    reader = _Reader(path)
-    cameras = {}
-    for _ in range(reader.unpack("Q")[0]):
-        camera_id, model_id, width, height = reader.unpack("iiQQ")
-        model = _model_name(model_id, path)
-        params = reader.array("<f8", _num_params(model, path)).copy()
-        cameras[camera_id] = Camera(camera_id, model, width, height, params)
-    return cameras
+    return _read_file(path, "cameras", ".bin")
 
 
 def read_images_binary(path):
-    """Images of an images.bin file: {image_id: Image}."""
-    reader = _Reader(path)
-    point2d_dtype = np.dtype([("xy", "<f8", 2), ("point3D_id", "<i8")])
-    images = {}
-    for _ in range(reader.unpack("Q")[0]):
-        image_id = reader.unpack("i")[0]
-        qvec = np.array(reader.unpack("4d"))
-        tvec = np.array(reader.unpack("3d"))
-        camera_id = reader.unpack("i")[0]
-        name = reader.string()
-        points2d = reader.array(point2d_dtype, reader.unpack("Q")[0])
-        images[image_id] = Image(
-            image_id,
-            qvec,
-            tvec,
-            camera_id,
-            name,
-            points2d["xy"].astype(np.float64),
-            points2d["point3D_id"].astype(np.int64),
-        )
-    return images
+    """Images of an images.bin file (cameras.bin beside it): {image_id: Image}."""
+    return _read_file(path, "images", ".bin")
 
 
 def read_points3D_binary(path):
-    """3D points of a points3D.bin file: {point3D_id: Point3D}."""
-    reader = _Reader(path)
-    track_dtype = np.dtype([("image_id", "<i4"), ("point2D_idx", "<i4")])
-    points3D = {}
-    for _ in range(reader.unpack("Q")[0]):
-        point_id = reader.unpack("Q")[0]
-        xyz = np.array(reader.unpack("3d"))
-        rgb = np.array(reader.unpack("3B"), dtype=np.uint8)
-        error = reader.unpack("d")[0]
-        track = reader.array(track_dtype, reader.unpack("Q")[0])
-        points3D[point_id] = Point3D(
-            point_id,
-            xyz,
-            rgb,
-            error,
-            track["image_id"].astype(np.int64),
-            track["point2D_idx"].astype(np.int64),
-        )
-    return points3D
-
-
-def write_cameras_binary(cameras, path):
-    """Writes {camera_id: Camera} to a cameras.bin file."""
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(cameras)))
-        for cam in cameras.values():
-            params = np.asarray(cam.params, dtype="<f8")
-            if params.size != _num_params(cam.model, path):
-                raise ValueError(
-                    f"camera {cam.id}: {cam.model} takes {_num_params(cam.model, path)} params, got {params.size}"
-                )
-            f.write(
-                struct.pack("<iiQQ", cam.id, CAMERA_MODELS[cam.model][0], cam.width, cam.height)
-            )
-            f.write(params.tobytes())
-
-
-def write_images_binary(images, path):
-    """Writes {image_id: Image} to an images.bin file."""
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(images)))
-        for im in images.values():
-            f.write(struct.pack("<i4d3di", im.id, *im.qvec, *im.tvec, im.camera_id))
-            f.write(im.name.encode("utf-8") + b"\x00")
-            points2d = np.empty(len(im.xys), dtype=[("xy", "<f8", 2), ("point3D_id", "<i8")])
-            points2d["xy"] = np.reshape(im.xys, (-1, 2))
-            points2d["point3D_id"] = im.point3D_ids
-            f.write(struct.pack("<Q", len(points2d)) + points2d.tobytes())
-
-
-def write_points3D_binary(points3D, path):
-    """Writes {point3D_id: Point3D} to a points3D.bin file."""
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(points3D)))
-        for pt in points3D.values():
-            f.write(struct.pack("<Q3d3Bd", pt.id, *pt.xyz, *np.asarray(pt.rgb, np.uint8), pt.error))
-            track = np.empty(len(pt.image_ids), dtype=[("image_id", "<i4"), ("point2D_idx", "<i4")])
-            track["image_id"] = pt.image_ids
-            track["point2D_idx"] = pt.point2D_idxs
-            f.write(struct.pack("<Q", len(track)) + track.tobytes())
-
-
-# ---------------------------------------------------------------------------------------------
-# Text files: one record per line (images: two lines), '#' starts a comment line.
-
-
-def _data_lines(path):
-    """Lines of a COLMAP text file without its comment lines (empty lines are kept)."""
-    with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f.read().splitlines() if not line.startswith("#")]
-
-
-def _format(values):
-    """Space-separated numbers; repr gives the shortest text that reads back the same float."""
-    return " ".join(
-        repr(float(v)) if isinstance(v, float | np.floating) else str(v) for v in values
-    )
+    """3D points of a points3D.bin file (cameras.bin, images.bin beside it): {point3D_id: Point3D}."""
+    return _read_file(path, "points3D", ".bin")
 
 
 def read_cameras_text(path):
     """Cameras of a cameras.txt file: {camera_id: Camera}."""
-    cameras = {}
-    for line in filter(None, _data_lines(path)):
-        camera_id, model, width, height, *params = line.split()
-        params = np.array(params, dtype=np.float64)
-        if params.size != _num_params(model, path):
-            raise ValueError(f"{path}: camera {camera_id} ({model}) has {params.size} params")
-        cameras[int(camera_id)] = Camera(int(camera_id), model, int(width), int(height), params)
-    return cameras
+    return _read_file(path, "cameras", ".txt")
 
 
 def read_images_text(path):
-    """Images of an images.txt file: {image_id: Image}."""
-    lines = _data_lines(path)
-    while lines and not lines[-1]:
-        lines.pop()
-    # Each image has a header and a points line; the points line is blank for an image without
-    # points, so the last one may have been dropped just above.
-    lines += [""] * (len(lines) % 2)
-    images = {}
-    for header, points_line in zip(lines[0::2], lines[1::2]):
-        # The name is the last field and may contain spaces.
-        image_id, *pose, camera_id, name = header.split(maxsplit=9)
-        pose = np.array(pose, dtype=np.float64)
-        points2d = np.array(points_line.split(), dtype=np.float64).reshape(-1, 3)
-        images[int(image_id)] = Image(
-            int(image_id),
-            pose[:4],
-            pose[4:],
-            int(camera_id),
-            name,
-            points2d[:, :2],
-            points2d[:, 2].astype(np.int64),
-        )
-    return images
+    """Images of an images.txt file (cameras.txt beside it): {image_id: Image}."""
+    return _read_file(path, "images", ".txt")
 
 
-def read_points3D_text(path):
-    """3D points of a points3D.txt file: {point3D_id: Point3D}."""
-    points3D = {}
-    for line in filter(None, _data_lines(path)):
-        fields = line.split()
-        point_id = int(fields[0])
-        track = np.array(fields[8:], dtype=np.int64).reshape(-1, 2)
-        points3D[point_id] = Point3D(
-            point_id,
-            np.array(fields[1:4], dtype=np.float64),
-            np.array(fields[4:7], dtype=np.uint8),
-            float(fields[7]),
-            track[:, 0],
-            track[:, 1],
-        )
-    return points3D
-
-
-def write_cameras_text(cameras, path):
-    """Writes {camera_id: Camera} to a cameras.txt file."""
-    lines = ["# CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]", f"# Number of cameras: {len(cameras)}"]
-    for cam in cameras.values():
-        if len(cam.params) != _num_params(cam.model, path):
-            raise ValueError(
-                f"camera {cam.id}: {cam.model} takes {_num_params(cam.model, path)} params, got {len(cam.params)}"
-            )
-        lines.append(
-            _format([cam.id, cam.model, cam.width, cam.height, *np.asarray(cam.params, np.float64)])
-        )
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-
-
-def write_images_text(images, path):
-    """Writes {image_id: Image} to an images.txt file."""
-    lines = [
-        "# IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME",
-        "# POINTS2D[] as (X Y POINT3D_ID)",
-        f"# Number of images: {len(images)}",
-    ]
-    for im in images.values():
-        pose = np.concatenate([im.qvec, im.tvec]).astype(np.float64)
-        lines.append(_format([im.id, *pose, im.camera_id, im.name]))
-        xys = np.reshape(np.asarray(im.xys, np.float64), (-1, 2))
-        lines.append(_format(v for xy, pid in zip(xys, im.point3D_ids) for v in (*xy, int(pid))))
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-
-
-def write_points3D_text(points3D, path):
-    """Writes {point3D_id: Point3D} to a points3D.txt file."""
-    lines = [
-        "# POINT3D_ID X Y Z R G B ERROR TRACK[] as (IMAGE_ID POINT2D_IDX)",
-        f"# Number of points: {len(points3D)}",
-    ]
-    for pt in points3D.values():
-        track = np.stack([pt.image_ids, pt.point2D_idxs], axis=-1).astype(np.int64).ravel()
-        rgb = np.asarray(pt.rgb, np.uint8).tolist()
-        lines.append(
-            _format(
-                [pt.id, *np.asarray(pt.xyz, np.float64), *rgb, float(pt.error), *track.tolist()]
-            )
-        )
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-
-
-_READERS = {
-    ".bin": (read_cameras_binary, read_images_binary, read_points3D_binary),
-    ".txt": (read_cameras_text, read_images_text, read_points3D_text),
-}
-_WRITERS = {
-    ".bin": (write_cameras_binary, write_images_binary, write_points3D_binary),
-    ".txt": (write_cameras_text, write_images_text, write_points3D_text),
-}
-
-
-def _model_paths(path, ext):
-    return [os.path.join(path, name + ext) for name in _MODEL_FILES]
+def _model_files(path, ext):
+    return {name: os.path.join(path, name + ext) for name in _MODEL_FILES}
 
 
 def _model_ext(path):
     """'.bin' or '.txt', whichever complete model `path` holds ('.bin' first), else None."""
     for ext in (".bin", ".txt"):
-        if all(os.path.isfile(p) for p in _model_paths(path, ext)):
+        if all(os.path.isfile(p) for p in _model_files(path, ext).values()):
             return ext
     return None
 
@@ -392,39 +206,78 @@ def read_model(path, ext=None):
     if ext is None:
         ext = _model_ext(path)
         if ext is None:
-            missing = [p for p in _model_paths(path, ".bin") if not os.path.isfile(p)]
+            missing = [p for p in _model_files(path, ".bin").values() if not os.path.isfile(p)]
             raise FileNotFoundError(
                 f"No COLMAP model in {path}: missing {', '.join(missing)} (and no complete .txt model)"
             )
-    if ext not in _READERS:
-        raise ValueError(f"ext must be '.bin' or '.txt', got {ext!r}")
-    paths = _model_paths(path, ext)
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise FileNotFoundError(f"Incomplete COLMAP model: missing {', '.join(missing)}")
-    return tuple(read(p) for read, p in zip(_READERS[ext], paths))
+    _check_ext(ext)
+    rec = _reconstruction(_model_files(path, ext), ext)
+    return _cameras(rec), _images(rec), _points3D(rec)
+
+
+def _to_camera(cam, path):
+    """pycolmap.Camera of a Camera; errors name the model folder `path`."""
+    if cam.model not in pycolmap.CameraModelId.__members__:
+        raise ValueError(f"{path}: camera {cam.id}: unknown COLMAP camera model {cam.model!r}")
+    camera = pycolmap.Camera(camera_id=cam.id, model=cam.model, width=cam.width, height=cam.height,
+                             params=np.asarray(cam.params, np.float64))  # fmt: skip
+    if not camera.verify_params():
+        raise ValueError(f"{path}: camera {cam.id}: {cam.model} takes params "
+                         f"({camera.params_info}), got {len(cam.params)}")  # fmt: skip
+    return camera
+
+
+def _to_image(im):
+    """(pycolmap.Image, its cam_from_world pycolmap.Rigid3d) of an Image."""
+    points2D = pycolmap.Point2DList([
+        pycolmap.Point2D(xy, pycolmap.INVALID_POINT3D_ID if pid == INVALID_POINT3D_ID else pid)
+        for xy, pid in zip(np.asarray(im.xys, np.float64).reshape(-1, 2), np.asarray(im.point3D_ids).tolist())
+    ])  # fmt: skip
+    image = pycolmap.Image(name=im.name, points2D=points2D, camera_id=im.camera_id, image_id=im.id)
+    xyzw = np.roll(np.asarray(im.qvec, np.float64), -1)
+    return image, pycolmap.Rigid3d(pycolmap.Rotation3d(xyzw), np.asarray(im.tvec, np.float64))
+
+
+def _to_point3D(pt):
+    """pycolmap.Point3D of a Point3D."""
+    track = pycolmap.Track()
+    for image_id, idx in zip(np.asarray(pt.image_ids).tolist(), np.asarray(pt.point2D_idxs).tolist()):
+        track.add_element(image_id, idx)
+    return pycolmap.Point3D(xyz=np.asarray(pt.xyz, np.float64), color=np.asarray(pt.rgb, np.uint8),
+                            error=float(pt.error), track=track)  # fmt: skip
 
 
 def write_model(cameras, images, points3D, path, ext=".bin"):
-    """Writes the three model files into folder `path` (created if needed)."""
-    if ext not in _WRITERS:
-        raise ValueError(f"ext must be '.bin' or '.txt', got {ext!r}")
+    """Writes the model into folder `path` (created if needed) with pycolmap, as COLMAP does:
+    cameras, images, points3D and COLMAP >= 3.12's rigs and frames (one trivial rig per camera).
+
+    pycolmap checks the model: every image's camera and every track's image and 2D point exist,
+    and the 2D point of a track element observes that 3D point. Text files cannot hold an image
+    name with a space.
+    """
+    _check_ext(ext)
+    spaced = [im.name for im in images.values() if ext == ".txt" and " " in im.name]
+    if spaced:  # COLMAP's text reader ends a name at its first space.
+        raise ValueError(f"{path}: image name {spaced[0]!r} has a space; write ext='.bin'")
+    rec = pycolmap.Reconstruction()
+    try:
+        for cam in cameras.values():
+            rec.add_camera_with_trivial_rig(_to_camera(cam, path))
+        for im in images.values():
+            rec.add_image_with_trivial_frame(*_to_image(im))
+        for pt in points3D.values():
+            rec.add_point3D_with_id(pt.id, _to_point3D(pt))
+    except (ValueError, IndexError) as error:
+        raise ValueError(f"{path}: {error}") from None
     os.makedirs(path, exist_ok=True)
-    for write, items, p in zip(_WRITERS[ext], (cameras, images, points3D), _model_paths(path, ext)):
-        write(items, p)
+    (rec.write_binary if ext == ".bin" else rec.write_text)(str(path))
 
 
 def _model_size(path):
-    """(registered images, 3D points) of the model in `path`; binary files only read the counts."""
+    """(registered images, 3D points) of the complete model in folder `path`."""
     ext = _model_ext(path)
-    if ext == ".bin":
-        return tuple(
-            _Reader(os.path.join(path, name + ".bin")).unpack("Q")[0]
-            for name in ("images", "points3D")
-        )
-    return len(read_images_text(os.path.join(path, "images.txt"))), len(
-        list(filter(None, _data_lines(os.path.join(path, "points3D.txt"))))
-    )
+    rec = _reconstruction(_model_files(path, ext), ext)
+    return rec.num_reg_images(), rec.num_points3D()
 
 
 def find_largest_model(sparse_dir):

@@ -87,8 +87,9 @@ def make_model(seed=0, num_images=5, num_points=50):
 
 
 def assert_models_equal(a, b):
+    """Same ids and bit-identical fields; the readers give each dict in id order."""
     for items_a, items_b in zip(a, b):
-        assert list(items_a) == list(items_b)
+        assert list(items_a) == sorted(items_a) and set(items_a) == set(items_b)
         for key in items_a:
             for field, value in items_a[key]._asdict().items():
                 np.testing.assert_array_equal(getattr(items_b[key], field), value, err_msg=field)
@@ -98,28 +99,70 @@ def assert_models_equal(a, b):
 def test_write_read_round_trip(tmp_path, ext):
     model = make_model()
     colmap.write_model(*model, tmp_path / "model", ext=ext)
+    # pycolmap writes COLMAP >= 3.12's layout: rigs and frames beside the classic files.
     assert sorted(os.listdir(tmp_path / "model")) == sorted(
-        f"{n}{ext}" for n in ("cameras", "images", "points3D")
+        f"{n}{ext}" for n in ("cameras", "images", "points3D", "rigs", "frames")
     )
     assert_models_equal(colmap.read_model(tmp_path / "model"), model)
     assert_models_equal(colmap.read_model(tmp_path / "model", ext=ext), model)
 
 
-def test_text_round_trip_keeps_image_without_points_and_name_with_spaces(tmp_path):
+def without_image(model, image_id):
+    """The model less one image and the 3D points it observes (tracks must name existing images)."""
+    cameras, images, points3D = model
+    images = {k: im for k, im in images.items() if k != image_id}
+    return cameras, images, {k: pt for k, pt in points3D.items() if image_id not in pt.image_ids}
+
+
+@pytest.mark.parametrize("ext", [".bin", ".txt"])
+def test_round_trip_keeps_image_without_points(tmp_path, ext):
+    cameras, images, points3D = without_image(make_model(), 1)
+    images[1] = colmap.Image(1, np.array([1.0, 0, 0, 0]), np.zeros(3), 1, "bare.png",
+                             np.zeros((0, 2)), np.zeros(0, np.int64))  # fmt: skip
+    colmap.write_model(cameras, images, points3D, tmp_path, ext=ext)
+    assert_models_equal(colmap.read_model(tmp_path), (cameras, images, points3D))
+
+
+def test_names_with_spaces_need_binary_files(tmp_path):
     cameras, images, points3D = make_model()
-    first = min(images)
-    images[first] = images[first]._replace(
-        name="a name with spaces.png", xys=np.zeros((0, 2)), point3D_ids=np.zeros(0, np.int64)
+    images = {k: im._replace(name=f"a name {k}.png") for k, im in images.items()}
+    colmap.write_model(cameras, images, points3D, tmp_path / "bin")
+    assert_models_equal(colmap.read_model(tmp_path / "bin"), (cameras, images, points3D))
+    # COLMAP's text reader ends a name at its first space.
+    with pytest.raises(ValueError, match=f"{tmp_path / 'txt'}: image name 'a name .*' has a space"):
+        colmap.write_model(cameras, images, points3D, tmp_path / "txt", ext=".txt")
+
+
+@pytest.mark.parametrize("ext", [".bin", ".txt"])
+def test_file_readers_need_only_the_files_before_them(tmp_path, ext):
+    cameras, images, points3D = make_model()
+    colmap.write_model(cameras, images, points3D, tmp_path, ext=ext)
+    os.remove(tmp_path / f"points3D{ext}")
+    read_cameras, read_images = (
+        (colmap.read_cameras_binary, colmap.read_images_binary)
+        if ext == ".bin"
+        else (colmap.read_cameras_text, colmap.read_images_text)
     )
-    colmap.write_images_text(images, tmp_path / "images.txt")
-    read = colmap.read_images_text(tmp_path / "images.txt")
-    assert_models_equal([read], [images])
+    assert_models_equal([read_images(tmp_path / f"images{ext}")], [images])
+    os.rename(tmp_path / f"cameras{ext}", tmp_path / "other")  # any file name
+    assert_models_equal([read_cameras(tmp_path / "other")], [cameras])
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / f"cameras{ext}")):
+        read_images(tmp_path / f"images{ext}")
+
+
+def test_read_points3D_binary_reads_the_model_beside_it(tmp_path):
+    model = make_model()
+    colmap.write_model(*model, tmp_path)
+    assert_models_equal([colmap.read_points3D_binary(tmp_path / "points3D.bin")], [model[2]])
+    os.remove(tmp_path / "images.bin")  # pycolmap checks the tracks against the images
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "images.bin")):
+        colmap.read_points3D_binary(tmp_path / "points3D.bin")
 
 
 def test_read_model_prefers_bin_and_names_missing_files(tmp_path):
     cameras, images, points3D = make_model()
     colmap.write_model(cameras, images, points3D, tmp_path, ext=".txt")
-    colmap.write_model(cameras, {}, points3D, tmp_path, ext=".bin")
+    colmap.write_model(cameras, {}, {}, tmp_path, ext=".bin")
     assert colmap.read_model(tmp_path)[1] == {}  # the binary model wins when both are complete
     os.remove(tmp_path / "points3D.bin")
     assert len(colmap.read_model(tmp_path)[1]) == 5  # falls back to the complete text model
@@ -130,14 +173,34 @@ def test_read_model_prefers_bin_and_names_missing_files(tmp_path):
         colmap.read_model(tmp_path)
 
 
-def test_camera_model_table_matches_pycolmap():
-    for name, (model_id, num_params) in colmap.CAMERA_MODELS.items():
-        assert int(getattr(pycolmap.CameraModelId, name)) == model_id
-        assert (
-            len(pycolmap.Camera.create_from_model_name(1, name, 100.0, WIDTH, HEIGHT).params)
-            == num_params
-        )
-    assert set(colmap.CAMERA_MODELS) == set(pycolmap.CameraModelId.__members__) - {"INVALID"}
+def test_read_errors_name_the_files(tmp_path):
+    model = make_model()
+    colmap.write_model(*model, tmp_path)
+    with open(tmp_path / "cameras.bin", "r+b") as f:
+        f.seek(12)  # the first camera's model id
+        f.write((99).to_bytes(4, "little"))
+    with pytest.raises(ValueError, match=str(tmp_path / "cameras.bin")):
+        colmap.read_model(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c, i, p: ({1: c[1]._replace(model="NOT_A_MODEL")} | {7: c[7]}, i, p), "unknown"),
+        (lambda c, i, p: ({1: c[1]._replace(params=np.ones(3))} | {7: c[7]}, i, p), "PINHOLE takes"),
+        # A track element whose 2D point observes another 3D point (COLMAP would not read it).
+        (lambda c, i, p: (c, i, {k: v._replace(point2D_idxs=v.point2D_idxs + 1) for k, v in p.items()}),
+         "Check failed"),
+        # Images deleted but still in tracks.
+        (lambda c, i, p: (c, dict(list(i.items())[1:]), p), "does not exist"),
+    ],
+)  # fmt: skip
+def test_write_model_rejects_models_colmap_cannot_read(tmp_path, change, message):
+    model = change(*make_model())
+    with pytest.raises(ValueError, match=message) as error:
+        colmap.write_model(*model, tmp_path / "model")
+    assert str(tmp_path / "model") in str(error.value)
+    assert not os.path.exists(tmp_path / "model")
 
 
 def to_pycolmap(cameras, images, points3D):
@@ -259,8 +322,10 @@ def test_qvec_rotmat_round_trip():
 
 def test_find_largest_model_picks_most_images_then_most_points(tmp_path):
     cameras, images, points3D = make_model()
-    few_images = {k: images[k] for k in list(images)[:3]}
-    colmap.write_model(cameras, few_images, points3D, tmp_path / "0")
+    for image_id in list(images)[3:]:
+        cameras, images, points3D = without_image((cameras, images, points3D), image_id)
+    colmap.write_model(cameras, images, points3D, tmp_path / "0")
+    cameras, images, points3D = make_model()
     colmap.write_model(
         cameras, images, dict(list(points3D.items())[:10]), tmp_path / "1", ext=".txt"
     )

@@ -168,9 +168,9 @@ def _scannet_layout(scene, out, n=3):
         xyz, cam, xys = xyz[on_map], cam[on_map], xys[on_map]
         xyz[::10] = (cam[::10] * (1 + 0.5 / cam[::10, 2:])) @ c2w[:3, :3].T + c2w[:3, 3]
         ids = np.arange(len(points3D) + 1, len(points3D) + 1 + len(xyz))
-        for pid, p in zip(ids, xyz):
+        for k, (pid, p) in enumerate(zip(ids, xyz)):  # point pid is the image's k-th 2D point
             points3D[int(pid)] = colmap.Point3D(int(pid), p, np.zeros(3, np.uint8), 0.0,
-                                                np.array([i + 1]), np.array([0]))
+                                                np.array([i + 1]), np.array([k]))
         images[i + 1] = colmap.Image(i + 1, colmap.rotmat2qvec(w2c[:3, :3]), w2c[:3, 3], 1, f"{i}.png", xys, ids)
     cameras = {1: colmap.Camera(1, "PINHOLE", w, h, np.array([fx, fx, w / 2, h / 2]))}
     colmap.write_model(cameras, images, points3D, str(out / "sparse" / "0"))
@@ -205,6 +205,7 @@ def test_scannet_image_not_in_colmap_model(scene, tmp_path):
     room = _scannet_layout(scene, tmp_path / "room")
     cameras, images, points3D = colmap.read_model(str(room / "sparse" / "0"))
     del images[2]
+    points3D = {k: p for k, p in points3D.items() if 2 not in p.image_ids}  # COLMAP checks tracks
     colmap.write_model(cameras, images, points3D, str(room / "sparse" / "0"))
     with pytest.raises(ValueError, match=r"sparse/0: the COLMAP model has no image named 1\.png"):
         ScanNet(str(pathlib.Path(room)), "train", white_bkgd=False, depth_source="mono_colmap")

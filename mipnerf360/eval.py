@@ -9,8 +9,8 @@ files (metric_<name>_<step>.txt, metric_cc_<name>_<step>.txt, render_times_<step
 variant of the mip-NeRF 360 table, as metric_lpips_<step>.txt, which multinerf's table notebook
 reads) and, ours beside them, metric_lpips_alex_<step>.txt and metrics_<step>.json: per-image and mean
 PSNR, SSIM, LPIPS (VGG and AlexNet), colour-corrected PSNR and SSIM, and the protocol they were
-measured with, and sheets/: a contact sheet per test view (ground truth | prediction | median
-distance | error, with its PSNR) and summary.png of all views, also logged to TensorBoard (eval/).
+measured with, and sheets/: a contact sheet per test view (ground truth | prediction | disparity
+of the median distance | error, with its PSNR) and summary.png of all views, also logged to TensorBoard (eval/).
 With Config.eval_only_once=False it evaluates each new checkpoint as training writes it, until the
 last step.
 """
@@ -225,8 +225,9 @@ def evaluate_checkpoint(config, dataset, render_eval_fn, step, checkpoint_path, 
         metric.update(cc)
         metric.update(geometry_metrics(rendering, batch, config))
         per_image.append(metric)
+        # Disparity: distances of an unbounded scene reach Config.far and would flatten the near ones.
         sheet_writer.add(gt=batch.rgb[..., :3], pred=rendering['rgb'],
-                         depth=rendering.get('distance_median'), psnr=metric['psnr'], label=f'test {idx}')
+                         depth=1 / rendering['distance_median'], psnr=metric['psnr'], label=f'test {idx}')
         print('  ' + '  '.join(
             f'{k} {v:.4f}' for k, v in metric.items() if k != 'index' and v is not None))
 

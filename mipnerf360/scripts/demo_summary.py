@@ -66,7 +66,7 @@ def main(argv=None):
     print(f'Metrics (per image, with the protocol): {metrics_file}')
     summary_sheet = os.path.join(os.path.dirname(metrics_file), 'sheets', 'summary.png')
     if os.path.isfile(summary_sheet):
-        print(f'Summary sheet (ground truth | prediction | distance | error of every test view): '
+        print(f'Summary sheet (ground truth | prediction | disparity | error of every test view): '
               f'{summary_sheet}')
     print(f'Rendered test images: {os.path.dirname(metrics_file)}')
     print('Checkpoints:')

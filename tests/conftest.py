@@ -60,3 +60,35 @@ def folder_digest(path):
         return {}
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def make_reproduce(package, tmp, *variables, popen=False):
+    """`make reproduce-<package> RUNS_DIR=tmp/runs VARIABLES...` from the repository root, without a
+    reinstall and with one intra-op thread (as every test). popen: a Popen in its own session (so the
+    whole make tree can be killed) with stdout and stderr piped together; else the finished run."""
+    import os
+    import subprocess
+
+    argv = ['make', '-s', '-o', '.venv/.installed', f'reproduce-{package}', f'RUNS_DIR={tmp / "runs"}', *variables]
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    root = pathlib.Path(__file__).parents[1]
+    if popen:
+        return subprocess.Popen(argv, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True, env=env)
+    return subprocess.run(argv, cwd=root, capture_output=True, text=True, env=env)
+
+
+def kill_at_first_checkpoint(process, run_dir, timeout=120):
+    """SIGKILLs the session of `process` as soon as run_dir holds a checkpoint_*.pt; -> the steps saved."""
+    import os
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not list(run_dir.glob('checkpoint_*.pt')):
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    process.stdout.close()
+    return sorted(int(p.stem.split('_')[1]) for p in run_dir.glob('checkpoint_*.pt'))

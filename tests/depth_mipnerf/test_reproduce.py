@@ -5,17 +5,15 @@ protocol block), finished cells skipped, and the summariser rebuilding the same 
 
 import json
 import math
-import os
 import pathlib
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from depth_mipnerf.scripts import reproduce
+from tests.conftest import kill_at_first_checkpoint, make_reproduce
 
 REPO = pathlib.Path(__file__).parents[2]
 STEPS = 40
@@ -28,11 +26,7 @@ PROTOCOL_KEYS = {'split', 'resolution', 'background', 'uint8_rounding', 'crop_bo
 
 
 def make(tmp, *variables, popen=False):
-    argv = ['make', '-s', '-o', '.venv/.installed', 'reproduce-depth_mipnerf', f'RUNS_DIR={tmp / "runs"}', *variables]
-    if popen:
-        return subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
-    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+    return make_reproduce('depth_mipnerf', tmp, *variables, popen=popen)
 
 
 def test_rows_selected_by_scenes_and_rows():
@@ -69,13 +63,7 @@ def test_sparse_view_table_end_to_end(tmp_path):
     # killed after the first checkpoint of no_depth/3: the rerun resumes from the newest one
     first = runs / 'no_depth_3'
     process = make(tmp_path, *selection, popen=True)
-    deadline = time.monotonic() + 120
-    while not list(first.glob('checkpoint_*.pt')):
-        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
-        time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    saved = sorted(int(p.stem.split('_')[1]) for p in first.glob('checkpoint_*.pt'))
+    saved = kill_at_first_checkpoint(process, first, timeout=120)
     assert saved and saved[-1] < STEPS and not (first / 'eval').exists()
 
     resumed = make(tmp_path, *selection)

@@ -6,18 +6,16 @@ format, the table."""
 
 import json
 import math
-import os
 import pathlib
 import re
-import signal
 import subprocess
 import sys
-import time
 import types
 
 import pytest
 
 from inerf.scripts import reproduce, summarize
+from tests.conftest import kill_at_first_checkpoint, make_reproduce
 
 REPO = pathlib.Path(__file__).parents[2]
 POSE_BINDS = ['Config.N_iters=100', 'Config.i_weights=20', 'Config.i_print=20', 'Config.netdepth=2',
@@ -34,11 +32,7 @@ PIXELNERF_PROTOCOL_KEYS = {'dataset_format', 'excluded_views', 'uint8_rounding',
 
 
 def make(tmp, *variables, popen=False):
-    argv = ['make', '-s', '-o', '.venv/.installed', 'reproduce-inerf', f'RUNS_DIR={tmp / "runs"}', *variables]
-    if popen:
-        return subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
-    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+    return make_reproduce('inerf', tmp, *variables, popen=popen)
 
 
 def pose_args(tmp):
@@ -82,13 +76,7 @@ def test_pose_table_end_to_end(tmp_path):
     # killed after the first checkpoint of chair: the rerun resumes from the newest one
     ckpts = runs / 'chair' / 'ckpts' / 'chair'
     process = make(tmp_path, f'DATA_DIR={data}', 'SCENES=chair,lego', args, popen=True)
-    deadline = time.monotonic() + 120
-    while not list(ckpts.glob('checkpoint_*.pt')):
-        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
-        time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    saved = sorted(int(p.stem.split('_')[1]) for p in ckpts.glob('checkpoint_*.pt'))
+    saved = kill_at_first_checkpoint(process, ckpts, timeout=120)
     assert saved and saved[-1] < 100 and not (runs / 'chair' / 'results').exists()
 
     resumed = make(tmp_path, f'DATA_DIR={data}', 'SCENES=chair,lego', args)

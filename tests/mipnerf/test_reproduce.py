@@ -7,17 +7,15 @@ table beside Table 2's per-scene numbers."""
 
 import json
 import math
-import os
 import pathlib
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from mipnerf.scripts import reproduce
+from tests.conftest import kill_at_first_checkpoint, make_reproduce
 
 REPO = pathlib.Path(__file__).parents[2]
 STEPS = 40
@@ -30,12 +28,7 @@ SCALES = ['Full', '1/2', '1/4', '1/8']
 
 
 def make(tmp, *variables, popen=False):
-    argv = ['make', '-s', '-o', '.venv/.installed', 'reproduce-mipnerf', f'RUNS_DIR={tmp / "runs"}', *variables]
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    if popen:
-        return subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True, env=env)
-    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, env=env)
+    return make_reproduce('mipnerf', tmp, *variables, popen=popen)
 
 
 def args_variable(out, *extra):
@@ -96,13 +89,7 @@ def test_multiscale_table_end_to_end(tmp_path):
     # killed after the first checkpoint of chair (the first scene): the rerun resumes from the newest one
     first = runs / 'chair'
     process = make(tmp_path, *selection, popen=True)
-    deadline = time.monotonic() + 120
-    while not list(first.glob('checkpoint_*.pt')):
-        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
-        time.sleep(0.005)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    saved = sorted(int(p.stem.split('_')[1]) for p in first.glob('checkpoint_*.pt'))
+    saved = kill_at_first_checkpoint(process, first, timeout=120)
     assert saved and saved[-1] < STEPS and not (first / 'eval').exists()
 
     resumed = make(tmp_path, *selection)

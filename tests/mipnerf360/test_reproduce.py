@@ -5,17 +5,15 @@ finished scenes skipped, and the summariser rebuilding the same table."""
 
 import json
 import math
-import os
 import pathlib
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from mipnerf360.scripts import reproduce
+from tests.conftest import kill_at_first_checkpoint, make_reproduce
 
 REPO = pathlib.Path(__file__).parents[2]
 STEPS, EVERY = 30, 10
@@ -28,13 +26,7 @@ PROTOCOL_KEYS = {'split', 'resolution', 'background', 'uint8_rounding', 'crop_bo
 
 
 def make(tmp, *variables, popen=False):
-    argv = ['make', '-s', '-o', '.venv/.installed', 'reproduce-mipnerf360', f'RUNS_DIR={tmp / "runs"}', *variables]
-    # one intra-op thread, as every test (tests/conftest.py): two threads on a busy 2-core machine crawl
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    if popen:
-        return subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True, env=env)
-    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, env=env)
+    return make_reproduce('mipnerf360', tmp, *variables, popen=popen)
 
 
 def test_cells_at_the_papers_factors():
@@ -72,14 +64,7 @@ def test_main_table_end_to_end(tmp_path):
     # killed after the first checkpoint of garden: the rerun resumes from the newest one
     first = runs / 'garden'
     process = make(tmp_path, *selection, popen=True)
-    deadline = time.monotonic() + 120
-    while not list(first.glob('checkpoint_*.pt')):
-        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
-        time.sleep(0.01)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    process.stdout.close()
-    saved = sorted(int(p.stem.split('_')[1]) for p in first.glob('checkpoint_*.pt'))
+    saved = kill_at_first_checkpoint(process, first, timeout=120)
     assert saved and saved[-1] < STEPS and not (first / 'test_preds').exists()
 
     resumed = make(tmp_path, *selection)

@@ -92,4 +92,6 @@ def test_cpu_device_keeps_freed_memory_so_activations_do_not_fault_pages_in_agai
     _, default_faults = faults('none')
     assert kept
     assert default_faults > 36 * 16384 // 2
-    assert kept_faults < default_faults / 10
+    # Kept: the first run's pages only (2 to 4 activations' worth, 32k-66k faults measured, more when
+    # the machine is busy); glibc's defaults: every activation again (about 590k).
+    assert kept_faults < 8 * 16384 < default_faults / 4

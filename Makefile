@@ -51,7 +51,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	awk '/^[^ #]/ { skip = /^torch==/ } !skip' $(LOCK) > $(VENV)/requirements-without-torch.lock
 	$(PY) -m pip install -q --require-hashes -r $(VENV)/requirements-without-torch.lock
 	$(PY) -m pip install -q --no-deps -e .
-	$(PY) -m common.check_install
+	$(PY) -m data_tools.check_install
 	$(PY) -m data_tools.lpips_weights --if_missing --offline_ok
 	@touch $(STAMP)
 

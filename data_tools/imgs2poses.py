@@ -8,8 +8,42 @@ depths of the 3D points that image sees.
 import argparse
 import pathlib
 import sys
+import warnings
+
+import numpy as np
 
 from common import colmap, llff
+
+
+def poses_bounds_from_colmap(cameras, images, points3D, near_percentile=0.1, far_percentile=99.9):
+    """(poses [N, 3, 5], bounds [N, 2], names [N]) of a COLMAP model, as LLFF's imgs2poses.
+
+    Images are sorted by name. Each image's bounds are the given percentiles of the depths (along
+    the camera's viewing axis) of the 3D points it observes. The focal length in hwf is the first
+    focal parameter (fx); LLFF assumes fx == fy, and a warning names the cameras where they differ.
+    LLFF matched points to images through track image ids minus one, which assumes ids 1..N in name
+    order; here each image's own observations are used, which gives the same bounds in that case.
+    """
+    cams = colmap.model_to_cameras(cameras, images)
+    fx, fy = cams["intrinsics"][:, 0, 0], cams["intrinsics"][:, 1, 1]
+    if np.any(fx != fy):
+        uneven = sorted(set(cams["camera_ids"][fx != fy].tolist()))
+        warnings.warn(f"cameras {uneven} have fx != fy; poses_bounds keeps fx only")
+    width, height = cams["sizes"].T
+    hwf = np.stack([height, width, fx], axis=-1).astype(np.float64)
+
+    visible = colmap.points_per_image(images, points3D)
+    image_ids = {im.name: image_id for image_id, im in images.items()}
+    bounds = []
+    for name, camtoworld in zip(cams["names"], cams["camtoworlds"]):
+        xyz = visible[image_ids[name]]
+        if len(xyz) == 0:
+            raise ValueError(
+                f"image {name} observes no 3D points, so its depth bounds are undefined"
+            )
+        depths = (xyz - camtoworld[:3, 3]) @ camtoworld[:3, 2]
+        bounds.append(np.percentile(depths, [near_percentile, far_percentile]))
+    return llff.opencv_to_llff(cams["camtoworlds"], hwf), np.array(bounds), cams["names"]
 
 
 def imgs2poses(data_dir, near_percentile=0.1, far_percentile=99.9):
@@ -17,7 +51,7 @@ def imgs2poses(data_dir, near_percentile=0.1, far_percentile=99.9):
     data_dir = pathlib.Path(data_dir)
     model_dir = colmap.find_largest_model(data_dir / "sparse")
     cameras, images, points3D = colmap.read_model(model_dir)
-    poses, bounds, names = llff.poses_bounds_from_colmap(
+    poses, bounds, names = poses_bounds_from_colmap(
         cameras, images, points3D, near_percentile=near_percentile, far_percentile=far_percentile)
     llff.save_poses_bounds(data_dir / "poses_bounds.npy", poses, bounds)
     return poses, bounds, names

@@ -6,7 +6,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from common import check_install
+from data_tools import check_install
 
 
 def _pyproject_dependencies():

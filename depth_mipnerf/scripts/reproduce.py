@@ -25,8 +25,8 @@ import sys
 
 import gin
 
-from common import reproduce as common_reproduce
-from common.reproduce import Cell
+from data_tools import reproduce as tables
+from data_tools.reproduce import Cell
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NAME = 'depth_mipnerf'
@@ -50,7 +50,7 @@ LAYOUT = ('the lego scene folder (Blender layout): transforms_{train,val,test}.j
 
 
 def parse_args(argv=None):
-    parser = common_reproduce.make_parser(__doc__.split('\n\n')[0], os.path.join(REPO, 'data', 'lego_depth'),
+    parser = tables.make_parser(__doc__.split('\n\n')[0], os.path.join(REPO, 'data', 'lego_depth'),
                                           os.path.join(REPO, 'results', NAME))
     parser.add_argument('--table', default=TABLE, choices=[TABLE], help='the one table: the sparse-view lego table')
     parser.add_argument('--dataset', default=DATASET, choices=[DATASET], help='the one dataset: lego with depth')
@@ -70,7 +70,7 @@ def parse_args(argv=None):
 
 def selected_rows(args):
     """The rows of --rows that SCENES (--scenes) names too, in the table's order."""
-    named = common_reproduce.selected(list(ROWS), args.scenes)
+    named = tables.selected(list(ROWS), args.scenes)
     return [r for r in ROWS if r in named and r in args.rows]
 
 
@@ -166,7 +166,7 @@ def read_metrics(cell):
 
 
 def reference():
-    return common_reproduce.published(NAME)
+    return tables.published(NAME)
 
 
 def measure_rates(args, steps=2):
@@ -228,14 +228,14 @@ def main(argv=None):
         out = os.path.relpath(args.out, REPO) if args.out.startswith(REPO + os.sep) else args.out
         print(f'plan of {out} ({len(cells)} cells; hours from rays/s measured here '
               f'at the ours cell\'s config, per device: the wall time with {args.nproc} process(es) per cell):')
-        print('\n'.join(common_reproduce.plan(cells, measure_rates(args))))
+        print('\n'.join(tables.plan(cells, measure_rates(args))))
         return None
     try:
-        common_reproduce.run_cells(cells, args.jobs, args.nproc)
+        tables.run_cells(cells, args.jobs, args.nproc)
     except RuntimeError as error:  # the cell's own output above says why; a rerun resumes it
         sys.exit(f'error: {error}')
-    table = common_reproduce.summarize(reference(), cells, read_metrics, args.out, extra=table_extra(args))
-    print(common_reproduce.markdown(table), end='')
+    table = tables.summarize(reference(), cells, read_metrics, args.out, extra=table_extra(args))
+    print(tables.markdown(table), end='')
     print(f'wrote {args.out}.md and {args.out}.json')
     return table
 

@@ -10,7 +10,7 @@ the test images' resolution for the protocol block; --gin and --bind are only re
 
 import argparse
 
-from common import reproduce as common_reproduce
+from data_tools import reproduce as tables
 from depth_mipnerf.scripts import reproduce
 
 
@@ -31,9 +31,9 @@ def main(argv=None):
     argv_of += (['--out', args.out] if args.out else []) + (['--data_dir', args.data_dir] if args.data_dir else [])
     repro_args = reproduce.parse_args(argv_of)
     cells = reproduce.build_cells(repro_args, with_commands=False)
-    table = common_reproduce.summarize(reproduce.reference(), cells, reproduce.read_metrics, repro_args.out,
+    table = tables.summarize(reproduce.reference(), cells, reproduce.read_metrics, repro_args.out,
                                        extra=reproduce.table_extra(repro_args))
-    print(common_reproduce.markdown(table), end='')
+    print(tables.markdown(table), end='')
     print(f'wrote {repro_args.out}.md and {repro_args.out}.json')
     return table
 

@@ -23,7 +23,7 @@ import shlex
 import sys
 import time
 
-from common import reproduce
+from data_tools import reproduce
 
 TABLES = ('pose', 'pixelnerf')
 BLENDER_SCENES = ['chair', 'drums', 'ficus', 'hotdog', 'lego', 'materials', 'mic', 'ship']

@@ -8,7 +8,7 @@ RUNS_DIR is the --runs_dir of `make reproduce-inerf` ($(RUNS_DIR)/inerf/reproduc
 
 import argparse
 
-from common import reproduce as common_reproduce
+from data_tools import reproduce as tables
 from inerf.scripts import reproduce
 
 
@@ -24,8 +24,8 @@ def main(argv=None):
                '--checkpoints_path', args.checkpoints_path] + (['--out', args.out] if args.out else [])
     repro_args = reproduce.parse_args(argv_of)
     cells, _, reference, read_metrics, _ = reproduce.table(repro_args)
-    table = common_reproduce.summarize(reference, cells, read_metrics, repro_args.out)
-    print(common_reproduce.markdown(table), end='')
+    table = tables.summarize(reference, cells, read_metrics, repro_args.out)
+    print(tables.markdown(table), end='')
     print(f'wrote {repro_args.out}.md and {repro_args.out}.json')
     return table
 

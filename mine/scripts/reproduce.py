@@ -28,8 +28,8 @@ import sys
 import torch
 import yaml
 
-from common import reproduce as common_reproduce
-from common.reproduce import Cell
+from data_tools import reproduce as tables
+from data_tools.reproduce import Cell
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = os.path.join(REPO, 'mine', 'configs')
@@ -72,7 +72,7 @@ class MineCell(Cell):
 
 
 def parse_args(argv=None):
-    parser = common_reproduce.make_parser(__doc__.split('\n\n')[0], None, None)
+    parser = tables.make_parser(__doc__.split('\n\n')[0], None, None)
     parser.add_argument('--dataset', default=None, choices=sorted(DATASETS), help='the table (default realestate10k)')
     parser.add_argument('--table', default=None, choices=sorted(DATASETS), help='same as --dataset')
     parser.add_argument('--extra_config', default='{}', help='JSON of config keys for every run (as EXTRA_CONFIG)')
@@ -177,7 +177,7 @@ def count_items(dataset, data_dir, name, config):
 def build_cells(args, extra=None, with_commands=True):
     """The selected rows' cells. Rows of one run (realestate10k's protocols) share its folder and metrics
     file; the first selected one carries the commands and the rays."""
-    dataset, names = args.dataset, common_reproduce.selected(rows(args.dataset), args.scenes)
+    dataset, names = args.dataset, tables.selected(rows(args.dataset), args.scenes)
     workspace = os.path.join(os.path.abspath(args.runs_dir), dataset)
     config = load_config(dataset, extra or {}) if with_commands else None
     cells, runs_with_commands = [], set()
@@ -222,7 +222,7 @@ def read_metrics(cell):
 
 def reference(dataset):
     """results/published/mine.json narrowed to one dataset's rows (keys '<dataset>/<row>')."""
-    published = common_reproduce.published('mine')
+    published = tables.published('mine')
     return dict(published, rows={k: v for k, v in published['rows'].items() if k.startswith(dataset + '/')},
                 mean=(published.get('means') or {}).get(dataset) or {},
                 source=(published.get('sources') or {}).get(dataset, published['source']))
@@ -316,19 +316,19 @@ def main(argv=None):
         if missing:
             raise FileNotFoundError('missing scene folders (nothing was run):\n' + '\n'.join(f'  {m}' for m in missing)
                                     + f'\nexpected under {args.data_dir}: {DATASETS[args.dataset]["layout"]}')
-        common_reproduce.missing_scenes(cells, DATASETS[args.dataset]['layout'])
+        tables.missing_scenes(cells, DATASETS[args.dataset]['layout'])
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
     if args.dry_run:
         print(f'plan of results/mine_{args.dataset} (estimates from rays/s measured here, {args.nproc} process(es) '
               'per cell; realestate10k rows share one run):')
-        print('\n'.join(common_reproduce.plan(runs(cells), measure_rates(args.dataset, extra))))
+        print('\n'.join(tables.plan(runs(cells), measure_rates(args.dataset, extra))))
         return None
     prepare(args, cells)
-    common_reproduce.run_cells(runs(cells), args.jobs, args.nproc)
-    table = common_reproduce.summarize(reference(args.dataset), cells, read_metrics, args.out,
+    tables.run_cells(runs(cells), args.jobs, args.nproc)
+    table = tables.summarize(reference(args.dataset), cells, read_metrics, args.out,
                                        extra=table_extra(args.dataset, extra))
-    print(common_reproduce.markdown(table), end='')
+    print(tables.markdown(table), end='')
     print(f'wrote {args.out}.md and {args.out}.json')
     return table
 

@@ -10,7 +10,7 @@ RUNS_DIR is the folder `make reproduce-mine` was given as --runs_dir (RUNS/mine/
 import argparse
 import os
 
-from common import reproduce as common_reproduce
+from data_tools import reproduce as tables
 from mine.scripts import reproduce
 
 
@@ -27,9 +27,9 @@ def main(argv=None):
                                                                   reproduce.DATASETS[args.dataset]['data_dir']))
     cells = reproduce.build_cells(args, with_commands=False)
     extra = {'dataset': args.dataset, 'config_file': f'mine/configs/{reproduce.DATASETS[args.dataset]["yaml"]}'}
-    table = common_reproduce.summarize(reproduce.reference(args.dataset), cells, reproduce.read_metrics, args.out,
+    table = tables.summarize(reproduce.reference(args.dataset), cells, reproduce.read_metrics, args.out,
                                        extra=extra)
-    print(common_reproduce.markdown(table), end='')
+    print(tables.markdown(table), end='')
     print(f'wrote {args.out}.md and {args.out}.json')
     return table
 

@@ -6,9 +6,9 @@ IN is one of
   - a checkpoint written by the original train.py (`flax.training.checkpoints`, msgpack), or the
     folder of them (the newest `checkpoint_<step>` is read): its tree {'optimizer': {'target':
     {'params': {'MLP_0': {'Dense_0': {'kernel', 'bias'}, ...}}}, 'state': ...}} is decoded without
-    JAX or flax (common.flax_checkpoints; orbax folders of newer flax need orbax-checkpoint);
+    JAX or flax (data_tools.flax_checkpoints; orbax folders of newer flax need orbax-checkpoint);
   - an .npz of the flattened parameters, keys such as 'MLP_0/Dense_0/kernel' (any prefix, e.g.
-    'params/', is allowed), as common.flax_checkpoints.EXPORT_SNIPPET writes one where flax runs.
+    'params/', is allowed), as data_tools.flax_checkpoints.EXPORT_SNIPPET writes one where flax runs.
 OUT is the model's state_dict saved with torch.save; read it with torch.load(OUT,
 weights_only=True). The model's layout comes from gin (default: the paper's 8x256 MLP with a
 128-wide condition layer, which every config of the release uses); pass the gin files the
@@ -21,7 +21,7 @@ import re
 import gin
 import torch
 
-from common import flax_checkpoints
+from data_tools import flax_checkpoints
 from mipnerf.internal import models
 
 # A parameter leaf; the `$` leaves out the Adam moments stored under it ('.../kernel/grad_ema').

@@ -25,8 +25,8 @@ import sys
 
 import gin
 
-from common import reproduce as common_reproduce
-from common.reproduce import Cell
+from data_tools import reproduce as tables
+from data_tools.reproduce import Cell
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NAME = 'mipnerf'
@@ -48,7 +48,7 @@ DATASET = 'nerf_synthetic'
 
 
 def parse_args(argv=None):
-    parser = common_reproduce.make_parser(__doc__.split('\n\n')[0], None, None)
+    parser = tables.make_parser(__doc__.split('\n\n')[0], None, None)
     parser.add_argument('--table', default='multiscale', choices=list(TABLES),
                         help='multiscale (Table 1, default) or singlescale (Table 2)')
     parser.add_argument('--dataset', default=DATASET, choices=[DATASET], help='the one dataset: Blender')
@@ -113,7 +113,7 @@ def train_cells(args, with_commands=True):
     """One cell per selected scene: its run folder, training and evaluation commands and rays."""
     config = parse_config(args) if with_commands else None
     cells = []
-    for scene in common_reproduce.selected(SCENES, args.scenes):
+    for scene in tables.selected(SCENES, args.scenes):
         data_dir, folder = os.path.join(args.data_dir, scene), run_dir(args, scene)
         train = evaluate = None
         train_rays = eval_rays = 0.
@@ -167,7 +167,7 @@ def missing_message(args, missing):
 
 
 def read_metrics(args):
-    """read_metrics(cell) of common.reproduce: ({psnr, ssim, lpips_vgg, avg_error} of the cell's scale,
+    """read_metrics(cell) of data_tools.reproduce: ({psnr, ssim, lpips_vgg, avg_error} of the cell's scale,
     the protocol block of eval's metrics.json plus the row's resolution, test images and checkpoint step)."""
     def read(cell):
         with open(cell.metrics_file) as f:
@@ -219,7 +219,7 @@ def measure_rates(args, steps=2):
 
 
 def reference(args):
-    return common_reproduce.published(f'{NAME}_{args.table}')
+    return tables.published(f'{NAME}_{args.table}')
 
 
 def table_extra(args, rows, ref):
@@ -230,8 +230,8 @@ def table_extra(args, rows, ref):
         read = read_metrics(args)
         per_scale = {}
         for scale in SCALES:
-            done = [read(c)[0] for c in rows if c.labels['scale'] == scale and common_reproduce.status(c) == 'done']
-            ours = {m: common_reproduce._mean([d[m] for d in done]) for m in METRICS}
+            done = [read(c)[0] for c in rows if c.labels['scale'] == scale and tables.status(c) == 'done']
+            ours = {m: tables._mean([d[m] for d in done]) for m in METRICS}
             per_scale[scale] = {'published': ref['scale_means'][scale], 'ours': ours, 'scenes': len(done)}
         extra['scale_means'] = per_scale
     return extra
@@ -242,7 +242,7 @@ def scale_means_markdown(table):
     lines = ['', "Means over the finished scenes per scale (Table 1's columns; paper / ours):", '',
              '| scale | scenes | ' + ' | '.join(f'{m} (paper / ours)' for m in METRICS[:3]) + ' |',
              '|' + '---|' * 5]
-    fmt = common_reproduce._cell
+    fmt = tables._cell
     for scale, means in table['scale_means'].items():
         lines.append(f'| {scale} | {means["scenes"]} | ' + ' | '.join(
             f'{fmt(means["published"].get(m))} / {fmt(means["ours"].get(m))}' for m in METRICS[:3]) + ' |')
@@ -253,8 +253,8 @@ def write_table(args, cells):
     """Writes args.out.{md,json} from the finished run folders; returns the table."""
     ref = reference(args)
     rows = row_cells(args, cells)
-    table = common_reproduce.summarize(ref, rows, read_metrics(args), args.out, extra=table_extra(args, rows, ref))
-    text = common_reproduce.markdown(table)
+    table = tables.summarize(ref, rows, read_metrics(args), args.out, extra=table_extra(args, rows, ref))
+    text = tables.markdown(table)
     if args.table == 'multiscale':
         text += scale_means_markdown(table)
     notes = ref.get('notes', [])
@@ -280,10 +280,10 @@ def main(argv=None):
         out = os.path.relpath(args.out, REPO) if args.out.startswith(REPO + os.sep) else args.out
         print(f'plan of {out} ({args.table}: {len(cells)} scenes, {args.gin}; hours from rays/s measured here '
               f'at this config; the hours of one device: NPROC={args.nproc} device(s) share each scene):')
-        print('\n'.join(common_reproduce.plan(cells, measure_rates(args))))
+        print('\n'.join(tables.plan(cells, measure_rates(args))))
         return None
     try:
-        common_reproduce.run_cells(cells, args.jobs, args.nproc)
+        tables.run_cells(cells, args.jobs, args.nproc)
     except RuntimeError as error:  # the scene's own output above says why; a rerun resumes it
         sys.exit(f'error: {error}')
     return write_table(args, cells)

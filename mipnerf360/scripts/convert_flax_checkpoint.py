@@ -8,10 +8,10 @@ IN is one of
     `checkpoint_<step>` is read) or one such checkpoint. They hold multinerf's TrainState:
     {'step', 'params': {'params': {'NerfMLP_0': {'Dense_0': {'kernel', 'bias'}, ...},
     'PropMLP_0': ...}}, 'opt_state': {'0': {'count', 'mu', 'nu'}, '1': ...}}. The flax of
-    multinerf's time writes msgpack files, decoded here without JAX or flax (common.flax_checkpoints,
+    multinerf's time writes msgpack files, decoded here without JAX or flax (data_tools.flax_checkpoints,
     with the msgpack package). Newer flax writes orbax folders instead, read here with
     orbax-checkpoint when it is installed (it needs JAX); else export them to an .npz with
-    common.flax_checkpoints.EXPORT_SNIPPET, where multinerf runs;
+    data_tools.flax_checkpoints.EXPORT_SNIPPET, where multinerf runs;
   - an .npz of the flattened parameters, keys such as 'NerfMLP_0/Dense_0/kernel' (a prefix such
     as 'params/' is allowed), which converts the parameters only; or of a whole flattened
     TrainState (keys 'step', 'params/params/...', 'opt_state/0/mu/params/...', as
@@ -33,7 +33,8 @@ import gin
 import numpy as np
 import torch
 
-from common import checkpoints, flax_checkpoints
+from common import checkpoints
+from data_tools import flax_checkpoints
 from mipnerf360.internal import configs, models, train_utils
 
 # A parameter leaf of the model; the `$` leaves out the Adam moments stored under other roots.

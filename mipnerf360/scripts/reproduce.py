@@ -26,8 +26,8 @@ import sys
 
 import gin
 
-from common import reproduce as common_reproduce
-from common.reproduce import Cell
+from data_tools import reproduce as tables
+from data_tools.reproduce import Cell
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NAME = 'mipnerf360'
@@ -48,7 +48,7 @@ RUN_SPECIFIC = ('data_dir', 'checkpoint')
 
 
 def parse_args(argv=None):
-    parser = common_reproduce.make_parser(__doc__.split('\n\n')[0], os.path.join(REPO, 'data', DATASET),
+    parser = tables.make_parser(__doc__.split('\n\n')[0], os.path.join(REPO, 'data', DATASET),
                                           os.path.join(REPO, 'results', NAME))
     parser.add_argument('--table', default=TABLE, choices=[TABLE], help="the one table: the paper's main table")
     parser.add_argument('--dataset', default=DATASET, choices=[DATASET], help='the one dataset: 360_v2')
@@ -112,7 +112,7 @@ def build_cells(args, with_commands=True):
     set); without (the summariser):
     the newest metrics file of the run folder."""
     cells = []
-    for scene in common_reproduce.selected(SCENES, args.scenes):
+    for scene in tables.selected(SCENES, args.scenes):
         data_dir, run_dir = os.path.join(args.data_dir, scene), os.path.join(args.runs_dir, scene)
         train = evaluate = None
         train_rays = eval_rays = 0.
@@ -180,7 +180,7 @@ def read_metrics(cell):
 
 
 def reference():
-    return common_reproduce.published(NAME)
+    return tables.published(NAME)
 
 
 def measure_rates(args, steps=2):
@@ -238,9 +238,9 @@ def table_extra(args, reference_table, table_rows=None):
 
 
 def write_table(args, cells):
-    """results/<out>.{md,json}: common.reproduce.summarize, plus the outdoor / indoor means."""
+    """results/<out>.{md,json}: data_tools.reproduce.summarize, plus the outdoor / indoor means."""
     ref = reference()
-    table = common_reproduce.summarize(ref, cells, read_metrics, args.out, extra=table_extra(args, ref))
+    table = tables.summarize(ref, cells, read_metrics, args.out, extra=table_extra(args, ref))
     table.update(table_extra(args, ref, table['rows']))
     with open(args.out + '.json', 'w') as f:
         json.dump(table, f, indent=1)
@@ -279,10 +279,10 @@ def main(argv=None):
               f'rays/s measured here ({rates["batch"]} rays a training step, {rates["render_rays"]} rendered) '
               f'at the cells\' config, per device (with NPROC={args.nproc} a scene takes about 1/{args.nproc} '
               'of it):')
-        print('\n'.join(common_reproduce.plan(cells, rates)))
+        print('\n'.join(tables.plan(cells, rates)))
         return None
     try:
-        common_reproduce.run_cells(cells, args.jobs, args.nproc)
+        tables.run_cells(cells, args.jobs, args.nproc)
     except RuntimeError as error:  # the cell's own output above says why; a rerun resumes it
         sys.exit(f'error: {error}')
     return write_table(args, cells)

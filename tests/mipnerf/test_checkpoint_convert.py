@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from common import flax_checkpoints
+from data_tools import flax_checkpoints
 from mipnerf.internal import models, utils
 from mipnerf.scripts import convert_flax_checkpoint as flax_convert
 from mipnerf.scripts import convert_mipnerf_pl_checkpoint as pl_convert

@@ -1,6 +1,6 @@
 """mipnerf360.scripts.convert_flax_checkpoint: multinerf msgpack checkpoints -> this port's checkpoints.
 
-No JAX or flax here: the checkpoint files are written by common.flax_checkpoints.msgpack_serialize
+No JAX or flax here: the checkpoint files are written by data_tools.flax_checkpoints.msgpack_serialize
 (flax's format; its reader is tested on bytes flax itself wrote in tests/common/test_flax_checkpoints.py).
 """
 
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from common import checkpoints, flax_checkpoints
+from common import checkpoints
+from data_tools import flax_checkpoints
 from mipnerf360.internal import configs, train_utils
 from mipnerf360.scripts import convert_flax_checkpoint as convert
 

@@ -38,9 +38,9 @@ import types
 
 import numpy as np
 
-# The repository root: common.flax_checkpoints needs only numpy and msgpack (which flax brings).
+# The repository root: data_tools.flax_checkpoints needs only numpy and msgpack (which flax brings).
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3]))
-from common import flax_checkpoints  # noqa: E402
+from data_tools import flax_checkpoints  # noqa: E402
 
 COMMIT = '5b4d4f64608ec8077222c52fdf814d40acc10bc1'
 REFERENCE = f'google-research/multinerf@{COMMIT}'

@@ -1,9 +1,9 @@
-"""common.flax_checkpoints: flax's msgpack checkpoints read and written without JAX or flax."""
+"""data_tools.flax_checkpoints: flax's msgpack checkpoints read and written without JAX or flax."""
 
 import numpy as np
 import pytest
 
-from common import flax_checkpoints
+from data_tools import flax_checkpoints
 
 # flax.serialization.msgpack_serialize({'step': 7, 'params': {'params': {'NerfMLP_0': {'Dense_0':
 #   {'kernel': arange(6, float32).reshape(2, 3) / 4, 'bias': [-1.5, 0, 2] float32}}}},

@@ -1,4 +1,4 @@
-"""common.reproduce on cells whose commands are small Python snippets: missing data, the plan, skipping
+"""data_tools.reproduce on cells whose commands are small Python snippets: missing data, the plan, skipping
 finished cells, resuming a failed one, side-by-side jobs, and the written table."""
 
 import json
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from common import reproduce
+from data_tools import reproduce
 
 REFERENCE = {'paper': 'Toy paper', 'source': 'Table 1 of the toy paper', 'metrics': ['psnr', 'ssim'],
              'rows': {'a': {'psnr': 30.0, 'ssim': 0.9}, 'b': {'psnr': 20.0, 'ssim': 0.5}},

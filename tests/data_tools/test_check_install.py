@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from common import check_install
+from data_tools import check_install
 
 
 def test_all_required_dependencies_import():
@@ -17,7 +17,7 @@ def test_missing_dependency_is_named():
 
 def test_command_exits_nonzero_naming_the_package(monkeypatch):
     code = (
-        "import sys; from common import check_install as c;"
+        "import sys; from data_tools import check_install as c;"
         "c.REQUIRED['no_such_module_xyz'] = 'no-such-dist'; c.main()"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -1,4 +1,4 @@
-"""Checks the install (`python -m common.check_install [LOCK]`): every runtime dependency imports and
+"""Checks the install (`python -m data_tools.check_install [LOCK]`): every runtime dependency imports and
 every distribution pinned in requirements.lock is installed at the lock's version; names those that are not."""
 
 import importlib

@@ -11,32 +11,21 @@ import pathlib
 import imageio.v3 as iio
 import numpy as np
 
-# A turbo-like rainbow (dark blue -> cyan -> green -> yellow -> red -> dark red) as RGB anchors at
-# evenly spaced positions, interpolated linearly.
-RAINBOW = np.array([
-    [0.19, 0.07, 0.23], [0.27, 0.42, 0.93], [0.16, 0.73, 0.93], [0.10, 0.93, 0.67], [0.55, 0.99, 0.25],
-    [0.89, 0.86, 0.22], [0.99, 0.58, 0.15], [0.86, 0.25, 0.04], [0.48, 0.02, 0.01],
-])  # fmt: skip
+from common import sheets
+
 NO_DEPTH_COLOUR = (0.0, 0.0, 0.0)  # pixels whose ray hits nothing (depth inf)
 MIN_TILE_WIDTH = 192  # small images are enlarged (nearest neighbour) to at least this width
 GAP = 4  # pixels between tiles
 
 
-def colormap(values):
-    """Rainbow colours of values in [0, 1]: [...] -> [..., 3] in [0, 1]."""
-    positions = np.linspace(0.0, 1.0, len(RAINBOW))
-    values = np.clip(values, 0.0, 1.0)
-    return np.stack([np.interp(values, positions, RAINBOW[:, c]) for c in range(3)], axis=-1)
-
-
 def colourise_depths(depths):
-    """Depth maps [V, H, W] as colours [V, H, W, 3]: inverse depth on one shared scale, near = red."""
+    """Depth maps [V, H, W] as colours [V, H, W, 3] in [0, 1]: inverse depth on one shared scale
+    through the turbo map (common.sheets.colorize), near = red."""
     finite = np.isfinite(depths)
     inverse = np.where(finite, 1.0 / np.where(finite, depths, 1.0), 0.0)
     low, high = inverse[finite].min(), inverse[finite].max()
-    # Guard the flat case (a single depth) against a division by zero.
-    scaled = (inverse - low) / max(high - low, 1e-12)
-    return np.where(finite[..., None], colormap(scaled), NO_DEPTH_COLOUR)
+    colours = np.stack([sheets.colorize(view, low, high) for view in inverse]) / 255.0
+    return np.where(finite[..., None], colours, NO_DEPTH_COLOUR)
 
 
 def load_rgb(path):

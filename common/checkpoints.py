@@ -269,10 +269,12 @@ def restore_latest(run_dir, map_location="cpu", start_afresh=False, set_aside=Fa
 class RunDirLock:
     """The lock of a run folder, held by this process until release() (or the with block's end)."""
 
-    def __init__(self, run_dir, fd):
+    def __init__(self, run_dir, fd, created):
+        """created: lock_run_dir made run_dir, so release() removes it if the run left it empty."""
         self.run_dir = run_dir
         self.path = os.path.join(run_dir, LOCK_NAME)
         self._fd = fd
+        self._created = created
 
     def release(self):
         """Removes the lock file and unlocks it (idempotent)."""
@@ -285,6 +287,11 @@ class RunDirLock:
             pass
         os.close(self._fd)  # Closing the only descriptor drops the flock.
         self._fd = None
+        if self._created:  # A run that failed before writing anything (e.g. missing data) leaves no folder.
+            try:
+                os.rmdir(self.run_dir)
+            except OSError:  # Not empty: the run wrote something.
+                pass
 
     def __enter__(self):
         return self
@@ -304,7 +311,8 @@ def lock_run_dir(run_dir):
     """Takes run_dir's lock (fcntl.flock on run_dir/.lock, which holds our pid) for a training run.
 
     The lock lives as long as this process holds it: a lock file left by a killed process does not
-    block. Stale temp files of killed saves are removed once the lock is ours.
+    block. Stale temp files of killed saves are removed once the lock is ours. A run_dir made here
+    is removed on release if the run left it empty.
 
     Returns:
         A RunDirLock (a context manager) to hold for the whole run.
@@ -312,6 +320,7 @@ def lock_run_dir(run_dir):
     Raises:
         RunDirLockedError: a live process holds it; nothing was changed.
     """
+    created = not os.path.isdir(run_dir)
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, LOCK_NAME)
     while True:
@@ -336,7 +345,9 @@ def lock_run_dir(run_dir):
     os.lseek(fd, 0, os.SEEK_SET)
     os.write(fd, f"{os.getpid()}\n".encode("ascii"))
     remove_stale_temp_files(run_dir, locked=True)
-    return RunDirLock(run_dir, fd)
+    return RunDirLock(run_dir, fd, created)
+
+
 def capture_rng_state():
     """State of the torch (CPU, CUDA), numpy and python global RNGs, loadable weights-only."""
     _, keys, pos, has_gauss, cached_gaussian = np.random.get_state()

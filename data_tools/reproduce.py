@@ -1,7 +1,7 @@
 """Reproducing a paper's table: one run folder per cell, resumable, written beside the published numbers.
 
 A paper's `scripts/reproduce.py` lists its cells (scene, and scale or view count): the commands that
-train and evaluate one, where its metrics JSON lands, and the rays it costs. `run_table` then
+train and evaluate one, where its metrics JSON lands, and the rays it costs. `reproduce` then
 - refuses before running anything when a scene folder is missing, naming each and the layout expected;
 - with dry_run, prints the plan with a time estimate per cell from rays/s measured on this machine;
 - trains (the trainers resume from their last checkpoint, so a killed reproduction continues) and
@@ -49,12 +49,17 @@ def published(name):
         return json.load(f)
 
 
+def missing_error(missing, expected, what='scene data'):
+    """The FileNotFoundError of missing `what`: each missing path, then `expected` (what goes where)."""
+    return FileNotFoundError(f'missing {what} (nothing was run):\n' + '\n'.join(f'  {m}' for m in missing)
+                             + f'\nexpected {expected}')
+
+
 def missing_scenes(cells, layout):
     """Raises FileNotFoundError naming every missing scene folder and the layout expected there."""
     missing = sorted({c.data_dir for c in cells if not os.path.isdir(c.data_dir)})
     if missing:
-        raise FileNotFoundError('missing scene folders (nothing was run):\n' + '\n'.join(f'  {m}' for m in missing)
-                                + f'\nexpected in each: {layout}')
+        raise missing_error(missing, f'in each: {layout}', 'scene folders')
 
 
 def status(cell):
@@ -253,14 +258,33 @@ def selected(scenes, subset):
     return [s for s in scenes if not wanted or s in wanted]
 
 
-def reproduce(args, cells, layout, reference, read_metrics, measure_rates):
-    """The whole command: check the data, then plan (dry run) or run and summarize. Returns the table."""
-    missing_scenes(cells, layout)
-    if args.dry_run:
-        print('\n'.join(plan(cells, measure_rates())))
-        return None
-    run_cells(cells, args.jobs, args.nproc)
-    table = summarize(reference, cells, read_metrics, args.out)
+def relative_to_root(path):
+    """path relative to the repository when inside it (for messages)."""
+    return os.path.relpath(path, ROOT) if os.path.abspath(path).startswith(ROOT + os.sep) else path
+
+
+def write_summary(reference, cells, read_metrics, out, extra=None):
+    """summarize, then prints the markdown table and where it went. Returns the table."""
+    table = summarize(reference, cells, read_metrics, out, extra)
     print(markdown(table), end='')
-    print(f'wrote {args.out}.md and {args.out}.json')
+    print(f'wrote {out}.md and {out}.json')
     return table
+
+
+def reproduce(args, cells, measure_rates, plan_header, write_table):
+    """The tail of every reproduce command, its data checked: the plan or the runs, then the table.
+
+    Dry run (args.dry_run): prints plan_header(rates) and the plan from rates = measure_rates(), and
+    returns None. Otherwise runs the cells (args.jobs, args.nproc); a failed cell exits naming it (its
+    own output above says why; the same command resumes), else returns write_table().
+    """
+    if args.dry_run:
+        rates = measure_rates()
+        print(plan_header(rates))
+        print('\n'.join(plan(cells, rates)))
+        return None
+    try:
+        run_cells(cells, args.jobs, args.nproc)
+    except RuntimeError as error:
+        sys.exit(f'error: {error}')
+    return write_table()

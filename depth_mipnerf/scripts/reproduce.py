@@ -28,7 +28,6 @@ import gin
 from data_tools import reproduce as tables
 from data_tools.reproduce import Cell
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NAME = 'depth_mipnerf'
 TABLE = 'sparse_views'
 DATASET = 'lego'
@@ -50,8 +49,8 @@ LAYOUT = ('the lego scene folder (Blender layout): transforms_{train,val,test}.j
 
 
 def parse_args(argv=None):
-    parser = tables.make_parser(__doc__.split('\n\n')[0], os.path.join(REPO, 'data', 'lego_depth'),
-                                          os.path.join(REPO, 'results', NAME))
+    parser = tables.make_parser(__doc__.split('\n\n')[0], os.path.join(tables.ROOT, 'data', 'lego_depth'),
+                                          os.path.join(tables.ROOT, 'results', NAME))
     parser.add_argument('--table', default=TABLE, choices=[TABLE], help='the one table: the sparse-view lego table')
     parser.add_argument('--dataset', default=DATASET, choices=[DATASET], help='the one dataset: lego with depth')
     parser.add_argument('--gin', default=DEFAULT_GIN, help='gin file of every cell (default: lego.gin)')
@@ -220,24 +219,14 @@ def main(argv=None):
         cells = build_cells(args)
         missing = missing_data(args.data_dir)
         if missing:
-            raise FileNotFoundError('missing scene data (nothing was run):\n' + '\n'.join(f'  {m}' for m in missing)
-                                    + f'\nexpected in --data_dir / DATA_DIR {args.data_dir}: {LAYOUT}')
+            raise tables.missing_error(missing, f'in --data_dir / DATA_DIR {args.data_dir}: {LAYOUT}')
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f'error: {error}')
-    if args.dry_run:
-        out = os.path.relpath(args.out, REPO) if args.out.startswith(REPO + os.sep) else args.out
-        print(f'plan of {out} ({len(cells)} cells; hours from rays/s measured here '
-              f'at the ours cell\'s config, per device: the wall time with {args.nproc} process(es) per cell):')
-        print('\n'.join(tables.plan(cells, measure_rates(args))))
-        return None
-    try:
-        tables.run_cells(cells, args.jobs, args.nproc)
-    except RuntimeError as error:  # the cell's own output above says why; a rerun resumes it
-        sys.exit(f'error: {error}')
-    table = tables.summarize(reference(), cells, read_metrics, args.out, extra=table_extra(args))
-    print(tables.markdown(table), end='')
-    print(f'wrote {args.out}.md and {args.out}.json')
-    return table
+    header = lambda rates: (
+        f'plan of {tables.relative_to_root(args.out)} ({len(cells)} cells; hours from rays/s measured here at the ours '
+        f'cell\'s config, per device: the wall time with {args.nproc} process(es) per cell):')
+    write = lambda: tables.write_summary(reference(), cells, read_metrics, args.out, extra=table_extra(args))
+    return tables.reproduce(args, cells, lambda: measure_rates(args), header, write)
 
 
 if __name__ == '__main__':

@@ -31,11 +31,8 @@ def main(argv=None):
     argv_of += (['--out', args.out] if args.out else []) + (['--data_dir', args.data_dir] if args.data_dir else [])
     repro_args = reproduce.parse_args(argv_of)
     cells = reproduce.build_cells(repro_args, with_commands=False)
-    table = tables.summarize(reproduce.reference(), cells, reproduce.read_metrics, repro_args.out,
-                                       extra=reproduce.table_extra(repro_args))
-    print(tables.markdown(table), end='')
-    print(f'wrote {repro_args.out}.md and {repro_args.out}.json')
-    return table
+    return tables.write_summary(reproduce.reference(), cells, reproduce.read_metrics, repro_args.out,
+                                extra=reproduce.table_extra(repro_args))
 
 
 if __name__ == '__main__':

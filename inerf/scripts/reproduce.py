@@ -21,7 +21,6 @@ import json
 import os
 import shlex
 import sys
-import time
 
 from data_tools import reproduce
 
@@ -322,23 +321,17 @@ def table(args):
 def main(argv=None):
     args = parse_args(argv)
     cells, layout, reference, read_metrics, measure = table(args)
+    reproduce.missing_scenes(cells, layout)
     if args.table == 'pixelnerf':
-        reproduce.missing_scenes(cells, layout)
-        if args.dry_run:
-            try:
-                missing_checkpoints(args, cells)
-            except FileNotFoundError as e:
-                print(f'note: {e}')
-        else:
+        try:
             missing_checkpoints(args, cells)
-    if args.dry_run:
-        reproduce.missing_scenes(cells, layout)
-        start = time.perf_counter()
-        rates = measure(cells)
-        print(f'rays/s measured here in {time.perf_counter() - start:.1f} s (random weights, the cells\' configs)')
-        print('\n'.join(reproduce.plan(cells, rates)))
-        return None
-    return reproduce.reproduce(args, cells, layout, reference, read_metrics, lambda: measure(cells))
+        except FileNotFoundError as e:
+            if not args.dry_run:
+                raise
+            print(f'note: {e}')
+    header = lambda rates: 'rays/s measured here (random weights, the cells\' configs):'
+    write = lambda: reproduce.write_summary(reference, cells, read_metrics, args.out)
+    return reproduce.reproduce(args, cells, lambda: measure(cells), header, write)
 
 
 if __name__ == '__main__':

@@ -24,10 +24,7 @@ def main(argv=None):
                '--checkpoints_path', args.checkpoints_path] + (['--out', args.out] if args.out else [])
     repro_args = reproduce.parse_args(argv_of)
     cells, _, reference, read_metrics, _ = reproduce.table(repro_args)
-    table = tables.summarize(reference, cells, read_metrics, repro_args.out)
-    print(tables.markdown(table), end='')
-    print(f'wrote {repro_args.out}.md and {repro_args.out}.json')
-    return table
+    return tables.write_summary(reference, cells, read_metrics, repro_args.out)
 
 
 if __name__ == '__main__':

@@ -31,8 +31,7 @@ import yaml
 from data_tools import reproduce as tables
 from data_tools.reproduce import Cell
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIGS = os.path.join(REPO, 'mine', 'configs')
+CONFIGS = os.path.join(tables.ROOT, 'mine', 'configs')
 METRICS = ['psnr', 'ssim', 'lpips']
 LLFF_SCENES = ['fern', 'flower', 'fortress', 'horns', 'leaves', 'orchids', 'room', 'trex']
 RE10K_ROWS = {'5_frames': '5', '10_frames': '10', 'random': 'random'}  # row -> mine.eval protocol
@@ -78,8 +77,8 @@ def parse_args(argv=None):
     parser.add_argument('--extra_config', default='{}', help='JSON of config keys for every run (as EXTRA_CONFIG)')
     args = parser.parse_args(argv)
     args.dataset = args.dataset or args.table or 'realestate10k'
-    args.data_dir = os.path.abspath(args.data_dir or os.path.join(REPO, DATASETS[args.dataset]['data_dir']))
-    args.out = args.out or os.path.join(REPO, 'results', f'mine_{args.dataset}')
+    args.data_dir = os.path.abspath(args.data_dir or os.path.join(tables.ROOT, DATASETS[args.dataset]['data_dir']))
+    args.out = args.out or os.path.join(tables.ROOT, 'results', f'mine_{args.dataset}')
     return args
 
 
@@ -314,23 +313,18 @@ def main(argv=None):
         missing = missing_data(args.dataset, args.data_dir, [os.path.basename(c.data_dir) for c in cells],
                                load_config(args.dataset, extra))
         if missing:
-            raise FileNotFoundError('missing scene folders (nothing was run):\n' + '\n'.join(f'  {m}' for m in missing)
-                                    + f'\nexpected under {args.data_dir}: {DATASETS[args.dataset]["layout"]}')
+            raise tables.missing_error(missing, f'under {args.data_dir}: {DATASETS[args.dataset]["layout"]}',
+                                       'scene folders')
         tables.missing_scenes(cells, DATASETS[args.dataset]['layout'])
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
-    if args.dry_run:
-        print(f'plan of results/mine_{args.dataset} (estimates from rays/s measured here, {args.nproc} process(es) '
-              'per cell; realestate10k rows share one run):')
-        print('\n'.join(tables.plan(runs(cells), measure_rates(args.dataset, extra))))
-        return None
-    prepare(args, cells)
-    tables.run_cells(runs(cells), args.jobs, args.nproc)
-    table = tables.summarize(reference(args.dataset), cells, read_metrics, args.out,
-                                       extra=table_extra(args.dataset, extra))
-    print(tables.markdown(table), end='')
-    print(f'wrote {args.out}.md and {args.out}.json')
-    return table
+    if not args.dry_run:
+        prepare(args, cells)
+    header = lambda rates: (f'plan of results/mine_{args.dataset} (estimates from rays/s measured here, {args.nproc} '
+                            'process(es) per cell; realestate10k rows share one run):')
+    write = lambda: tables.write_summary(reference(args.dataset), cells, read_metrics, args.out,
+                                         extra=table_extra(args.dataset, extra))
+    return tables.reproduce(args, runs(cells), lambda: measure_rates(args.dataset, extra), header, write)
 
 
 def table_extra(dataset, extra):

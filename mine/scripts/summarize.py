@@ -22,16 +22,13 @@ def main(argv=None):
     parser.add_argument('--scenes', default='', help='comma-separated rows (default: all)')
     parser.add_argument('--data_dir', default=None, help='only labels the rows (default: the published layout)')
     args = parser.parse_args(argv)
-    args.out = args.out or os.path.join(reproduce.REPO, 'results', f'mine_{args.dataset}')
-    args.data_dir = os.path.abspath(args.data_dir or os.path.join(reproduce.REPO,
+    args.out = args.out or os.path.join(tables.ROOT, 'results', f'mine_{args.dataset}')
+    args.data_dir = os.path.abspath(args.data_dir or os.path.join(tables.ROOT,
                                                                   reproduce.DATASETS[args.dataset]['data_dir']))
     cells = reproduce.build_cells(args, with_commands=False)
     extra = {'dataset': args.dataset, 'config_file': f'mine/configs/{reproduce.DATASETS[args.dataset]["yaml"]}'}
-    table = tables.summarize(reproduce.reference(args.dataset), cells, reproduce.read_metrics, args.out,
-                                       extra=extra)
-    print(tables.markdown(table), end='')
-    print(f'wrote {args.out}.md and {args.out}.json')
-    return table
+    return tables.write_summary(reproduce.reference(args.dataset), cells, reproduce.read_metrics, args.out,
+                                extra=extra)
 
 
 if __name__ == '__main__':

@@ -28,7 +28,6 @@ import gin
 from data_tools import reproduce as tables
 from data_tools.reproduce import Cell
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NAME = 'mipnerf'
 SCENES = ['chair', 'drums', 'ficus', 'hotdog', 'lego', 'materials', 'mic', 'ship']
 SCALES = ['Full', '1/2', '1/4', '1/8']  # eval.SCALE_NAMES; a row key uses the factor: <scene>/<1|2|4|8>
@@ -56,10 +55,10 @@ def parse_args(argv=None):
                         'multiblender.gin or blender.gin)')
     args = parser.parse_args(argv)
     default_data, default_gin, _, _ = TABLES[args.table]
-    args.data_dir = os.path.abspath(args.data_dir or os.path.join(REPO, default_data))
+    args.data_dir = os.path.abspath(args.data_dir or os.path.join(tables.ROOT, default_data))
     args.runs_dir = os.path.abspath(args.runs_dir)
     args.gin = args.gin or default_gin
-    out = args.out or os.path.join(REPO, 'results', f'{NAME}_{args.table}')
+    out = args.out or os.path.join(tables.ROOT, 'results', f'{NAME}_{args.table}')
     stem, ext = os.path.splitext(out)
     args.out = os.path.abspath(stem if ext in ('.md', '.json') else out)
     return args
@@ -156,14 +155,14 @@ def missing_data(args, cells):
     return missing
 
 
-def missing_message(args, missing):
-    text = ('missing scene data (nothing was run):\n' + '\n'.join(f'  {m}' for m in missing)
-            + f'\nexpected in --data_dir / DATA_DIR {args.data_dir}: one folder per scene (<scene> of '
-            + f'{", ".join(SCENES)}) in {TABLES[args.table][3]}')
+def missing_error(args, missing):
+    """The FileNotFoundError of missing scene data, naming the converter where a scene is single-scale."""
+    expected = (f'in --data_dir / DATA_DIR {args.data_dir}: one folder per scene (<scene> of {", ".join(SCENES)}) '
+                f'in {TABLES[args.table][3]}')
     if args.table == 'multiscale' and any(os.path.isfile(os.path.join(m, 'transforms_train.json'))
                                           for m in [os.path.dirname(p) for p in missing]):
-        text += f'\n(these hold the single-scale Blender layout: convert them first with `{CONVERT}`)'
-    return text
+        expected += f'\n(these hold the single-scale Blender layout: convert them first with `{CONVERT}`)'
+    return tables.missing_error(missing, expected)
 
 
 def read_metrics(args):
@@ -273,20 +272,13 @@ def main(argv=None):
         cells = train_cells(args)
         missing = missing_data(args, cells)
         if missing:
-            raise FileNotFoundError(missing_message(args, missing))
+            raise missing_error(args, missing)
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f'error: {error}')
-    if args.dry_run:
-        out = os.path.relpath(args.out, REPO) if args.out.startswith(REPO + os.sep) else args.out
-        print(f'plan of {out} ({args.table}: {len(cells)} scenes, {args.gin}; hours from rays/s measured here '
-              f'at this config; the hours of one device: NPROC={args.nproc} device(s) share each scene):')
-        print('\n'.join(tables.plan(cells, measure_rates(args))))
-        return None
-    try:
-        tables.run_cells(cells, args.jobs, args.nproc)
-    except RuntimeError as error:  # the scene's own output above says why; a rerun resumes it
-        sys.exit(f'error: {error}')
-    return write_table(args, cells)
+    header = lambda rates: (
+        f'plan of {tables.relative_to_root(args.out)} ({args.table}: {len(cells)} scenes, {args.gin}; hours from rays/s '
+        f'measured here at this config; the hours of one device: NPROC={args.nproc} device(s) share each scene):')
+    return tables.reproduce(args, cells, lambda: measure_rates(args), header, lambda: write_table(args, cells))
 
 
 if __name__ == '__main__':

@@ -29,7 +29,6 @@ import gin
 from data_tools import reproduce as tables
 from data_tools.reproduce import Cell
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NAME = 'mipnerf360'
 TABLE = 'main'
 DATASET = '360_v2'
@@ -48,8 +47,8 @@ RUN_SPECIFIC = ('data_dir', 'checkpoint')
 
 
 def parse_args(argv=None):
-    parser = tables.make_parser(__doc__.split('\n\n')[0], os.path.join(REPO, 'data', DATASET),
-                                          os.path.join(REPO, 'results', NAME))
+    parser = tables.make_parser(__doc__.split('\n\n')[0], os.path.join(tables.ROOT, 'data', DATASET),
+                                          os.path.join(tables.ROOT, 'results', NAME))
     parser.add_argument('--table', default=TABLE, choices=[TABLE], help="the one table: the paper's main table")
     parser.add_argument('--dataset', default=DATASET, choices=[DATASET], help='the one dataset: 360_v2')
     parser.add_argument('--gin', default=DEFAULT_GIN, help='gin file of every scene (default: 360.gin)')
@@ -192,8 +191,8 @@ def measure_rates(args, steps=2):
 
     import torch
 
-    if REPO not in sys.path:  # bench/ is a folder of the repository, not of the installed packages
-        sys.path.insert(0, REPO)
+    if tables.ROOT not in sys.path:  # bench/ is a folder of the repository, not of the installed packages
+        sys.path.insert(0, tables.ROOT)
     bench = importlib.import_module('bench.mipnerf360')
     from common import device as device_utils
     from mipnerf360.internal import models, train_utils, utils
@@ -267,25 +266,14 @@ def main(argv=None):
         cells = build_cells(args)
         missing = missing_data(cells)
         if missing:
-            raise FileNotFoundError('missing scene data (nothing was run):\n' + '\n'.join(f'  {m}' for m in missing)
-                                    + f'\nexpected in each scene folder of --data_dir / DATA_DIR {args.data_dir}: '
-                                    + LAYOUT)
+            raise tables.missing_error(missing, f'in each scene folder of --data_dir / DATA_DIR {args.data_dir}: {LAYOUT}')
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f'error: {error}')
-    if args.dry_run:
-        rates = measure_rates(args)
-        out = os.path.relpath(args.out, REPO) if args.out.startswith(REPO + os.sep) else args.out
-        print(f'plan of {out} ({len(cells)} scenes, {args.gin}{" + --bind" if args.bind else ""}); hours from '
-              f'rays/s measured here ({rates["batch"]} rays a training step, {rates["render_rays"]} rendered) '
-              f'at the cells\' config, per device (with NPROC={args.nproc} a scene takes about 1/{args.nproc} '
-              'of it):')
-        print('\n'.join(tables.plan(cells, rates)))
-        return None
-    try:
-        tables.run_cells(cells, args.jobs, args.nproc)
-    except RuntimeError as error:  # the cell's own output above says why; a rerun resumes it
-        sys.exit(f'error: {error}')
-    return write_table(args, cells)
+    header = lambda rates: (
+        f'plan of {tables.relative_to_root(args.out)} ({len(cells)} scenes, {args.gin}{" + --bind" if args.bind else ""}); '
+        f'hours from rays/s measured here ({rates["batch"]} rays a training step, {rates["render_rays"]} rendered) '
+        f'at the cells\' config, per device (with NPROC={args.nproc} a scene takes about 1/{args.nproc} of it):')
+    return tables.reproduce(args, cells, lambda: measure_rates(args), header, lambda: write_table(args, cells))
 
 
 if __name__ == '__main__':

@@ -361,3 +361,15 @@ def test_a_second_run_beside_a_live_one_refuses_and_a_dead_ones_lock_does_not_bl
     assert not (run / ".lock").exists()
     lock.release()  # idempotent
     checkpoints.lock_run_dir(run).release()
+
+
+def test_a_run_folder_made_by_the_lock_goes_when_the_run_left_it_empty(tmp_path):
+    with checkpoints.lock_run_dir(tmp_path / "failed"):  # e.g. the data was missing: nothing written
+        assert (tmp_path / "failed").is_dir()
+    with checkpoints.lock_run_dir(tmp_path / "ran"):
+        checkpoints.save_checkpoint(tmp_path / "ran", 1, {"step": 1})
+    (tmp_path / "mine").mkdir()
+    with checkpoints.lock_run_dir(tmp_path / "mine"):
+        pass
+    assert sorted(os.listdir(tmp_path)) == ["mine", "ran"]
+    assert os.listdir(tmp_path / "ran") == ["checkpoint_00000001.pt"]

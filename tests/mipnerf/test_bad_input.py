@@ -147,6 +147,14 @@ def test_a_config_value_of_the_wrong_type_names_its_key(scene, tmp_path, capsys,
     assert not run.exists()
 
 
+def test_missing_scene_data_names_the_folder_and_leaves_no_run_folder(tmp_path, capsys, fresh_gin_and_flags):
+    run = tmp_path / "run"
+    error = one_line_error(functools.partial(train.main, info=single_process()),
+                           [*train_bindings(TINY), f"--train_dir={run}", f"--data_dir={tmp_path / 'absent'}"], capsys)
+    assert str(tmp_path / "absent") in error
+    assert not run.exists()
+
+
 def test_a_nan_loss_of_a_fresh_run_says_no_checkpoint_was_written(scene, tmp_path, fresh_gin_and_flags):
     config = train.parse_config(["configs/demo.gin"], TINY + DIVERGING + ["Config.max_steps = 4"])
     run = tmp_path / "run"

@@ -78,17 +78,74 @@ def make_reproduce(package, tmp, *variables, popen=False):
     return subprocess.run(argv, cwd=root, capture_output=True, text=True, env=env)
 
 
-def kill_at_first_checkpoint(process, run_dir, timeout=120):
-    """SIGKILLs the session of `process` as soon as run_dir holds a checkpoint_*.pt; -> the steps saved."""
+def kill_once(process, ready, timeout=120):
+    """SIGKILLs `process` (its whole session when it leads one) as soon as ready() holds, as a crash
+    mid-run would; -> its output. Fails, with that output, if it ends or times out first."""
     import os
     import signal
     import time
 
     deadline = time.monotonic() + timeout
-    while not list(run_dir.glob('checkpoint_*.pt')):
-        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
-        time.sleep(0.005)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    process.stdout.close()
+    while not ready():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            output = [o.decode() if isinstance(o, bytes) else o for o in process.communicate() if o]
+            raise AssertionError(f"not ready within {timeout} s; the run said:\n" + "\n".join(output)[-3000:])
+        time.sleep(0.002)
+    if os.getpgid(process.pid) == process.pid:  # started in a session of its own: kill what it started too
+        os.killpg(process.pid, signal.SIGKILL)
+    else:
+        process.send_signal(signal.SIGKILL)
+    output = [o.decode() if isinstance(o, bytes) else o for o in process.communicate() if o]
+    return "\n".join(output)
+
+
+def kill_at_first_checkpoint(process, run_dir, timeout=120):
+    """kill_once as soon as run_dir holds a checkpoint_*.pt; -> the steps saved."""
+    kill_once(process, lambda: any(run_dir.glob('checkpoint_*.pt')), timeout)
     return sorted(int(p.stem.split('_')[1]) for p in run_dir.glob('checkpoint_*.pt'))
+
+
+def assert_trees_identical(actual, expected, where=""):
+    """Nested dicts / lists of tensors and numbers equal, tensors bit for bit and of one dtype."""
+    if isinstance(expected, dict):
+        assert actual.keys() == expected.keys(), where
+        for key in expected:
+            assert_trees_identical(actual[key], expected[key], f"{where}/{key}")
+    elif isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected), where
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_trees_identical(a, e, f"{where}/{i}")
+    elif isinstance(expected, torch.Tensor):
+        assert isinstance(actual, torch.Tensor) and actual.dtype == expected.dtype, where
+        assert torch.equal(actual, expected), f"{where} differs"
+    else:
+        assert actual == expected, f"{where}: {actual!r} != {expected!r}"
+
+
+def assert_plan(dry, first, second, command):
+    """A reproduce dry run printed the plan: cell `first` new with an estimate and `python -m command`,
+    cell `second` new, and the total at the rays/s measured here."""
+    import re
+
+    assert dry.returncode == 0, dry.stderr
+    assert re.search(rf'^{re.escape(first)}\s+new\s+~[\d.]+ h\s+python -m {re.escape(command)}', dry.stdout,
+                     re.M), dry.stdout
+    assert re.search(rf'^{re.escape(second)}\s+new', dry.stdout, re.M) and 'measured here' in dry.stdout
+    assert re.search(r'^total ~[\d.]+ h at \d+ train / \d+ render rays/s', dry.stdout, re.M), dry.stdout
+
+
+def kill_and_resume(run, run_dir, first, second, steps, outputs):
+    """Starts a reproduce command (run(popen=True)), SIGKILLs it at the first checkpoint in run_dir (the
+    run folder of cell `first`, before its `outputs` folder exists), then reruns it (run()): cell
+    `first` resumes from its newest checkpoint, cell `second` starts new. Returns the finished rerun."""
+    import re
+
+    saved = kill_at_first_checkpoint(run(popen=True), run_dir)
+    assert saved and saved[-1] < steps and not (run_dir / outputs).exists()
+    resumed = run()
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f'== {first}: partial' in resumed.stdout and f'== {second}: new' in resumed.stdout
+    starts = re.findall(r'resuming from (\S+) at step (\d+)', resumed.stdout)
+    assert [int(step) for _, step in starts] == [saved[-1]] and run_dir.name in starts[0][0], resumed.stdout
+    return resumed

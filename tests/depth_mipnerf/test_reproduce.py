@@ -3,17 +3,17 @@ depth_mipnerf) with a tiny model through ARGS: unknown rows and a missing scene 
 runs, the dry-run plan, a killed run resuming from its checkpoint, the table (every row, finite numbers, the
 protocol block), finished cells skipped, and the summariser rebuilding the same table."""
 
+import functools
 import json
 import math
 import pathlib
-import re
 import subprocess
 import sys
 
 import pytest
 
 from depth_mipnerf.scripts import reproduce
-from tests.conftest import kill_at_first_checkpoint, make_reproduce
+from tests.conftest import assert_plan, kill_and_resume, make_reproduce
 
 REPO = pathlib.Path(__file__).parents[2]
 STEPS = 40
@@ -53,24 +53,12 @@ def test_sparse_view_table_end_to_end(tmp_path):
     assert 'transforms_{train,val,test}.json' in missing.stderr and 'depth/<split>/<stem>.npy' in missing.stderr
     assert not runs.exists()
 
-    dry = make(tmp_path, *selection[:2], 'DRY_RUN=1', args)
-    assert dry.returncode == 0, dry.stderr
-    assert re.search(r'^no_depth/3\s+new\s+~[\d.]+ h\s+python -m depth_mipnerf.train', dry.stdout, re.M), dry.stdout
-    assert re.search(r'^ours/3\s+new', dry.stdout, re.M) and 'measured here' in dry.stdout
-    assert re.search(r'^total ~[\d.]+ h at \d+ train / \d+ render rays/s', dry.stdout, re.M)
+    assert_plan(make(tmp_path, *selection[:2], 'DRY_RUN=1', args), 'no_depth/3', 'ours/3', 'depth_mipnerf.train')
     assert not runs.exists()
 
     # killed after the first checkpoint of no_depth/3: the rerun resumes from the newest one
-    first = runs / 'no_depth_3'
-    process = make(tmp_path, *selection, popen=True)
-    saved = kill_at_first_checkpoint(process, first, timeout=120)
-    assert saved and saved[-1] < STEPS and not (first / 'eval').exists()
-
-    resumed = make(tmp_path, *selection)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert '== no_depth/3: partial' in resumed.stdout and '== ours/3: new' in resumed.stdout
-    starts = re.findall(r'resuming from (\S+) at step (\d+)', resumed.stdout)
-    assert [int(step) for _, step in starts] == [saved[-1]] and 'no_depth_3' in starts[0][0], resumed.stdout
+    kill_and_resume(functools.partial(make, tmp_path, *selection), runs / 'no_depth_3', 'no_depth/3', 'ours/3',
+                    STEPS, 'eval')
 
     table = json.loads(out.with_suffix('.json').read_text())
     assert [r['key'] for r in table['rows']] == ['no_depth/3', 'ours/3'] and table['finished'] == '2 of 2'

@@ -3,14 +3,11 @@ command reaches the next checkpoint with the parameters, Adam moments and LR sch
 uninterrupted run from the same seed, bit for bit (CPU)."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
-
-import torch
 
 from common import checkpoints
+from tests.conftest import assert_trees_identical, kill_once
 from tests.depth_mipnerf.conftest import REPO
 
 SAVE_EVERY = 10
@@ -30,34 +27,9 @@ def start_training(scene, run_dir):
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def kill_once_saved(process, run_dir, step, timeout=60):
-    """SIGKILLs `process` as soon as run_dir holds the checkpoint of `step`; returns its output."""
-    path = checkpoints.checkpoint_path(run_dir, step)
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"no {path}; the run said:\n{process.communicate()[0].decode()}")
-        time.sleep(0.002)
-    process.send_signal(signal.SIGKILL)
-    return process.communicate()[0].decode()
-
-
-def assert_identical(a, b, where="checkpoint"):
-    """Nested dicts / lists of tensors and numbers equal bit for bit."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
-        assert torch.equal(a, b), f"{where} differs"
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            assert_identical(a[key], b[key], f"{where}[{key!r}]")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_identical(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
+def kill_once_saved(process, run_dir, step):
+    """kill_once as soon as run_dir holds the checkpoint of `step`; -> its output."""
+    return kill_once(process, lambda: os.path.exists(checkpoints.checkpoint_path(run_dir, step)), 60)
 
 
 def test_a_run_killed_between_checkpoints_resumes_bit_identically(scene, tmp_path):
@@ -76,4 +48,4 @@ def test_a_run_killed_between_checkpoints_resumes_bit_identically(scene, tmp_pat
     got = checkpoints.load_checkpoint(checkpoints.checkpoint_path(resumed, 2 * SAVE_EVERY))
     assert got["step"] == expected["step"] == 2 * SAVE_EVERY
     for key in ("model", "optimizer", "scheduler"):
-        assert_identical(got[key], expected[key], key)
+        assert_trees_identical(got[key], expected[key], key)

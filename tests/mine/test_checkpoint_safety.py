@@ -15,7 +15,7 @@ import yaml
 from common import dist
 from mine import train
 from mine.visualizations.image_to_video import load_params
-from tests.conftest import folder_digest
+from tests.conftest import assert_trees_identical, folder_digest
 from tests.mine.conftest import REPO, SMALL_CONFIG, small_config
 
 LLFF = REPO / "mine/configs/params_llff.yaml"
@@ -51,26 +51,6 @@ def _state(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _leaves(obj, prefix=""):
-    """(path, value) of every tensor and number in nested dicts and lists."""
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            yield from _leaves(value, f"{prefix}/{key}")
-    elif isinstance(obj, (list, tuple)):
-        for i, value in enumerate(obj):
-            yield from _leaves(value, f"{prefix}/{i}")
-    else:
-        yield prefix, obj
-
-
-def _assert_equal_states(a, b):
-    """Every tensor and number of two checkpoint dicts is bit-identical."""
-    a, b = dict(_leaves(a)), dict(_leaves(b))
-    assert a.keys() == b.keys()
-    for key, x in a.items():
-        assert torch.equal(x, b[key]) if isinstance(x, torch.Tensor) else x == b[key], key
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(small_root, tmp_path_factory):
     """The run folder of one uninterrupted subprocess run (4 steps, checkpoints at steps 2 and 4)."""
@@ -98,7 +78,7 @@ def test_sigkill_between_checkpoints_resumes_bit_identically(small_root, uninter
     subprocess.run(command, check=True, capture_output=True, cwd=REPO, env=_env(), timeout=300)
     resumed, reference = _state(latest), _state(uninterrupted / "checkpoint_latest.pth")
     assert resumed["global_step"] == reference["global_step"] == 4
-    _assert_equal_states(resumed, reference)
+    assert_trees_identical(resumed, reference)
 
 
 def test_checkpoints_every_n_steps_keep_the_previous_one(uninterrupted):
@@ -118,7 +98,7 @@ def test_truncated_checkpoint_latest_falls_back_to_the_previous_one(small_root, 
     assert task.restored["global_step"] == 4 and task.global_step == 4
     assert (run / "checkpoint_latest.pth.unreadable").read_bytes() == truncated  # kept, never deleted
     assert (run / "checkpoint_previous.pth").read_bytes() == good
-    _assert_equal_states(_state(run / "checkpoint_latest.pth")["decoder"], _state(uninterrupted /
+    assert_trees_identical(_state(run / "checkpoint_latest.pth")["decoder"], _state(uninterrupted /
                                                                                   "checkpoint_latest.pth")["decoder"])
 
 

@@ -5,9 +5,7 @@ The KITTI raw and Flowers stand-ins are read by MINE's loaders."""
 import json
 import math
 import os
-import signal
 import subprocess
-import time
 
 import torch
 
@@ -15,6 +13,7 @@ from data_tools import standin
 from mine.input_pipelines.flowers.flowers_dataset import FlowersDataset
 from mine.input_pipelines.kitti_raw.kitti_raw_dataset import KittiRawDataset
 from mine.scripts import reproduce, summarize
+from tests.conftest import kill_once
 from tests.mine.conftest import REPO
 
 TINY = {"data.img_h": 128, "data.img_w": 128, "data.per_gpu_batch_size": 2, "data.visible_point_count": 64,
@@ -63,15 +62,9 @@ def test_make_reproduce_realestate10k_end_to_end(tmp_path):
     assert "total ~" in plan.stdout and not run.exists()
 
     # Killed after its first checkpoint, then rerun: training resumes from that checkpoint.
-    process = make_reproduce(tmp_path, data, popen=True)
-    try:
-        deadline = time.monotonic() + 300
-        while not (run / "checkpoint_latest.pth").exists() and time.monotonic() < deadline:
-            assert process.poll() is None, "the run ended before its first checkpoint"
-            time.sleep(0.2)
-        os.killpg(process.pid, signal.SIGKILL)
-    finally:
-        process.wait()
+    logged = lambda: (run / "training.log").exists() and "Latest checkpoint saved" in (run / "training.log").read_text()
+    kill_once(make_reproduce(tmp_path, data, popen=True), lambda: (run / "checkpoint_latest.pth").exists() and logged(),
+              300)
     killed_step = torch.load(run / "checkpoint_latest.pth", map_location="cpu", weights_only=True)["global_step"]
     assert killed_step >= 2 and not (run / "eval" / "metrics.json").exists()
     done = make_reproduce(tmp_path, data)

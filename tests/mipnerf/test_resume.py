@@ -3,16 +3,15 @@ same command writes, at the next checkpoint, bit for bit the parameters, Adam mo
 states of an uninterrupted run from the same seeds."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 from common import checkpoints
 from mipnerf.internal import datasets, utils
+from tests.conftest import assert_trees_identical, kill_once
 from tests.mipnerf.test_train_eval import REPO, TINY
 
 SAVE_EVERY = 10
@@ -41,33 +40,10 @@ def finish(process):
     return out
 
 
-def kill_after_first_checkpoint(process, run_dir, timeout=60):
-    """SIGKILLs process as soon as checkpoint SAVE_EVERY is in run_dir; returns the checkpoints left."""
-    first = checkpoints.checkpoint_path(run_dir, SAVE_EVERY)
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(first):
-        assert process.poll() is None, process.communicate()[1][-2000:]
-        assert time.monotonic() < deadline, "no first checkpoint"
-        time.sleep(0.001)
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
+def kill_after_first_checkpoint(process, run_dir):
+    """kill_once as soon as checkpoint SAVE_EVERY is in run_dir; -> the checkpoints left."""
+    kill_once(process, lambda: os.path.exists(checkpoints.checkpoint_path(run_dir, SAVE_EVERY)), 60)
     return [os.path.basename(p) for p in checkpoints.list_checkpoints(run_dir)]
-
-
-def assert_identical(actual, expected, where=""):
-    """Tensors equal bit for bit (and the same dtype), through nested dicts and lists."""
-    if isinstance(expected, dict):
-        assert actual.keys() == expected.keys(), where
-        for key in expected:
-            assert_identical(actual[key], expected[key], f"{where}/{key}")
-    elif isinstance(expected, (list, tuple)):
-        assert len(actual) == len(expected), where
-        for i, (a, e) in enumerate(zip(actual, expected)):
-            assert_identical(a, e, f"{where}/{i}")
-    elif isinstance(expected, torch.Tensor):
-        assert actual.dtype == expected.dtype and torch.equal(actual, expected), where
-    else:
-        assert actual == expected, where
 
 
 @pytest.mark.parametrize("on_device", [False, True])
@@ -105,7 +81,7 @@ def test_a_run_killed_between_checkpoints_resumes_bit_identically(scene, tmp_pat
     expected = checkpoints.load_checkpoint(checkpoints.checkpoint_path(reference_dir, last))
     actual = checkpoints.load_checkpoint(checkpoints.checkpoint_path(killed_dir, last))
     assert actual["step"] == expected["step"] == last
-    assert_identical(actual["model"], expected["model"], "model")
-    assert_identical(actual["optimizer"], expected["optimizer"], "optimizer")
-    assert_identical(actual["rng"], expected["rng"], "rng")
-    assert_identical(actual["global_rng"], expected["global_rng"], "global_rng")
+    assert_trees_identical(actual["model"], expected["model"], "model")
+    assert_trees_identical(actual["optimizer"], expected["optimizer"], "optimizer")
+    assert_trees_identical(actual["rng"], expected["rng"], "rng")
+    assert_trees_identical(actual["global_rng"], expected["global_rng"], "global_rng")

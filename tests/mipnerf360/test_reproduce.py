@@ -3,17 +3,17 @@ factor 2) with a tiny model through ARGS: a missing scene folder refused before 
 plan, a killed run resuming from its checkpoint, the table (every row, finite numbers, the protocol block),
 finished scenes skipped, and the summariser rebuilding the same table."""
 
+import functools
 import json
 import math
 import pathlib
-import re
 import subprocess
 import sys
 
 import pytest
 
 from mipnerf360.scripts import reproduce
-from tests.conftest import kill_at_first_checkpoint, make_reproduce
+from tests.conftest import assert_plan, kill_and_resume, make_reproduce
 
 REPO = pathlib.Path(__file__).parents[2]
 STEPS, EVERY = 30, 10
@@ -54,24 +54,12 @@ def test_main_table_end_to_end(tmp_path):
     assert str(data / 'garden') not in missing.stderr and 'sparse/0/' in missing.stderr and 'images_4/' in missing.stderr
     assert not runs.exists()
 
-    dry = make(tmp_path, *selection[:2], 'DRY_RUN=1', args)
-    assert dry.returncode == 0, dry.stderr
-    assert re.search(r'^garden\s+new\s+~[\d.]+ h\s+python -m mipnerf360.train', dry.stdout, re.M), dry.stdout
-    assert re.search(r'^room\s+new', dry.stdout, re.M) and 'measured here' in dry.stdout
-    assert re.search(r'^total ~[\d.]+ h at \d+ train / \d+ render rays/s', dry.stdout, re.M)
+    assert_plan(make(tmp_path, *selection[:2], 'DRY_RUN=1', args), 'garden', 'room', 'mipnerf360.train')
     assert not runs.exists()
 
     # killed after the first checkpoint of garden: the rerun resumes from the newest one
-    first = runs / 'garden'
-    process = make(tmp_path, *selection, popen=True)
-    saved = kill_at_first_checkpoint(process, first, timeout=120)
-    assert saved and saved[-1] < STEPS and not (first / 'test_preds').exists()
-
-    resumed = make(tmp_path, *selection)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert '== garden: partial' in resumed.stdout and '== room: new' in resumed.stdout
-    starts = re.findall(r'resuming from (\S+) at step (\d+)', resumed.stdout)
-    assert [int(step) for _, step in starts] == [saved[-1]] and 'garden' in starts[0][0], resumed.stdout
+    kill_and_resume(functools.partial(make, tmp_path, *selection), runs / 'garden', 'garden', 'room', STEPS,
+                    'test_preds')
 
     table = json.loads(out.with_suffix('.json').read_text())
     assert [(r['key'], r['factor']) for r in table['rows']] == [('garden', 4), ('room', 2)]

@@ -3,14 +3,11 @@ command reaches the next checkpoint with every parameter and Adam moment bit-ide
 uninterrupted run's."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
-
-import torch
 
 from common import checkpoints
+from tests.conftest import assert_trees_identical, kill_once
 from tests.mipnerf360.test_train import REPO, TINY
 
 EVERY = 4  # steps between checkpoints; the kill lands in the EVERY steps after the first one
@@ -33,34 +30,9 @@ def run_to_end(scene, run_dir):
 
 
 def kill_after_first_checkpoint(scene, run_dir):
-    """Starts the command and SIGKILLs it as soon as its first checkpoint is on disk."""
-    first = checkpoints.checkpoint_path(str(run_dir), EVERY)
-    process = subprocess.Popen(command(scene, run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               cwd=REPO)
-    deadline = time.monotonic() + 120
-    while not os.path.exists(first):
-        assert process.poll() is None, process.stderr.read().decode()[-3000:]
-        assert time.monotonic() < deadline, "no first checkpoint within 120 s"
-        time.sleep(0.002)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    process.stderr.close()
-
-
-def assert_trees_equal(a, b, where=""):
-    """Asserts that two nested dicts/lists of tensors and numbers are equal, tensors bit for bit."""
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            assert_trees_equal(a[k], b[k], f"{where}/{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_trees_equal(x, y, f"{where}/{i}")
-    elif isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and torch.equal(a, b), where
-    else:
-        assert a == b, where
+    """Starts the command and kills it (kill_once) as soon as its first checkpoint is on disk."""
+    process = subprocess.Popen(command(scene, run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+    kill_once(process, lambda: os.path.exists(checkpoints.checkpoint_path(str(run_dir), EVERY)))
 
 
 def test_a_run_killed_between_checkpoints_resumes_bit_identically(scene, tmp_path):
@@ -74,5 +46,5 @@ def test_a_run_killed_between_checkpoints_resumes_bit_identically(scene, tmp_pat
     expected = checkpoints.load_checkpoint(checkpoints.checkpoint_path(str(reference), 2 * EVERY))
     resumed = checkpoints.load_checkpoint(checkpoints.checkpoint_path(str(killed), 2 * EVERY))
     assert resumed["state"]["step"] == 2 * EVERY
-    assert_trees_equal(resumed["state"]["model"], expected["state"]["model"], "model")
-    assert_trees_equal(resumed["state"]["optimizer"], expected["state"]["optimizer"], "optimizer")
+    assert_trees_identical(resumed["state"]["model"], expected["state"]["model"], "model")
+    assert_trees_identical(resumed["state"]["optimizer"], expected["state"]["optimizer"], "optimizer")

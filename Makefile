@@ -4,7 +4,6 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-TORCH_CPU ?= torch==2.13.0
 
 DATA_DIR ?=
 SCENE ?=
@@ -32,12 +31,14 @@ install: $(STAMP)
 
 # requirements.lock pins every runtime and test dependency with hashes (pip-compile from pyproject.toml
 # and its test extra; `make lock` regenerates it, keeping its pins unless UPGRADE=1). torch is installed
-# first at the lock's release: the CPU build where there is no CUDA, else PyPI's (CUDA) build; the rest
-# of the lock follows without torch, then the project (editable, --no-deps). The stamp depends on the
+# first at the lock's release: with CUDA, PyPI's (CUDA) build; without, the CPU build (+cpu: a wheel on
+# this machine's find-links, else PyTorch's CPU index, else PyPI's, which is CPU-only off x86 Linux; its
+# dependencies come from the lock); the rest of the lock follows without torch, then the project
+# (editable, --no-deps). The stamp depends on the
 # lock and pyproject.toml, so a second `make install` is a no-op until one of them changes.
 LOCK := requirements.lock
 TORCH_VERSION := $(firstword $(subst +, ,$(shell sed -n 's/^torch==\([^ ]*\).*/\1/p' $(LOCK))))
-TORCH_CPU ?= torch==$(TORCH_VERSION)
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@if $(PY) -c "import torch" 2>/dev/null; then \
@@ -45,8 +46,10 @@ $(STAMP): pyproject.toml $(LOCK)
 	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
 	  $(PY) -m pip install -q torch==$(TORCH_VERSION); \
 	else \
-	  echo "no CUDA on this machine: installing the CPU build $(TORCH_CPU)"; \
-	  $(PY) -m pip install -q $(TORCH_CPU); \
+	  echo "no CUDA on this machine: installing the CPU build torch==$(TORCH_VERSION)+cpu"; \
+	  $(PY) -m pip install -q --no-deps --no-index torch==$(TORCH_VERSION)+cpu 2>/dev/null \
+	  || $(PY) -m pip install -q --no-deps torch==$(TORCH_VERSION)+cpu --index-url $(TORCH_CPU_INDEX) \
+	  || $(PY) -m pip install -q --no-deps torch==$(TORCH_VERSION); \
 	fi
 	awk '/^[^ #]/ { skip = /^torch==/ } !skip' $(LOCK) > $(VENV)/requirements-without-torch.lock
 	$(PY) -m pip install -q --require-hashes -r $(VENV)/requirements-without-torch.lock

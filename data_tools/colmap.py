@@ -4,6 +4,8 @@
 [--mapper incremental|global] [--allow_partial] [--overwrite]` reads DATA_DIR/images and writes
 DATA_DIR/database.db, DATA_DIR/sparse/0 (the largest model) and DATA_DIR/images_{2,4,8}, the layout
 that mip-NeRF 360 reads. Everything is built in a work folder first, so a failure leaves DATA_DIR as it was.
+
+`write_model` writes a model of common.colmap's namedtuples (the scenes of data_tools.synth, tests).
 """
 
 import argparse
@@ -13,11 +15,92 @@ import shutil
 import sys
 import tempfile
 
+import numpy as np
 import pycolmap
 
+from common import colmap
 from data_tools import images as image_io
 
 DOWNSAMPLE_FACTORS = (2, 4, 8)
+
+
+def rotmat2qvec(R):
+    """(w, x, y, z) quaternion with w >= 0 of a rotation matrix: R: [..., 3, 3] -> [..., 4]."""
+    R = np.asarray(R, dtype=np.float64)
+    (xx, xy, xz), (yx, yy, yz), (zx, zy, zz) = np.moveaxis(R, (-2, -1), (0, 1))
+    # The quaternion is the top eigenvector of this symmetric 4x4 matrix (Bar-Itzhack 2000),
+    # which stays accurate for every rotation angle, unlike the trace formula.
+    rows = [
+        [xx + yy + zz, zy - yz, xz - zx, yx - xy],
+        [zy - yz, xx - yy - zz, xy + yx, xz + zx],
+        [xz - zx, xy + yx, yy - xx - zz, yz + zy],
+        [yx - xy, xz + zx, yz + zy, zz - xx - yy],
+    ]
+    K = np.stack([np.stack(row, axis=-1) for row in rows], axis=-2)
+    qvec = np.linalg.eigh(K)[1][..., -1]
+    # q and -q are the same rotation; COLMAP keeps w >= 0.
+    return np.where(qvec[..., :1] < 0, -qvec, qvec)
+
+
+
+
+def _to_camera(cam, path):
+    """pycolmap.Camera of a Camera; errors name the model folder `path`."""
+    if cam.model not in pycolmap.CameraModelId.__members__:
+        raise ValueError(f"{path}: camera {cam.id}: unknown COLMAP camera model {cam.model!r}")
+    camera = pycolmap.Camera(camera_id=cam.id, model=cam.model, width=cam.width, height=cam.height,
+                             params=np.asarray(cam.params, np.float64))  # fmt: skip
+    if not camera.verify_params():
+        raise ValueError(f"{path}: camera {cam.id}: {cam.model} takes params "
+                         f"({camera.params_info}), got {len(cam.params)}")  # fmt: skip
+    return camera
+
+
+def _to_image(im):
+    """(pycolmap.Image, its cam_from_world pycolmap.Rigid3d) of an Image."""
+    points2D = pycolmap.Point2DList([
+        pycolmap.Point2D(xy, pycolmap.INVALID_POINT3D_ID if pid == colmap.INVALID_POINT3D_ID else pid)
+        for xy, pid in zip(np.asarray(im.xys, np.float64).reshape(-1, 2), np.asarray(im.point3D_ids).tolist())
+    ])  # fmt: skip
+    image = pycolmap.Image(name=im.name, points2D=points2D, camera_id=im.camera_id, image_id=im.id)
+    xyzw = np.roll(np.asarray(im.qvec, np.float64), -1)
+    return image, pycolmap.Rigid3d(pycolmap.Rotation3d(xyzw), np.asarray(im.tvec, np.float64))
+
+
+def _to_point3D(pt):
+    """pycolmap.Point3D of a Point3D."""
+    track = pycolmap.Track()
+    for image_id, idx in zip(np.asarray(pt.image_ids).tolist(), np.asarray(pt.point2D_idxs).tolist()):
+        track.add_element(image_id, idx)
+    return pycolmap.Point3D(xyz=np.asarray(pt.xyz, np.float64), color=np.asarray(pt.rgb, np.uint8),
+                            error=float(pt.error), track=track)  # fmt: skip
+
+
+def write_model(cameras, images, points3D, path, ext=".bin"):
+    """Writes the model into folder `path` (created if needed) with pycolmap, as COLMAP does:
+    cameras, images, points3D and COLMAP >= 3.12's rigs and frames (one trivial rig per camera).
+
+    pycolmap checks the model: every image's camera and every track's image and 2D point exist,
+    and the 2D point of a track element observes that 3D point. Text files cannot hold an image
+    name with a space.
+    """
+    if ext not in (".bin", ".txt"):
+        raise ValueError(f"ext must be '.bin' or '.txt', got {ext!r}")
+    spaced = [im.name for im in images.values() if ext == ".txt" and " " in im.name]
+    if spaced:  # COLMAP's text reader ends a name at its first space.
+        raise ValueError(f"{path}: image name {spaced[0]!r} has a space; write ext='.bin'")
+    rec = pycolmap.Reconstruction()
+    try:
+        for cam in cameras.values():
+            rec.add_camera_with_trivial_rig(_to_camera(cam, path))
+        for im in images.values():
+            rec.add_image_with_trivial_frame(*_to_image(im))
+        for pt in points3D.values():
+            rec.add_point3D_with_id(pt.id, _to_point3D(pt))
+    except (ValueError, IndexError) as error:
+        raise ValueError(f"{path}: {error}") from None
+    os.makedirs(path, exist_ok=True)
+    (rec.write_binary if ext == ".bin" else rec.write_text)(str(path))
 
 
 class ColmapError(RuntimeError):

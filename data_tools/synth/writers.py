@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common import colmap, llff
+from data_tools import colmap as colmap_tools
 from data_tools.images import downsample, replace_dir
 from data_tools.synth import render, sparse
 
@@ -160,7 +161,7 @@ def write_colmap(scene, folder, xyz, rgb, visible, xy):
         w2c = np.linalg.inv(camtoworld)
         point_ids = np.nonzero(seen)[0]
         images[image_id] = colmap.Image(
-            image_id, colmap.rotmat2qvec(w2c[:3, :3]), w2c[:3, 3], 1, image_name(path),
+            image_id, colmap_tools.rotmat2qvec(w2c[:3, :3]), w2c[:3, 3], 1, image_name(path),
             view_xy[point_ids], point_ids + 1,
         )  # fmt: skip
     # Index of each point among the observations of each view: [N, P].
@@ -170,7 +171,7 @@ def write_colmap(scene, folder, xyz, rgb, visible, xy):
                               point2d_idx[visible[:, p], p])
         for p in range(len(xyz))
     }  # fmt: skip
-    colmap.write_model(cameras, images, points3D, folder / "sparse" / "0", ext=".bin")
+    colmap_tools.write_model(cameras, images, points3D, folder / "sparse" / "0", ext=".bin")
 
 
 def write_poses_bounds(scene, folder, bounds):

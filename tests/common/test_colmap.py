@@ -7,6 +7,7 @@ import pycolmap
 import pytest
 
 from common import colmap
+from data_tools import colmap as colmap_tools
 
 WIDTH, HEIGHT = 64, 48
 
@@ -70,7 +71,7 @@ def make_model(seed=0, num_images=5, num_points=50):
             if pid != -1:
                 tracks[pid].append((image_id, idx))
         images[int(image_id)] = colmap.Image(
-            int(image_id), colmap.rotmat2qvec(R), t, camera.id, f"img_{i:03d}.png", xys, ids
+            int(image_id), colmap_tools.rotmat2qvec(R), t, camera.id, f"img_{i:03d}.png", xys, ids
         )
     points3D = {
         int(pid): colmap.Point3D(
@@ -98,7 +99,7 @@ def assert_models_equal(a, b):
 @pytest.mark.parametrize("ext", [".bin", ".txt"])
 def test_write_read_round_trip(tmp_path, ext):
     model = make_model()
-    colmap.write_model(*model, tmp_path / "model", ext=ext)
+    colmap_tools.write_model(*model, tmp_path / "model", ext=ext)
     # pycolmap writes COLMAP >= 3.12's layout: rigs and frames beside the classic files.
     assert sorted(os.listdir(tmp_path / "model")) == sorted(
         f"{n}{ext}" for n in ("cameras", "images", "points3D", "rigs", "frames")
@@ -119,24 +120,24 @@ def test_round_trip_keeps_image_without_points(tmp_path, ext):
     cameras, images, points3D = without_image(make_model(), 1)
     images[1] = colmap.Image(1, np.array([1.0, 0, 0, 0]), np.zeros(3), 1, "bare.png",
                              np.zeros((0, 2)), np.zeros(0, np.int64))  # fmt: skip
-    colmap.write_model(cameras, images, points3D, tmp_path, ext=ext)
+    colmap_tools.write_model(cameras, images, points3D, tmp_path, ext=ext)
     assert_models_equal(colmap.read_model(tmp_path), (cameras, images, points3D))
 
 
 def test_names_with_spaces_need_binary_files(tmp_path):
     cameras, images, points3D = make_model()
     images = {k: im._replace(name=f"a name {k}.png") for k, im in images.items()}
-    colmap.write_model(cameras, images, points3D, tmp_path / "bin")
+    colmap_tools.write_model(cameras, images, points3D, tmp_path / "bin")
     assert_models_equal(colmap.read_model(tmp_path / "bin"), (cameras, images, points3D))
     # COLMAP's text reader ends a name at its first space.
     with pytest.raises(ValueError, match=f"{tmp_path / 'txt'}: image name 'a name .*' has a space"):
-        colmap.write_model(cameras, images, points3D, tmp_path / "txt", ext=".txt")
+        colmap_tools.write_model(cameras, images, points3D, tmp_path / "txt", ext=".txt")
 
 
 @pytest.mark.parametrize("ext", [".bin", ".txt"])
 def test_file_readers_need_only_the_files_before_them(tmp_path, ext):
     cameras, images, points3D = make_model()
-    colmap.write_model(cameras, images, points3D, tmp_path, ext=ext)
+    colmap_tools.write_model(cameras, images, points3D, tmp_path, ext=ext)
     os.remove(tmp_path / f"points3D{ext}")
     read_cameras, read_images = (
         (colmap.read_cameras_binary, colmap.read_images_binary)
@@ -152,7 +153,7 @@ def test_file_readers_need_only_the_files_before_them(tmp_path, ext):
 
 def test_read_points3D_binary_reads_the_model_beside_it(tmp_path):
     model = make_model()
-    colmap.write_model(*model, tmp_path)
+    colmap_tools.write_model(*model, tmp_path)
     assert_models_equal([colmap.read_points3D_binary(tmp_path / "points3D.bin")], [model[2]])
     os.remove(tmp_path / "images.bin")  # pycolmap checks the tracks against the images
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "images.bin")):
@@ -161,8 +162,8 @@ def test_read_points3D_binary_reads_the_model_beside_it(tmp_path):
 
 def test_read_model_prefers_bin_and_names_missing_files(tmp_path):
     cameras, images, points3D = make_model()
-    colmap.write_model(cameras, images, points3D, tmp_path, ext=".txt")
-    colmap.write_model(cameras, {}, {}, tmp_path, ext=".bin")
+    colmap_tools.write_model(cameras, images, points3D, tmp_path, ext=".txt")
+    colmap_tools.write_model(cameras, {}, {}, tmp_path, ext=".bin")
     assert colmap.read_model(tmp_path)[1] == {}  # the binary model wins when both are complete
     os.remove(tmp_path / "points3D.bin")
     assert len(colmap.read_model(tmp_path)[1]) == 5  # falls back to the complete text model
@@ -175,7 +176,7 @@ def test_read_model_prefers_bin_and_names_missing_files(tmp_path):
 
 def test_read_errors_name_the_files(tmp_path):
     model = make_model()
-    colmap.write_model(*model, tmp_path)
+    colmap_tools.write_model(*model, tmp_path)
     with open(tmp_path / "cameras.bin", "r+b") as f:
         f.seek(12)  # the first camera's model id
         f.write((99).to_bytes(4, "little"))
@@ -198,7 +199,7 @@ def test_read_errors_name_the_files(tmp_path):
 def test_write_model_rejects_models_colmap_cannot_read(tmp_path, change, message):
     model = change(*make_model())
     with pytest.raises(ValueError, match=message) as error:
-        colmap.write_model(*model, tmp_path / "model")
+        colmap_tools.write_model(*model, tmp_path / "model")
     assert str(tmp_path / "model") in str(error.value)
     assert not os.path.exists(tmp_path / "model")
 
@@ -293,7 +294,7 @@ def test_reads_files_written_by_pycolmap(tmp_path, writer):
 @pytest.mark.parametrize("ext", [".bin", ".txt"])
 def test_pycolmap_reads_files_we_wrote(tmp_path, ext):
     model = make_model()
-    colmap.write_model(*model, tmp_path, ext=ext)
+    colmap_tools.write_model(*model, tmp_path, ext=ext)
     rec = pycolmap.Reconstruction(str(tmp_path))
     assert rec.num_reg_images() == 5
     assert_matches_pycolmap(rec, *model)
@@ -312,26 +313,26 @@ def test_qvec_rotmat_round_trip():
     np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-14)
     for q, rot in zip(qvec[:20], R[:20]):
         np.testing.assert_allclose(rot, pycolmap.Rotation3d(np.roll(q, -1)).matrix(), atol=1e-14)
-    round_trip = colmap.rotmat2qvec(R)
+    round_trip = colmap_tools.rotmat2qvec(R)
     # A rotation by 180 degrees has w == 0, so q and -q both have w >= 0: compare up to sign.
     sign = np.sign(np.sum(round_trip * qvec, axis=-1, keepdims=True))
     np.testing.assert_allclose(round_trip * sign, qvec, atol=1e-12)
     assert np.all(round_trip[3:, 0] >= 0)
-    np.testing.assert_allclose(colmap.rotmat2qvec(np.eye(3)), [1, 0, 0, 0], atol=1e-15)
+    np.testing.assert_allclose(colmap_tools.rotmat2qvec(np.eye(3)), [1, 0, 0, 0], atol=1e-15)
 
 
 def test_find_largest_model_picks_most_images_then_most_points(tmp_path):
     cameras, images, points3D = make_model()
     for image_id in list(images)[3:]:
         cameras, images, points3D = without_image((cameras, images, points3D), image_id)
-    colmap.write_model(cameras, images, points3D, tmp_path / "0")
+    colmap_tools.write_model(cameras, images, points3D, tmp_path / "0")
     cameras, images, points3D = make_model()
-    colmap.write_model(
+    colmap_tools.write_model(
         cameras, images, dict(list(points3D.items())[:10]), tmp_path / "1", ext=".txt"
     )
     os.makedirs(tmp_path / "notes")
     assert colmap.find_largest_model(tmp_path) == os.path.join(tmp_path, "1")
-    colmap.write_model(cameras, images, points3D, tmp_path / "2")
+    colmap_tools.write_model(cameras, images, points3D, tmp_path / "2")
     assert colmap.find_largest_model(tmp_path) == os.path.join(
         tmp_path, "2"
     )  # tie on images: more points

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from common import colmap, llff
+from data_tools import colmap as colmap_tools
 from data_tools import imgs2poses
 
 
@@ -23,7 +24,7 @@ def forward_facing_model(fx=50.0, fy=50.0):
         seen = np.flatnonzero(rng.random(len(xyz)) < 0.8) + 10
         ids = np.concatenate([seen, [-1, -1]])  # two keypoints without a 3D point
         images[image_id] = colmap.Image(
-            image_id, colmap.rotmat2qvec(R), t, 2, name, np.zeros((len(ids), 2)), ids
+            image_id, colmap_tools.rotmat2qvec(R), t, 2, name, np.zeros((len(ids), 2)), ids
         )
     return cameras, images, points3D
 

@@ -12,6 +12,7 @@ import OpenEXR
 import pytest
 
 from common import colmap
+from data_tools import colmap as colmap_tools
 from depth_mipnerf.datasets import Blender, ScanNet
 from depth_mipnerf.datasets.exr import read_exr
 
@@ -171,9 +172,9 @@ def _scannet_layout(scene, out, n=3):
         for k, (pid, p) in enumerate(zip(ids, xyz)):  # point pid is the image's k-th 2D point
             points3D[int(pid)] = colmap.Point3D(int(pid), p, np.zeros(3, np.uint8), 0.0,
                                                 np.array([i + 1]), np.array([k]))
-        images[i + 1] = colmap.Image(i + 1, colmap.rotmat2qvec(w2c[:3, :3]), w2c[:3, 3], 1, f"{i}.png", xys, ids)
+        images[i + 1] = colmap.Image(i + 1, colmap_tools.rotmat2qvec(w2c[:3, :3]), w2c[:3, 3], 1, f"{i}.png", xys, ids)
     cameras = {1: colmap.Camera(1, "PINHOLE", w, h, np.array([fx, fx, w / 2, h / 2]))}
-    colmap.write_model(cameras, images, points3D, str(out / "sparse" / "0"))
+    colmap_tools.write_model(cameras, images, points3D, str(out / "sparse" / "0"))
     (out / "transforms_train.json").write_text(json.dumps({"near": 2.0, "far": 6.0, "frames": frames}))
     (out / "config.json").write_text(json.dumps({"max_depth": 10.0}))
     return out
@@ -206,7 +207,7 @@ def test_scannet_image_not_in_colmap_model(scene, tmp_path):
     cameras, images, points3D = colmap.read_model(str(room / "sparse" / "0"))
     del images[2]
     points3D = {k: p for k, p in points3D.items() if 2 not in p.image_ids}  # COLMAP checks tracks
-    colmap.write_model(cameras, images, points3D, str(room / "sparse" / "0"))
+    colmap_tools.write_model(cameras, images, points3D, str(room / "sparse" / "0"))
     with pytest.raises(ValueError, match=r"sparse/0: the COLMAP model has no image named 1\.png"):
         ScanNet(str(pathlib.Path(room)), "train", white_bkgd=False, depth_source="mono_colmap")
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from common import colmap, llff
+from data_tools import colmap as colmap_tools
 from data_tools.synth import build_scene, scene_sdf, write_scene
 from mipnerf360.internal import camera_utils, configs, datasets, utils
 
@@ -336,7 +337,7 @@ def test_colmap_camera_models_give_distortion(load, copy_scene, model, params, c
     folder = copy_scene("unbounded360")
     cameras, images, points = colmap.read_model(folder / "sparse" / "0")
     cameras = {1: colmap.Camera(1, model, 64, 48, np.array(params, float))}
-    colmap.write_model(cameras, images, points, folder / "sparse" / "0")
+    colmap_tools.write_model(cameras, images, points, folder / "sparse" / "0")
     dataset = load("train", folder, factor=2, batch_size=32)
     assert dataset.distortion_params == pytest.approx(expected)
     assert dataset.camtype == camera_utils.ProjectionType(camtype)

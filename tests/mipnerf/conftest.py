@@ -16,8 +16,8 @@ from common import dist
 
 REPO = pathlib.Path(__file__).parents[2]
 # demo.gin's 800 steps at a quarter of the length and 2.5x its rate (a quarter of the test time):
-# measured here 17.8 / 19.2 / 21.4 / 23.6 dB at full / 1/2 / 1/4 / 1/8 (demo.gin: 21.7 / 24.2 /
-# 26.9 / 26.2), and the paper's gap to w/o IPE keeps clear margins (test_claim.py).
+# measured here 17.8 / 19.2 / 21.3 / 23.8 dB at full / 1/2 / 1/4 / 1/8 (demo.gin: 21.6 / 24.0 /
+# 26.6 / 26.2), and the paper's gap to w/o IPE keeps clear margins (test_claim.py).
 CLAIM_RUN = ["Config.max_steps = 200", "Config.lr_init = 5e-3"]
 
 

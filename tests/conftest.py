@@ -149,3 +149,12 @@ def kill_and_resume(run, run_dir, first, second, steps, outputs):
     starts = re.findall(r'resuming from (\S+) at step (\d+)', resumed.stdout)
     assert [int(step) for _, step in starts] == [saved[-1]] and run_dir.name in starts[0][0], resumed.stdout
     return resumed
+
+
+def assert_rerun_skips_finished(run, runs, trainer):
+    """Reruns a finished reproduce command (run()): no cell starts (`trainer` never runs) and no file
+    under the run folders `runs` is written again."""
+    before = {p: p.stat().st_mtime_ns for p in runs.rglob('*') if p.is_file()}
+    again = run()
+    assert again.returncode == 0 and '== ' not in again.stdout and trainer not in again.stderr, again.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob('*') if p.is_file()} == before

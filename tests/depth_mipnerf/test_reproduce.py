@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from depth_mipnerf.scripts import reproduce
-from tests.conftest import assert_plan, kill_and_resume, make_reproduce
+from tests.conftest import assert_plan, assert_rerun_skips_finished, kill_and_resume, make_reproduce
 
 REPO = pathlib.Path(__file__).parents[2]
 STEPS = 40
@@ -75,10 +75,7 @@ def test_sparse_view_table_end_to_end(tmp_path):
     assert 'Protocol:' in md and '"resolution": "16x16"' in md
 
     # finished cells are skipped: nothing trains or evaluates again
-    before = {p: p.stat().st_mtime_ns for p in runs.rglob('*') if p.is_file()}
-    again = make(tmp_path, *selection)
-    assert again.returncode == 0 and '== ' not in again.stdout and 'depth_mipnerf.train' not in again.stderr
-    assert {p: p.stat().st_mtime_ns for p in runs.rglob('*') if p.is_file()} == before
+    assert_rerun_skips_finished(functools.partial(make, tmp_path, *selection), runs, 'depth_mipnerf.train')
 
     summary = subprocess.run([sys.executable, '-m', 'depth_mipnerf.scripts.summarize', str(runs), '--scenes',
                               'no_depth,ours', '--views', '3', '--data_dir', str(data / 'lego'),

@@ -4,6 +4,7 @@ checkpoint resuming from it, the table, finished scenes skipped, the summariser.
 missing checkpoint named (in-process), the evaluation of a tiny untrained checkpoint in the release's
 format, the table."""
 
+import functools
 import json
 import math
 import pathlib
@@ -15,7 +16,12 @@ import types
 import pytest
 
 from inerf.scripts import reproduce, summarize
-from tests.conftest import assert_plan, kill_at_first_checkpoint, make_reproduce
+from tests.conftest import (
+    assert_plan,
+    assert_rerun_skips_finished,
+    kill_at_first_checkpoint,
+    make_reproduce,
+)
 
 REPO = pathlib.Path(__file__).parents[2]
 POSE_BINDS = ['Config.N_iters=100', 'Config.i_weights=20', 'Config.i_print=20', 'Config.netdepth=2',
@@ -89,10 +95,7 @@ def test_pose_table_end_to_end(tmp_path):
     assert all(r['published'] is None for r in table['rows'])
 
     # finished scenes are skipped: nothing trains or evaluates again
-    before = {p: p.stat().st_mtime_ns for p in runs.rglob('*') if p.is_file()}
-    again = make(tmp_path, f'DATA_DIR={data}', 'SCENES=chair,lego', args)
-    assert again.returncode == 0 and '== ' not in again.stdout and 'train_nerf' not in again.stderr
-    assert {p: p.stat().st_mtime_ns for p in runs.rglob('*') if p.is_file()} == before
+    assert_rerun_skips_finished(functools.partial(make, tmp_path, f'DATA_DIR={data}', 'SCENES=chair,lego', args), runs, 'train_nerf')
 
     summarize.main([str(runs), '--scenes', 'chair,lego', '--out', str(tmp_path / 'summary')])
     rebuilt = json.loads((tmp_path / 'summary.json').read_text())

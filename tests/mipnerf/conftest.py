@@ -64,3 +64,15 @@ def noipe_run(scene, tmp_path_factory):
     """demo.gin with disable_integration (the paper's "w/o IPE" ablation), same steps and seeds."""
     return train_and_eval(scene, tmp_path_factory.mktemp("mipnerf_noipe"),
                           CLAIM_RUN + ["MipNerfModel.disable_integration = True"])
+
+
+@pytest.fixture
+def fresh_gin_and_flags():
+    """Empty gin bindings and unparsed absl flags around a test that runs a script's main."""
+    from absl import flags
+
+    gin.clear_config()
+    flags.FLAGS.unparse_flags()
+    yield
+    flags.FLAGS.unparse_flags()
+    gin.clear_config()

@@ -114,15 +114,6 @@ def test_more_images_than_poses_names_both_files(scratch):
 DIVERGING = ["Config.lr_init = 1e30", "Config.lr_final = 1e30"]
 
 
-@pytest.fixture
-def fresh_gin_and_flags():
-    gin.clear_config()
-    flags.FLAGS.unparse_flags()
-    yield
-    flags.FLAGS.unparse_flags()
-    gin.clear_config()
-
-
 def one_line_error(main, argv, capsys):
     """Runs a script's main with argv; asserts it exits with status 1 and returns its one-line stderr."""
     flags.FLAGS(argv)

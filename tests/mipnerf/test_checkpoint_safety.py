@@ -12,14 +12,8 @@ from mipnerf import train
 from tests.common.test_checkpoints import folder_digest, write_unreadable
 from tests.mipnerf.test_train_eval import TINY, single_process
 
-
-@pytest.fixture(autouse=True)
-def _fresh_flags_and_gin():
-    gin.clear_config()
-    flags.FLAGS.unparse_flags()
-    yield
-    flags.FLAGS.unparse_flags()
-    gin.clear_config()
+# Every test here runs a script's main.
+pytestmark = pytest.mark.usefixtures("fresh_gin_and_flags")
 
 
 def test_unreadable_checkpoints_refuse_until_start_afresh(scene, tmp_path, capsys):

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from mipnerf.scripts import reproduce
-from tests.conftest import assert_plan, kill_and_resume, make_reproduce
+from tests.conftest import assert_plan, assert_rerun_skips_finished, kill_and_resume, make_reproduce
 
 REPO = pathlib.Path(__file__).parents[2]
 STEPS = 40
@@ -110,10 +110,7 @@ def test_multiscale_table_end_to_end(tmp_path):
     assert '| 1/8 | 2 | 35.602 / ' in md and 'Protocol:' in md and '"resolution": "4x4"' in md
 
     # finished scenes are skipped: nothing trains or evaluates again
-    before = {p: p.stat().st_mtime_ns for p in runs.rglob('*') if p.is_file()}
-    again = make(tmp_path, *selection)
-    assert again.returncode == 0 and '== ' not in again.stdout and 'mipnerf.train' not in again.stderr
-    assert {p: p.stat().st_mtime_ns for p in runs.rglob('*') if p.is_file()} == before
+    assert_rerun_skips_finished(functools.partial(make, tmp_path, *selection), runs, 'mipnerf.train')
 
     summary = subprocess.run([sys.executable, '-m', 'mipnerf.scripts.summarize', str(runs.parent), '--scenes',
                               'lego,chair', '--data_dir', str(data), '--out', str(tmp_path / 'summary')],

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from mipnerf360.scripts import reproduce
-from tests.conftest import assert_plan, kill_and_resume, make_reproduce
+from tests.conftest import assert_plan, assert_rerun_skips_finished, kill_and_resume, make_reproduce
 
 REPO = pathlib.Path(__file__).parents[2]
 STEPS, EVERY = 30, 10
@@ -80,10 +80,7 @@ def test_main_table_end_to_end(tmp_path):
     assert 'Protocol:' in md and '"resolution": "96x64"' in md and '| indoor | 31.720 / ' in md
 
     # finished scenes are skipped: nothing trains or evaluates again
-    before = {p: p.stat().st_mtime_ns for p in runs.rglob('*') if p.is_file()}
-    again = make(tmp_path, *selection)
-    assert again.returncode == 0 and '== ' not in again.stdout and 'mipnerf360.train' not in again.stderr
-    assert {p: p.stat().st_mtime_ns for p in runs.rglob('*') if p.is_file()} == before
+    assert_rerun_skips_finished(functools.partial(make, tmp_path, *selection), runs, 'mipnerf360.train')
 
     summary = subprocess.run([sys.executable, '-m', 'mipnerf360.scripts.summarize', str(runs), '--scenes',
                               'garden,room', '--out', str(tmp_path / 'summary'), *[f'--bind={b}' for b in BINDS]],
